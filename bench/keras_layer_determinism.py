@@ -22,56 +22,66 @@ _SIZE, _COUNT = 64, 256
 
 
 def _inputs() -> tf.data.Dataset:
-  rng = np.random.default_rng(0)
-  images = rng.uniform(0, 255, (_COUNT, _SIZE, _SIZE, 3)).astype(np.float32)
-  masks = (rng.uniform(size=(_COUNT, _SIZE, _SIZE, 1)) > 0.5).astype(
-      np.float32)
-  return tf.data.Dataset.from_tensor_slices((images, masks))
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (_COUNT, _SIZE, _SIZE, 3)).astype(np.float32)
+    masks = (rng.uniform(size=(_COUNT, _SIZE, _SIZE, 1)) > 0.5).astype(
+        np.float32
+    )
+    return tf.data.Dataset.from_tensor_slices((images, masks))
 
 
 def keras_layers_run(parallel_calls: int | None) -> np.ndarray:
-  layers = [keras.layers.RandomRotation(0.1, seed=1),
-            keras.layers.RandomZoom(0.2, seed=2)]
+    layers = [
+        keras.layers.RandomRotation(0.1, seed=1),
+        keras.layers.RandomZoom(0.2, seed=2),
+    ]
 
-  def apply(image, mask):
-    data = {"images": image, "segmentation_masks": mask}
-    for layer in layers:
-      data = layer(data, training=True)
-    return data["images"]
+    def apply(image, mask):
+        data = {"images": image, "segmentation_masks": mask}
+        for layer in layers:
+            data = layer(data, training=True)
+        return data["images"]
 
-  dataset = _inputs().map(apply, num_parallel_calls=parallel_calls,
-                          deterministic=True)
-  return np.stack([x.numpy() for x in dataset])
+    dataset = _inputs().map(
+        apply, num_parallel_calls=parallel_calls, deterministic=True
+    )
+    return np.stack([x.numpy() for x in dataset])
 
 
 def stateless_run() -> np.ndarray:
-  config = augment.AugmentConfig.geometry_only(_SIZE)
+    config = augment.AugmentConfig.geometry_only(_SIZE)
 
-  def apply(index, pair):
-    image, mask = pair
-    sprite = tf.concat([image, mask * 255.0], axis=-1)
-    placement = augment.sample_placement(augment.element_seed(1, index),
-                                         config)
-    return augment.warp_product(tf.cast(sprite, tf.uint8), placement)[0]
+    def apply(index, pair):
+        image, mask = pair
+        sprite = tf.concat([image, mask * 255.0], axis=-1)
+        placement = augment.sample_placement(
+            augment.element_seed(1, index), config
+        )
+        return augment.warp_product(tf.cast(sprite, tf.uint8), placement)[0]
 
-  dataset = _inputs().enumerate().map(apply, num_parallel_calls=8,
-                                      deterministic=True)
-  return np.stack([x.numpy() for x in dataset])
+    dataset = (
+        _inputs()
+        .enumerate()
+        .map(apply, num_parallel_calls=8, deterministic=True)
+    )
+    return np.stack([x.numpy() for x in dataset])
 
 
 def main(argv):
-  del argv
-  runs = (
-      ("keras 3 layers, sequential map", lambda: keras_layers_run(None)),
-      ("keras 3 layers, 8 parallel calls", lambda: keras_layers_run(8)),
-      ("beau_tf stateless, 8 parallel", stateless_run),
-  )
-  for name, run in runs:
-    first, second = run(), run()
-    same = sum(np.array_equal(a, b) for a, b in zip(first, second))
-    print(f"{name:32s} {same}/{_COUNT} elements identical across two "
-          "seeded runs")
+    del argv
+    runs = (
+        ("keras 3 layers, sequential map", lambda: keras_layers_run(None)),
+        ("keras 3 layers, 8 parallel calls", lambda: keras_layers_run(8)),
+        ("beau_tf stateless, 8 parallel", stateless_run),
+    )
+    for name, run in runs:
+        first, second = run(), run()
+        same = sum(np.array_equal(a, b) for a, b in zip(first, second))
+        print(
+            f"{name:32s} {same}/{_COUNT} elements identical across two "
+            "seeded runs"
+        )
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

@@ -27,110 +27,135 @@ from PIL import ImageDraw
 from beau_tf.data import masks
 
 _CATALOG_DIR = flags.DEFINE_string(
-    "catalog_dir", None, "Folder searched recursively for catalogue images.",
-    required=True)
-_PATTERN = flags.DEFINE_string("pattern", "*_Iconic.jpg",
-                               "Glob for the images under --catalog_dir.")
+    "catalog_dir",
+    None,
+    "Folder searched recursively for catalogue images.",
+    required=True,
+)
+_PATTERN = flags.DEFINE_string(
+    "pattern", "*_Iconic.jpg", "Glob for the images under --catalog_dir."
+)
 _OUT = flags.DEFINE_string("out", "/tmp/masks.png", "Where to write the grid.")
 _TILE = flags.DEFINE_integer("tile", 160, "Tile size in pixels.")
 _COLUMNS = flags.DEFINE_integer("columns", 9, "Tiles per row.")
 _TIME_AT = flags.DEFINE_integer(
-    "time_at", 512,
-    "Also time each image resized to this square size; 0 skips.")
+    "time_at", 512, "Also time each image resized to this square size; 0 skips."
+)
 _ONLY_FLAGGED = flags.DEFINE_bool(
-    "only_flagged", False, "Draw only images whose status is not OK.")
+    "only_flagged", False, "Draw only images whose status is not OK."
+)
 
 
-def render_tile(image: Image.Image, result: masks.ForegroundMask, caption: str,
-                tile: int) -> Image.Image:
-  """Returns one tile: image with tinted background, outline and caption.
+def render_tile(
+    image: Image.Image, result: masks.ForegroundMask, caption: str, tile: int
+) -> Image.Image:
+    """Returns one tile: image with tinted background, outline and caption.
 
-  Args:
-    image: The RGB catalogue image.
-    result: Its mask.
-    caption: Text under the image.
-    tile: Tile size in pixels.
+    Args:
+      image: The RGB catalogue image.
+      result: Its mask.
+      caption: Text under the image.
+      tile: Tile size in pixels.
 
-  Returns:
-    A (tile, tile) RGB image.
-  """
-  rgb = np.asarray(image.convert("RGB")).astype(np.float32)
-  mask = result.mask
-  # Cyan-tinted background shows what was removed even on white images.
-  cyan = np.array([0, 200, 255], np.float32)
-  tinted = np.where(mask[..., None], rgb, 0.5 * rgb + 0.5 * cyan)
-  inner = mask.copy()  # Erosion by shifts: a pixel is inner if all 4 are set.
-  inner[1:] &= mask[:-1]
-  inner[:-1] &= mask[1:]
-  inner[:, 1:] &= mask[:, :-1]
-  inner[:, :-1] &= mask[:, 1:]
-  outline = mask & ~inner
-  tinted[outline] = (255, 0, 255)
-  picture = Image.fromarray(tinted.astype(np.uint8)).resize(
-      (tile, tile - 14), Image.NEAREST)
-  canvas = Image.new("RGB", (tile, tile), (255, 255, 255))
-  canvas.paste(picture, (0, 0))
-  colour = (0, 0, 0) if result.status == masks.MaskStatus.OK else (220, 0, 0)
-  ImageDraw.Draw(canvas).text((2, tile - 13), caption, fill=colour)
-  return canvas
+    Returns:
+      A (tile, tile) RGB image.
+    """
+    rgb = np.asarray(image.convert("RGB")).astype(np.float32)
+    mask = result.mask
+    # Cyan-tinted background shows what was removed even on white images.
+    cyan = np.array([0, 200, 255], np.float32)
+    tinted = np.where(mask[..., None], rgb, 0.5 * rgb + 0.5 * cyan)
+    inner = mask.copy()  # Erosion by shifts: a pixel is inner if all 4 are set.
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    outline = mask & ~inner
+    tinted[outline] = (255, 0, 255)
+    picture = Image.fromarray(tinted.astype(np.uint8)).resize(
+        (tile, tile - 14), Image.NEAREST
+    )
+    canvas = Image.new("RGB", (tile, tile), (255, 255, 255))
+    canvas.paste(picture, (0, 0))
+    colour = (0, 0, 0) if result.status == masks.MaskStatus.OK else (220, 0, 0)
+    ImageDraw.Draw(canvas).text((2, tile - 13), caption, fill=colour)
+    return canvas
 
 
 def time_resized(paths: list[pathlib.Path], size: int) -> float:
-  """Median seconds per mask for the images resized to (size, size)."""
-  seconds = []
-  for path in paths:
-    array = np.asarray(Image.open(path).convert("RGB").resize(
-        (size, size), Image.BICUBIC))
-    start = time.perf_counter()
-    masks.extract_foreground_mask(array)
-    seconds.append(time.perf_counter() - start)
-  return float(np.median(seconds))
+    """Median seconds per mask for the images resized to (size, size)."""
+    seconds = []
+    for path in paths:
+        array = np.asarray(
+            Image.open(path).convert("RGB").resize((size, size), Image.BICUBIC)
+        )
+        start = time.perf_counter()
+        masks.extract_foreground_mask(array)
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds))
 
 
 def main(argv):
-  del argv
-  paths = sorted(pathlib.Path(_CATALOG_DIR.value).rglob(_PATTERN.value))
-  if not paths:
-    raise app.UsageError(
-        f"No {_PATTERN.value} under --catalog_dir={_CATALOG_DIR.value}.")
-  counts = collections.Counter()
-  tiles = []
-  seconds = 0.0
-  for path in paths:
-    image = Image.open(path)
-    # Keep alpha when the file has it: the mask then comes from alpha.
-    mode = "RGBA" if "A" in image.getbands() else "RGB"
-    array = np.asarray(image.convert(mode))
-    start = time.perf_counter()
-    result = masks.extract_foreground_mask(array)
-    seconds += time.perf_counter() - start
-    counts[result.status.value] += 1
-    logging.info("%-40s %-5s coverage=%.3f background=%s", path.stem,
-                 result.status.value, result.coverage, result.background_rgb)
-    if _ONLY_FLAGGED.value and result.status == masks.MaskStatus.OK:
-      continue
-    caption = f"{path.stem.removesuffix('_Iconic')[:14]} {result.coverage:.2f}"
-    if result.status != masks.MaskStatus.OK:
-      caption += f" {result.status.value.upper()}"
-    tiles.append(render_tile(image, result, caption, _TILE.value))
-  logging.info("%s over %d images, %.1f ms per image as given.", dict(counts),
-               len(paths), 1000.0 * seconds / len(paths))
-  if _TIME_AT.value:
-    logging.info("%.1f ms per image at %dx%d (median).",
-                 1000.0 * time_resized(paths, _TIME_AT.value), _TIME_AT.value,
-                 _TIME_AT.value)
-  if not tiles:
-    logging.info("Nothing to draw.")
-    return
-  columns = min(_COLUMNS.value, len(tiles))
-  rows = -(-len(tiles) // columns)
-  grid = Image.new("RGB", (columns * _TILE.value, rows * _TILE.value), "white")
-  for i, tile in enumerate(tiles):
-    row, column = divmod(i, columns)
-    grid.paste(tile, (column * _TILE.value, row * _TILE.value))
-  grid.save(_OUT.value)
-  logging.info("Wrote %s.", _OUT.value)
+    del argv
+    paths = sorted(pathlib.Path(_CATALOG_DIR.value).rglob(_PATTERN.value))
+    if not paths:
+        raise app.UsageError(
+            f"No {_PATTERN.value} under --catalog_dir={_CATALOG_DIR.value}."
+        )
+    counts = collections.Counter()
+    tiles = []
+    seconds = 0.0
+    for path in paths:
+        image = Image.open(path)
+        # Keep alpha when the file has it: the mask then comes from alpha.
+        mode = "RGBA" if "A" in image.getbands() else "RGB"
+        array = np.asarray(image.convert(mode))
+        start = time.perf_counter()
+        result = masks.extract_foreground_mask(array)
+        seconds += time.perf_counter() - start
+        counts[result.status.value] += 1
+        logging.info(
+            "%-40s %-5s coverage=%.3f background=%s",
+            path.stem,
+            result.status.value,
+            result.coverage,
+            result.background_rgb,
+        )
+        if _ONLY_FLAGGED.value and result.status == masks.MaskStatus.OK:
+            continue
+        caption = (
+            f"{path.stem.removesuffix('_Iconic')[:14]} {result.coverage:.2f}"
+        )
+        if result.status != masks.MaskStatus.OK:
+            caption += f" {result.status.value.upper()}"
+        tiles.append(render_tile(image, result, caption, _TILE.value))
+    logging.info(
+        "%s over %d images, %.1f ms per image as given.",
+        dict(counts),
+        len(paths),
+        1000.0 * seconds / len(paths),
+    )
+    if _TIME_AT.value:
+        logging.info(
+            "%.1f ms per image at %dx%d (median).",
+            1000.0 * time_resized(paths, _TIME_AT.value),
+            _TIME_AT.value,
+            _TIME_AT.value,
+        )
+    if not tiles:
+        logging.info("Nothing to draw.")
+        return
+    columns = min(_COLUMNS.value, len(tiles))
+    rows = -(-len(tiles) // columns)
+    grid = Image.new(
+        "RGB", (columns * _TILE.value, rows * _TILE.value), "white"
+    )
+    for i, tile in enumerate(tiles):
+        row, column = divmod(i, columns)
+        grid.paste(tile, (column * _TILE.value, row * _TILE.value))
+    grid.save(_OUT.value)
+    logging.info("Wrote %s.", _OUT.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

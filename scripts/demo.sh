@@ -14,4 +14,10 @@ $py -m beau_tf.data.make_synthetic --out_dir="$out/synthetic"
 # 2. What the model trains on: augmented pairs with their masks.
 $py -m beau_tf.data.preview --catalog="$out/synthetic/catalog.csv" \
     --background_dir="$out/synthetic/backgrounds" --out="$out/preview.png"
-echo "Wrote $out/preview.png"
+# 3. Train the demo model (EfficientNet-Lite0, ImageNet weights ported offline)
+#    for a minute or two; rerunning resumes or, when done, just re-saves.
+$py -m beau_tf.train --flagfile=configs/demo.flags --workdir="$out/workdir" \
+    --catalog="$out/synthetic/catalog.csv" \
+    --background_dir="$out/synthetic/backgrounds"
+echo "Wrote $out/preview.png and the trained extractor $out/workdir/extractor.keras"
+echo "TensorBoard: tensorboard --logdir $out/workdir/tensorboard"

@@ -18,75 +18,88 @@ from beau_tf.data import products as products_lib
 
 
 def stored_size(image_size: int) -> int:
-  """Side at which backgrounds are kept: room for crops of `image_size`."""
-  return round(1.25 * image_size)
+    """Side at which backgrounds are kept: room for crops of `image_size`."""
+    return round(1.25 * image_size)
 
 
 def fit_square(rgb: np.ndarray, size: int) -> np.ndarray:
-  """Scales the shorter side to `size` and centre-crops `(size, size, 3)`."""
-  height, width = rgb.shape[:2]
-  scale = size / min(height, width)
-  new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-  resized = np.asarray(Image.fromarray(rgb).resize(
-      (new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0))
-  top, left = (new_h - size) // 2, (new_w - size) // 2
-  return resized[top:top + size, left:left + size]
+    """Scales the shorter side to `size` and centre-crops `(size, size, 3)`."""
+    height, width = rgb.shape[:2]
+    scale = size / min(height, width)
+    new_w, new_h = max(size, round(width * scale)), max(
+        size, round(height * scale)
+    )
+    resized = np.asarray(
+        Image.fromarray(rgb).resize(
+            (new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0
+        )
+    )
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return resized[top : top + size, left : left + size]
 
 
-def _load_one(path: str, size: int
-              ) -> tuple[np.ndarray | None, products_lib.Problem | None]:
-  try:
-    # The longest side may be up to ~3x the shorter in panoramas; decode
-    # generously, then fit.
-    image = decode.load_image(path, max_side=3 * size)
-  except decode.ImageDecodeError as error:
-    return None, products_lib.Problem(path, "undecodable", str(error))
-  return fit_square(image.rgb, size), None
+def _load_one(
+    path: str, size: int
+) -> tuple[np.ndarray | None, products_lib.Problem | None]:
+    try:
+        # The longest side may be up to ~3x the shorter in panoramas; decode
+        # generously, then fit.
+        image = decode.load_image(path, max_side=3 * size)
+    except decode.ImageDecodeError as error:
+        return None, products_lib.Problem(path, "undecodable", str(error))
+    return fit_square(image.rgb, size), None
 
 
-def load_backgrounds(background_dir: str, size: int,
-                     max_count: int | None = None, seed: int = 0,
-                     num_workers: int | None = None
-                     ) -> tuple[np.ndarray, products_lib.PreparationReport]:
-  """Decodes background photos into a `(N, size, size, 3)` uint8 array.
+def load_backgrounds(
+    background_dir: str,
+    size: int,
+    max_count: int | None = None,
+    seed: int = 0,
+    num_workers: int | None = None,
+) -> tuple[np.ndarray, products_lib.PreparationReport]:
+    """Decodes background photos into a `(N, size, size, 3)` uint8 array.
 
-  Args:
-    background_dir: folder searched recursively for images.
-    size: side of each stored background (a little above the training size
-      leaves room for random crops).
-    max_count: keep at most this many (a seeded random subset), bounding
-      memory at `max_count * size * size * 3` bytes.
-    seed: chooses the subset.
-    num_workers: decoding threads; defaults to the number of CPUs.
+    Args:
+      background_dir: folder searched recursively for images.
+      size: side of each stored background (a little above the training size
+        leaves room for random crops).
+      max_count: keep at most this many (a seeded random subset), bounding
+        memory at `max_count * size * size * 3` bytes.
+      seed: chooses the subset.
+      num_workers: decoding threads; defaults to the number of CPUs.
 
-  Returns:
-    `(backgrounds, report)`.
+    Returns:
+      `(backgrounds, report)`.
 
-  Raises:
-    FileNotFoundError: `background_dir` does not exist.
-    ValueError: no usable image in it.
-  """
-  paths = decode.list_image_files(background_dir)
-  if max_count is not None and len(paths) > max_count:
-    chosen = np.random.default_rng(seed).choice(len(paths), max_count,
-                                                replace=False)
-    paths = [paths[i] for i in sorted(chosen)]
-  loaded, skipped = [], []
-  workers = num_workers or os.cpu_count() or 1
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    results = pool.map(lambda path: _load_one(path, size), paths)
-    for background, problem in progress.track(results, len(paths),
-                                              "Loading backgrounds"):
-      if problem is not None:
-        logging.warning("%s", problem.detail)
-        skipped.append(problem)
-      else:
-        loaded.append(background)
-  report = products_lib.PreparationReport(
-      "background images", len(paths), len(loaded), tuple(skipped), ())
-  logging.info("%s", report.summary())
-  if not loaded:
-    raise ValueError(
-        f"No usable background image under {background_dir} "
-        f"({report.summary()}); JPEG, PNG, BMP, GIF, WebP or TIFF expected.")
-  return np.stack(loaded), report  # (N, size, size, 3)
+    Raises:
+      FileNotFoundError: `background_dir` does not exist.
+      ValueError: no usable image in it.
+    """
+    paths = decode.list_image_files(background_dir)
+    if max_count is not None and len(paths) > max_count:
+        chosen = np.random.default_rng(seed).choice(
+            len(paths), max_count, replace=False
+        )
+        paths = [paths[i] for i in sorted(chosen)]
+    loaded, skipped = [], []
+    workers = num_workers or os.cpu_count() or 1
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        results = pool.map(lambda path: _load_one(path, size), paths)
+        for background, problem in progress.track(
+            results, len(paths), "Loading backgrounds"
+        ):
+            if problem is not None:
+                logging.warning("%s", problem.detail)
+                skipped.append(problem)
+            else:
+                loaded.append(background)
+    report = products_lib.PreparationReport(
+        "background images", len(paths), len(loaded), tuple(skipped), ()
+    )
+    logging.info("%s", report.summary())
+    if not loaded:
+        raise ValueError(
+            f"No usable background image under {background_dir} "
+            f"({report.summary()}); JPEG, PNG, BMP, GIF, WebP or TIFF expected."
+        )
+    return np.stack(loaded), report  # (N, size, size, 3)

@@ -36,7 +36,14 @@ from PIL import ExifTags
 from PIL import Image
 
 IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".tif",
+    ".tiff",
 )
 
 # Largest image accepted, in pixels (width * height). PIL's default limit
@@ -81,339 +88,364 @@ _EXIF_TRANSPOSE = {
 
 # Errors PIL raises for files it cannot parse or decode.
 _PIL_DECODE_ERRORS = (
-    OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
-    struct.error, Image.DecompressionBombError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    struct.error,
+    Image.DecompressionBombError,
 )
 
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
 class ImageDecodeError(ValueError):
-  """An image file that cannot be used; the message names the file and why."""
+    """An image file that cannot be used; the message names the file and why."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DecodedImage:
-  """A decoded image in display orientation.
+    """A decoded image in display orientation.
 
-  Attributes:
-    rgb: (H, W, 3) uint8 colour pixels.
-    alpha: (H, W) uint8 opacity (255 = opaque), or None when the file has no
-      transparency or every pixel is fully opaque.
-  """
+    Attributes:
+      rgb: (H, W, 3) uint8 colour pixels.
+      alpha: (H, W) uint8 opacity (255 = opaque), or None when the file has no
+        transparency or every pixel is fully opaque.
+    """
 
-  rgb: np.ndarray
-  alpha: np.ndarray | None
+    rgb: np.ndarray
+    alpha: np.ndarray | None
 
 
 def load_image(
     path: str, max_side: int | None = None, min_side: int = 8
 ) -> DecodedImage:
-  """Decodes an image file to 8-bit RGB (+ alpha).
+    """Decodes an image file to 8-bit RGB (+ alpha).
 
-  Args:
-    path: Image file (JPEG, PNG, BMP, GIF, WebP or TIFF).
-    max_side: If given, the image is downscaled (aspect ratio kept) so that its
-      longest side is at most this many pixels. Smaller images are not
-      upscaled.
-    min_side: Files whose width or height (as stored) is below this are
-      rejected.
+    Args:
+      path: Image file (JPEG, PNG, BMP, GIF, WebP or TIFF).
+      max_side: If given, the image is downscaled (aspect ratio kept) so that its
+        longest side is at most this many pixels. Smaller images are not
+        upscaled.
+      min_side: Files whose width or height (as stored) is below this are
+        rejected.
 
-  Returns:
-    The decoded image.
+    Returns:
+      The decoded image.
 
-  Raises:
-    FileNotFoundError: `path` does not exist.
-    ImageDecodeError: The file is empty, truncated, corrupt, not an image, too
-      small, or larger than `MAX_PIXELS`.
-    ValueError: `max_side` or `min_side` is not a positive integer.
-  """
-  _check_sides(max_side, min_side)
-  try:
-    size = os.path.getsize(path)
-  except FileNotFoundError:
-    raise FileNotFoundError(f"image file {path} does not exist") from None
-  if size == 0:
-    raise ImageDecodeError(f"{path} is empty (0 bytes)")
-  with open(path, "rb") as f:
-    return _decode(f, path, max_side, min_side)
+    Raises:
+      FileNotFoundError: `path` does not exist.
+      ImageDecodeError: The file is empty, truncated, corrupt, not an image, too
+        small, or larger than `MAX_PIXELS`.
+      ValueError: `max_side` or `min_side` is not a positive integer.
+    """
+    _check_sides(max_side, min_side)
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file {path} does not exist") from None
+    if size == 0:
+        raise ImageDecodeError(f"{path} is empty (0 bytes)")
+    with open(path, "rb") as f:
+        return _decode(f, path, max_side, min_side)
 
 
 def decode_image_bytes(
     data: bytes, name: str, max_side: int | None = None, min_side: int = 8
 ) -> DecodedImage:
-  """Decodes encoded image bytes; same behaviour as `load_image`.
+    """Decodes encoded image bytes; same behaviour as `load_image`.
 
-  Args:
-    data: The encoded file contents.
-    name: What to call the image in error messages (e.g. its path or URL).
-    max_side: See `load_image`.
-    min_side: See `load_image`.
+    Args:
+      data: The encoded file contents.
+      name: What to call the image in error messages (e.g. its path or URL).
+      max_side: See `load_image`.
+      min_side: See `load_image`.
 
-  Returns:
-    The decoded image.
+    Returns:
+      The decoded image.
 
-  Raises:
-    ImageDecodeError: See `load_image`.
-    ValueError: `max_side` or `min_side` is not a positive integer.
-  """
-  _check_sides(max_side, min_side)
-  if not data:
-    raise ImageDecodeError(f"{name} is empty (0 bytes)")
-  return _decode(io.BytesIO(data), name, max_side, min_side)
+    Raises:
+      ImageDecodeError: See `load_image`.
+      ValueError: `max_side` or `min_side` is not a positive integer.
+    """
+    _check_sides(max_side, min_side)
+    if not data:
+        raise ImageDecodeError(f"{name} is empty (0 bytes)")
+    return _decode(io.BytesIO(data), name, max_side, min_side)
 
 
 def list_image_files(root: str) -> list[str]:
-  """Lists the image files under a directory, recursively.
+    """Lists the image files under a directory, recursively.
 
-  Files are recognised by extension (`IMAGE_EXTENSIONS`, any case); hidden
-  files and directories (names starting with ".") are skipped, and symlinked
-  directories are not followed.
+    Files are recognised by extension (`IMAGE_EXTENSIONS`, any case); hidden
+    files and directories (names starting with ".") are skipped, and symlinked
+    directories are not followed.
 
-  Args:
-    root: Directory to search.
+    Args:
+      root: Directory to search.
 
-  Returns:
-    Sorted paths, each `root` joined with the path below it.
+    Returns:
+      Sorted paths, each `root` joined with the path below it.
 
-  Raises:
-    FileNotFoundError: `root` does not exist.
-    NotADirectoryError: `root` is not a directory.
-    OSError: A directory below `root` cannot be read.
-  """
-  if not os.path.exists(root):
-    raise FileNotFoundError(f"image directory {root} does not exist")
-  if not os.path.isdir(root):
-    raise NotADirectoryError(
-        f"{root} is not a directory (a folder of images was expected)")
+    Raises:
+      FileNotFoundError: `root` does not exist.
+      NotADirectoryError: `root` is not a directory.
+      OSError: A directory below `root` cannot be read.
+    """
+    if not os.path.exists(root):
+        raise FileNotFoundError(f"image directory {root} does not exist")
+    if not os.path.isdir(root):
+        raise NotADirectoryError(
+            f"{root} is not a directory (a folder of images was expected)"
+        )
 
-  def _raise(error: OSError) -> None:
-    raise error
+    def _raise(error: OSError) -> None:
+        raise error
 
-  paths = []
-  for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
-    # Pruning in place stops os.walk from descending into hidden directories.
-    dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-    for filename in filenames:
-      if filename.startswith("."):
-        continue
-      if os.path.splitext(filename)[1].lower() in IMAGE_EXTENSIONS:
-        paths.append(os.path.join(dirpath, filename))
-  return sorted(paths)
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
+        # Pruning in place stops os.walk from descending into hidden directories.
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for filename in filenames:
+            if filename.startswith("."):
+                continue
+            if os.path.splitext(filename)[1].lower() in IMAGE_EXTENSIONS:
+                paths.append(os.path.join(dirpath, filename))
+    return sorted(paths)
 
 
 def _check_sides(max_side: int | None, min_side: int) -> None:
-  if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
-    raise ValueError(f"max_side must be a positive integer or None, got "
-                     f"{max_side!r}")
-  if not isinstance(min_side, int) or min_side < 1:
-    raise ValueError(f"min_side must be a positive integer, got {min_side!r}")
+    if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
+        raise ValueError(
+            f"max_side must be a positive integer or None, got " f"{max_side!r}"
+        )
+    if not isinstance(min_side, int) or min_side < 1:
+        raise ValueError(
+            f"min_side must be a positive integer, got {min_side!r}"
+        )
 
 
 @contextlib.contextmanager
 def _pixel_limit_policy() -> Iterator[None]:
-  """Applies `MAX_PIXELS` instead of PIL's default limit inside the block.
+    """Applies `MAX_PIXELS` instead of PIL's default limit inside the block.
 
-  PIL reads its limit from a module global, so it is swapped in and restored
-  under a lock; the lock also keeps concurrent calls from restoring each
-  other's values. DecompressionBombWarning (raised by PIL between `MAX_PIXELS`
-  and twice that) is silenced because `_decode` rejects those sizes itself
-  with a clearer error.
-  """
-  with _PIL_LIMIT_LOCK:
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    try:
-      with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        yield
-    finally:
-      Image.MAX_IMAGE_PIXELS = saved
+    PIL reads its limit from a module global, so it is swapped in and restored
+    under a lock; the lock also keeps concurrent calls from restoring each
+    other's values. DecompressionBombWarning (raised by PIL between `MAX_PIXELS`
+    and twice that) is silenced because `_decode` rejects those sizes itself
+    with a clearer error.
+    """
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _decode(
     fp: BinaryIO, name: str, max_side: int | None, min_side: int
 ) -> DecodedImage:
-  """Decodes an open file; see `load_image`."""
-  with _pixel_limit_policy():
-    im = _open(fp, name)
-  width, height = im.size
-  if width * height > MAX_PIXELS:
-    raise ImageDecodeError(
-        f"{name} is {width}×{height} pixels ({width * height / 1e6:.0f} "
-        f"megapixels); at most {MAX_PIXELS / 1e6:.0f} megapixels accepted")
-  if min(width, height) < min_side:
-    raise ImageDecodeError(
-        f"{name} is {width}×{height} pixels; at least {min_side} px per side "
-        "expected")
-
-  target = _fit_within(im.size, max_side)
-  if target != im.size and im.format in ("JPEG", "MPO"):
-    # Lets libjpeg decode at 1/2, 1/4 or 1/8 scale (never below `target`), so
-    # a huge JPEG is never held at full resolution.
-    im.draft(im.mode, target)
-
-  if im.width * im.height > _LARGE_IMAGE_PIXELS:
+    """Decodes an open file; see `load_image`."""
     with _pixel_limit_policy():
-      _load(im, name, fp)
-  else:
-    _load(im, name, fp)
+        im = _open(fp, name)
+    width, height = im.size
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"{name} is {width}×{height} pixels ({width * height / 1e6:.0f} "
+            f"megapixels); at most {MAX_PIXELS / 1e6:.0f} megapixels accepted"
+        )
+    if min(width, height) < min_side:
+        raise ImageDecodeError(
+            f"{name} is {width}×{height} pixels; at least {min_side} px per side "
+            "expected"
+        )
 
-  orientation = _exif_orientation(im, name)
-  im = _to_8bit(im, name)
-  if im.size != target:
-    # reducing_gap first shrinks by an integer factor with a box filter, which
-    # is much faster than LANCZOS over the full image and looks the same.
-    im = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-  if orientation in _EXIF_TRANSPOSE:
-    im = im.transpose(_EXIF_TRANSPOSE[orientation])
-  return _to_arrays(im)
+    target = _fit_within(im.size, max_side)
+    if target != im.size and im.format in ("JPEG", "MPO"):
+        # Lets libjpeg decode at 1/2, 1/4 or 1/8 scale (never below `target`), so
+        # a huge JPEG is never held at full resolution.
+        im.draft(im.mode, target)
+
+    if im.width * im.height > _LARGE_IMAGE_PIXELS:
+        with _pixel_limit_policy():
+            _load(im, name, fp)
+    else:
+        _load(im, name, fp)
+
+    orientation = _exif_orientation(im, name)
+    im = _to_8bit(im, name)
+    if im.size != target:
+        # reducing_gap first shrinks by an integer factor with a box filter, which
+        # is much faster than LANCZOS over the full image and looks the same.
+        im = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if orientation in _EXIF_TRANSPOSE:
+        im = im.transpose(_EXIF_TRANSPOSE[orientation])
+    return _to_arrays(im)
 
 
 def _open(fp: BinaryIO, name: str) -> Image.Image:
-  """Reads the header; the pixels are decoded by `_load`."""
-  try:
-    # Restricting formats keeps PIL from guessing exotic formats (e.g. TGA,
-    # which has no signature) for files that are not images at all.
-    return Image.open(fp, formats=_PIL_FORMATS)
-  except Image.UnidentifiedImageError:
-    raise ImageDecodeError(_not_decodable(fp, name)) from None
-  except _PIL_DECODE_ERRORS as e:
-    raise ImageDecodeError(_decode_failure(fp, name, e)) from e
+    """Reads the header; the pixels are decoded by `_load`."""
+    try:
+        # Restricting formats keeps PIL from guessing exotic formats (e.g. TGA,
+        # which has no signature) for files that are not images at all.
+        return Image.open(fp, formats=_PIL_FORMATS)
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError(_not_decodable(fp, name)) from None
+    except _PIL_DECODE_ERRORS as e:
+        raise ImageDecodeError(_decode_failure(fp, name, e)) from e
 
 
 def _load(im: Image.Image, name: str, fp: BinaryIO) -> None:
-  """Decodes every pixel now, so bad data fails here and not downstream."""
-  try:
-    im.load()
-  except _PIL_DECODE_ERRORS as e:
-    raise ImageDecodeError(_decode_failure(fp, name, e)) from e
+    """Decodes every pixel now, so bad data fails here and not downstream."""
+    try:
+        im.load()
+    except _PIL_DECODE_ERRORS as e:
+        raise ImageDecodeError(_decode_failure(fp, name, e)) from e
 
 
 def _sniff_format(fp: BinaryIO) -> str | None:
-  """Returns the format the file's first bytes announce, if any."""
-  try:
-    fp.seek(0)
-    head = fp.read(16)
-  except (OSError, ValueError):
+    """Returns the format the file's first bytes announce, if any."""
+    try:
+        fp.seek(0)
+        head = fp.read(16)
+    except (OSError, ValueError):
+        return None
+    for signature, fmt in _SIGNATURES:
+        if head.startswith(signature):
+            return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
     return None
-  for signature, fmt in _SIGNATURES:
-    if head.startswith(signature):
-      return fmt
-  if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-    return "WebP"
-  return None
 
 
 def _not_decodable(fp: BinaryIO, name: str) -> str:
-  fmt = _sniff_format(fp)
-  if fmt is not None:
-    return (f"{name} starts like a {fmt} file but its header cannot be read; "
-            "it is probably truncated or corrupt")
-  return f"{name} is not a decodable image ({_EXPECTED_FORMATS})"
+    fmt = _sniff_format(fp)
+    if fmt is not None:
+        return (
+            f"{name} starts like a {fmt} file but its header cannot be read; "
+            "it is probably truncated or corrupt"
+        )
+    return f"{name} is not a decodable image ({_EXPECTED_FORMATS})"
 
 
 def _decode_failure(fp: BinaryIO, name: str, error: Exception) -> str:
-  if "truncated" in str(error).lower():
-    return f"{name} is truncated (PIL: {error}); re-download or re-export it"
-  fmt = _sniff_format(fp) or "an image"
-  return f"{name} could not be decoded as {fmt} ({error}); it is probably corrupt"
+    if "truncated" in str(error).lower():
+        return (
+            f"{name} is truncated (PIL: {error}); re-download or re-export it"
+        )
+    fmt = _sniff_format(fp) or "an image"
+    return f"{name} could not be decoded as {fmt} ({error}); it is probably corrupt"
 
 
 def _fit_within(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
-  """The size with the longest side at most `max_side`, aspect ratio kept."""
-  width, height = size
-  longest = max(width, height)
-  if max_side is None or longest <= max_side:
-    return size
-  scale = max_side / longest
-  return (max(1, round(width * scale)) if width < longest else max_side,
-          max(1, round(height * scale)) if height < longest else max_side)
+    """The size with the longest side at most `max_side`, aspect ratio kept."""
+    width, height = size
+    longest = max(width, height)
+    if max_side is None or longest <= max_side:
+        return size
+    scale = max_side / longest
+    return (
+        max(1, round(width * scale)) if width < longest else max_side,
+        max(1, round(height * scale)) if height < longest else max_side,
+    )
 
 
 def _exif_orientation(im: Image.Image, name: str) -> int:
-  try:
-    return int(im.getexif().get(ExifTags.Base.Orientation, 1))
-  except Exception as e:  # pylint: disable=broad-exception-caught
-    # EXIF is metadata: a malformed block must not make usable pixels unusable.
-    logging.warning("Ignoring unreadable EXIF data in %s: %s", name, e)
-    return 1
+    try:
+        return int(im.getexif().get(ExifTags.Base.Orientation, 1))
+    except Exception as e:  # pylint: disable=broad-exception-caught
+        # EXIF is metadata: a malformed block must not make usable pixels unusable.
+        logging.warning("Ignoring unreadable EXIF data in %s: %s", name, e)
+        return 1
 
 
 def _to_8bit(im: Image.Image, name: str) -> Image.Image:
-  """Converts any PIL mode to one of "L", "LA", "RGB" or "RGBA"."""
-  mode = im.mode
-  if mode in ("L", "RGB"):
-    # A tRNS chunk can make one grey level or colour transparent.
-    return im.convert(mode + "A") if im.has_transparency_data else im
-  if mode in ("LA", "RGBA"):
-    return im
-  if mode in ("P", "PA"):
-    has_alpha = (mode == "PA" or im.has_transparency_data or
-                 (im.palette is not None and im.palette.mode == "RGBA"))
-    return im.convert("RGBA" if has_alpha else "RGB")
-  if mode == "1":
-    return im.convert("L")
-  if mode == "La":
-    return im.convert("LA")
-  if mode == "RGBa":
-    return im.convert("RGBA")
-  if mode.startswith("I") or mode == "F":
-    return Image.fromarray(_scale_to_uint8(np.asarray(im)), mode="L")
-  try:
-    return im.convert("RGB")  # CMYK, YCbCr, RGBX, LAB, HSV.
-  except ValueError as e:
-    raise ImageDecodeError(
-        f"{name} has pixel mode {mode}, which cannot be converted to RGB "
-        f"({e}); save it as 8-bit RGB") from e
+    """Converts any PIL mode to one of "L", "LA", "RGB" or "RGBA"."""
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        # A tRNS chunk can make one grey level or colour transparent.
+        return im.convert(mode + "A") if im.has_transparency_data else im
+    if mode in ("LA", "RGBA"):
+        return im
+    if mode in ("P", "PA"):
+        has_alpha = (
+            mode == "PA"
+            or im.has_transparency_data
+            or (im.palette is not None and im.palette.mode == "RGBA")
+        )
+        return im.convert("RGBA" if has_alpha else "RGB")
+    if mode == "1":
+        return im.convert("L")
+    if mode == "La":
+        return im.convert("LA")
+    if mode == "RGBa":
+        return im.convert("RGBA")
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_scale_to_uint8(np.asarray(im)), mode="L")
+    try:
+        return im.convert("RGB")  # CMYK, YCbCr, RGBX, LAB, HSV.
+    except ValueError as e:
+        raise ImageDecodeError(
+            f"{name} has pixel mode {mode}, which cannot be converted to RGB "
+            f"({e}); save it as 8-bit RGB"
+        ) from e
 
 
 def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
-  """Maps 16-bit, 32-bit integer or float pixels to 0..255.
+    """Maps 16-bit, 32-bit integer or float pixels to 0..255.
 
-  16-bit data (any unsigned 16-bit array) uses the full 0..65535 range.
-  Integer data already in 0..255 or 0..65535 is read as 8- or 16-bit. Float
-  data in [0, 1] or [0, 255] is scaled accordingly. Anything else is stretched
-  from its minimum to its maximum.
+    16-bit data (any unsigned 16-bit array) uses the full 0..65535 range.
+    Integer data already in 0..255 or 0..65535 is read as 8- or 16-bit. Float
+    data in [0, 1] or [0, 255] is scaled accordingly. Anything else is stretched
+    from its minimum to its maximum.
 
-  Args:
-    values: (H, W) pixel values.
+    Args:
+      values: (H, W) pixel values.
 
-  Returns:
-    (H, W) uint8 pixels.
-  """
-  if values.dtype.kind == "u" and values.dtype.itemsize == 2:
-    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
-  if values.dtype.kind == "f":
-    values = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0,
-                           neginf=0.0)
-  low, high = float(values.min()), float(values.max())
-  if values.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
-    scaled = values * 255.0
-  elif low >= 0 and high <= 255:
-    scaled = values
-  elif values.dtype.kind in "iu" and low >= 0 and high <= 65535:
-    scaled = values / 257.0
-  elif high > low:
-    scaled = (values.astype(np.float32) - low) * (255.0 / (high - low))
-  else:
-    scaled = np.zeros_like(values, dtype=np.float32)
-  return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    Returns:
+      (H, W) uint8 pixels.
+    """
+    if values.dtype.kind == "u" and values.dtype.itemsize == 2:
+        return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if values.dtype.kind == "f":
+        values = np.nan_to_num(
+            values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0
+        )
+    low, high = float(values.min()), float(values.max())
+    if values.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        scaled = values * 255.0
+    elif low >= 0 and high <= 255:
+        scaled = values
+    elif values.dtype.kind in "iu" and low >= 0 and high <= 65535:
+        scaled = values / 257.0
+    elif high > low:
+        scaled = (values.astype(np.float32) - low) * (255.0 / (high - low))
+    else:
+        scaled = np.zeros_like(values, dtype=np.float32)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def _to_arrays(im: Image.Image) -> DecodedImage:
-  """Splits an L, LA, RGB or RGBA image into RGB and alpha arrays."""
-  pixels = np.array(im)  # A writable copy, unlike np.asarray.
-  if im.mode == "RGB":
-    rgb = pixels
-  elif im.mode == "RGBA":
-    rgb = np.ascontiguousarray(pixels[..., :3])
-  else:
-    gray = pixels if im.mode == "L" else pixels[..., 0]
-    rgb = np.repeat(gray[..., np.newaxis], 3, axis=-1)  # (H, W) -> (H, W, 3)
-  alpha = None
-  if im.mode in ("LA", "RGBA"):
-    alpha = np.ascontiguousarray(pixels[..., -1])
-    if alpha.min() == 255:
-      alpha = None
-  return DecodedImage(rgb=rgb, alpha=alpha)
+    """Splits an L, LA, RGB or RGBA image into RGB and alpha arrays."""
+    pixels = np.array(im)  # A writable copy, unlike np.asarray.
+    if im.mode == "RGB":
+        rgb = pixels
+    elif im.mode == "RGBA":
+        rgb = np.ascontiguousarray(pixels[..., :3])
+    else:
+        gray = pixels if im.mode == "L" else pixels[..., 0]
+        rgb = np.repeat(
+            gray[..., np.newaxis], 3, axis=-1
+        )  # (H, W) -> (H, W, 3)
+    alpha = None
+    if im.mode in ("LA", "RGBA"):
+        alpha = np.ascontiguousarray(pixels[..., -1])
+        if alpha.min() == 255:
+            alpha = None
+    return DecodedImage(rgb=rgb, alpha=alpha)

@@ -18,82 +18,104 @@ from beau_tf.data import augment
 from beau_tf.data import products as products_lib
 
 
-def augment_example(example: dict[str, tf.Tensor], seed: tf.Tensor,
-                    config: augment.AugmentConfig) -> dict[str, tf.Tensor]:
-  """Turns one product element into one training element.
+def augment_example(
+    example: dict[str, tf.Tensor],
+    seed: tf.Tensor,
+    config: augment.AugmentConfig,
+) -> dict[str, tf.Tensor]:
+    """Turns one product element into one training element.
 
-  Args:
-    example: `{"sprite", "label", "item_id"}` plus an optional
-      `"background"` photo `(H, W, 3)` uint8.
-    seed: `(2,)` int stateless seed of this element.
-    config: augmentation ranges.
+    Args:
+      example: `{"sprite", "label", "item_id"}` plus an optional
+        `"background"` photo `(H, W, 3)` uint8.
+      seed: `(2,)` int stateless seed of this element.
+      config: augmentation ranges.
 
-  Returns:
-    `{"image", "mask", "label", "item_id"}`.
-  """
-  image, mask = augment.augment_product(
-      example["sprite"], seed, config, example.get("background"))
-  return {"image": image, "mask": mask, "label": example["label"],
-          "item_id": example["item_id"]}
+    Returns:
+      `{"image", "mask", "label", "item_id"}`.
+    """
+    image, mask = augment.augment_product(
+        example["sprite"], seed, config, example.get("background")
+    )
+    return {
+        "image": image,
+        "mask": mask,
+        "label": example["label"],
+        "item_id": example["item_id"],
+    }
 
 
-def make_train_dataset(products: products_lib.ProductSet,
-                       config: augment.AugmentConfig,
-                       batch_size: int,
-                       seed: int = 0,
-                       backgrounds: np.ndarray | None = None,
-                       drop_remainder: bool = True,
-                       start_index: int = 0) -> tf.data.Dataset:
-  """Endless batches of augmented (image, mask) pairs.
+def make_train_dataset(
+    products: products_lib.ProductSet,
+    config: augment.AugmentConfig,
+    batch_size: int,
+    seed: int = 0,
+    backgrounds: np.ndarray | None = None,
+    drop_remainder: bool = True,
+    start_index: int = 0,
+) -> tf.data.Dataset:
+    """Endless batches of augmented (image, mask) pairs.
 
-  Args:
-    products: sprites from `beau_tf.data.products.prepare_products`, of side
-      `config.image_size`.
-    config: augmentation ranges.
-    batch_size: examples per batch.
-    seed: the run seed; the same seed gives the same batches.
-    backgrounds: optional `(N, H, W, 3)` uint8 photos (from
-      `beau_tf.data.backgrounds.load_backgrounds`); procedural scenes when
-      None.
-    drop_remainder: keep batch shapes static (for training; the dataset is
-      endless, so nothing is lost).
-    start_index: position of the first element in the run's stream; a
-      resumed run passes `steps done * batch_size` to continue the stream
-      with fresh pairs instead of replaying the first ones.
+    Args:
+      products: sprites from `beau_tf.data.products.prepare_products`, of side
+        `config.image_size`.
+      config: augmentation ranges.
+      batch_size: examples per batch.
+      seed: the run seed; the same seed gives the same batches.
+      backgrounds: optional `(N, H, W, 3)` uint8 photos (from
+        `beau_tf.data.backgrounds.load_backgrounds`); procedural scenes when
+        None.
+      drop_remainder: keep batch shapes static (for training; the dataset is
+        endless, so nothing is lost).
+      start_index: position of the first element in the run's stream; a
+        resumed run passes `steps done * batch_size` to continue the stream
+        with fresh pairs instead of replaying the first ones.
 
-  Returns:
-    A dataset of dicts with batched `image (B, S, S, 3)`, `mask (B, S, S, 1)`,
-    `label (B,)`, `item_id (B,)`.
+    Returns:
+      A dataset of dicts with batched `image (B, S, S, 3)`, `mask (B, S, S, 1)`,
+      `label (B,)`, `item_id (B,)`.
 
-  Raises:
-    ValueError: sprites of another size than `config.image_size`, or no
-      products.
-  """
-  if len(products) == 0:
-    raise ValueError("make_train_dataset needs at least one product.")
-  if products.sprite_size != config.image_size:
-    raise ValueError(
-        f"Sprites are {products.sprite_size} px but image_size is "
-        f"{config.image_size}; prepare products with "
-        f"sprite_size={config.image_size}.")
-  dataset = tf.data.Dataset.from_tensor_slices({
-      "sprite": products.sprites,
-      "label": products.labels,
-      "item_id": products.item_ids.astype(str),
-  })
-  # Orders are seeded by the start too, so a resumed run does not replay
-  # the first epochs' product and background order.
-  dataset = dataset.shuffle(len(products), seed=seed + start_index,
-                            reshuffle_each_iteration=True).repeat()
-  if backgrounds is not None:
-    scenes = tf.data.Dataset.from_tensor_slices(backgrounds)
-    scenes = scenes.shuffle(len(backgrounds), seed=seed + start_index + 1,
-                            reshuffle_each_iteration=True).repeat()
-    dataset = tf.data.Dataset.zip(dataset, scenes).map(
-        lambda product, scene: {**product, "background": scene})
-  dataset = dataset.enumerate(start=start_index).map(
-      lambda index, example: augment_example(
-          example, augment.element_seed(seed, index), config),
-      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(
-      tf.data.AUTOTUNE)
+    Raises:
+      ValueError: sprites of another size than `config.image_size`, or no
+        products.
+    """
+    if len(products) == 0:
+        raise ValueError("make_train_dataset needs at least one product.")
+    if products.sprite_size != config.image_size:
+        raise ValueError(
+            f"Sprites are {products.sprite_size} px but image_size is "
+            f"{config.image_size}; prepare products with "
+            f"sprite_size={config.image_size}."
+        )
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {
+            "sprite": products.sprites,
+            "label": products.labels,
+            "item_id": products.item_ids.astype(str),
+        }
+    )
+    # Orders are seeded by the start too, so a resumed run does not replay
+    # the first epochs' product and background order.
+    dataset = dataset.shuffle(
+        len(products), seed=seed + start_index, reshuffle_each_iteration=True
+    ).repeat()
+    if backgrounds is not None:
+        scenes = tf.data.Dataset.from_tensor_slices(backgrounds)
+        scenes = scenes.shuffle(
+            len(backgrounds),
+            seed=seed + start_index + 1,
+            reshuffle_each_iteration=True,
+        ).repeat()
+        dataset = tf.data.Dataset.zip(dataset, scenes).map(
+            lambda product, scene: {**product, "background": scene}
+        )
+    dataset = dataset.enumerate(start=start_index).map(
+        lambda index, example: augment_example(
+            example, augment.element_seed(seed, index), config
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+        tf.data.AUTOTUNE
+    )

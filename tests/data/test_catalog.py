@@ -9,210 +9,256 @@ from beau_tf.data import catalog
 
 
 def _tempdir(test_case):
-  """A fresh directory removed after the test (works without absl flags)."""
-  directory = tempfile.TemporaryDirectory(prefix="beau_tf_catalog_")
-  test_case.addCleanup(directory.cleanup)
-  return directory.name
+    """A fresh directory removed after the test (works without absl flags)."""
+    directory = tempfile.TemporaryDirectory(prefix="beau_tf_catalog_")
+    test_case.addCleanup(directory.cleanup)
+    return directory.name
 
 
 def _touch(root, relative, content=b"not decoded"):
-  """Creates a file; its bytes are no image, which listing must not notice."""
-  path = os.path.join(root, relative)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "wb") as f:
-    f.write(content)
-  return path
+    """Creates a file; its bytes are no image, which listing must not notice."""
+    path = os.path.join(root, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(content)
+    return path
 
 
 def _write_text(root, relative, text):
-  return _touch(root, relative, text.encode("utf-8"))
+    return _touch(root, relative, text.encode("utf-8"))
 
 
 class DirectoryCatalogTest(absltest.TestCase):
 
-  def test_nested_directory(self):
-    root = _tempdir(self)
-    for name in ("shoes/red.JPG", "bags/tote.png", "bags/deep/mini.webp",
-                 "readme.txt", ".thumbs/x.jpg"):
-      _touch(root, name)
-    items = catalog.list_catalog(root)
-    self.assertEqual([i.item_id for i in items],
-                     ["bags/deep/mini", "bags/tote", "shoes/red"])
-    self.assertEqual([i.label for i in items], [0, 1, 2])
-    self.assertEqual(items[2].path,
-                     os.path.abspath(os.path.join(root, "shoes/red.JPG")))
-    for item in items:
-      self.assertTrue(os.path.isabs(item.path))
+    def test_nested_directory(self):
+        root = _tempdir(self)
+        for name in (
+            "shoes/red.JPG",
+            "bags/tote.png",
+            "bags/deep/mini.webp",
+            "readme.txt",
+            ".thumbs/x.jpg",
+        ):
+            _touch(root, name)
+        items = catalog.list_catalog(root)
+        self.assertEqual(
+            [i.item_id for i in items],
+            ["bags/deep/mini", "bags/tote", "shoes/red"],
+        )
+        self.assertEqual([i.label for i in items], [0, 1, 2])
+        self.assertEqual(
+            items[2].path, os.path.abspath(os.path.join(root, "shoes/red.JPG"))
+        )
+        for item in items:
+            self.assertTrue(os.path.isabs(item.path))
 
-  def test_flat_perfect_500k_layout(self):
-    root = _tempdir(self)
-    for item_id in ("1000017", "0000042", "999"):
-      _touch(root, f"{item_id}.jpg")
-    items = catalog.list_catalog(root)
-    self.assertEqual(
-        [(i.item_id, i.label) for i in items],
-        [("0000042", 0), ("1000017", 1), ("999", 2)])
+    def test_flat_perfect_500k_layout(self):
+        root = _tempdir(self)
+        for item_id in ("1000017", "0000042", "999"):
+            _touch(root, f"{item_id}.jpg")
+        items = catalog.list_catalog(root)
+        self.assertEqual(
+            [(i.item_id, i.label) for i in items],
+            [("0000042", 0), ("1000017", 1), ("999", 2)],
+        )
 
-  def test_two_files_for_one_id(self):
-    root = _tempdir(self)
-    _touch(root, "a.jpg")
-    _touch(root, "a.png")
-    with self.assertRaisesRegex(ValueError,
-                                r"a\.jpg and .*a\.png both map to item_id 'a'"):
-      catalog.list_catalog(root)
+    def test_two_files_for_one_id(self):
+        root = _tempdir(self)
+        _touch(root, "a.jpg")
+        _touch(root, "a.png")
+        with self.assertRaisesRegex(
+            ValueError, r"a\.jpg and .*a\.png both map to item_id 'a'"
+        ):
+            catalog.list_catalog(root)
 
-  def test_empty_directory(self):
-    root = _tempdir(self)
-    _touch(root, "notes.txt")
-    with self.assertRaisesRegex(ValueError,
-                                r"no images found under .*\(\.jpg, \.jpeg"):
-      catalog.list_catalog(root)
+    def test_empty_directory(self):
+        root = _tempdir(self)
+        _touch(root, "notes.txt")
+        with self.assertRaisesRegex(
+            ValueError, r"no images found under .*\(\.jpg, \.jpeg"
+        ):
+            catalog.list_catalog(root)
 
-  def test_missing_source(self):
-    with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
-      catalog.list_catalog(os.path.join(_tempdir(self), "nope"))
+    def test_missing_source(self):
+        with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
+            catalog.list_catalog(os.path.join(_tempdir(self), "nope"))
 
-  def test_source_is_neither_directory_nor_csv(self):
-    path = _touch(_tempdir(self), "list.txt")
-    with self.assertRaisesRegex(ValueError, "neither a directory"):
-      catalog.list_catalog(path)
+    def test_source_is_neither_directory_nor_csv(self):
+        path = _touch(_tempdir(self), "list.txt")
+        with self.assertRaisesRegex(ValueError, "neither a directory"):
+            catalog.list_catalog(path)
 
 
 class CsvCatalogTest(absltest.TestCase):
 
-  def setUp(self):
-    super().setUp()
-    self.root = _tempdir(self)
-    self.elsewhere = _touch(_tempdir(self), "abs.jpg")
-    _touch(self.root, "img/b.jpg")
-    _touch(self.root, "img/a.png")
+    def setUp(self):
+        super().setUp()
+        self.root = _tempdir(self)
+        self.elsewhere = _touch(_tempdir(self), "abs.jpg")
+        _touch(self.root, "img/b.jpg")
+        _touch(self.root, "img/a.png")
 
-  def _csv(self, text, name="catalog.csv"):
-    return _write_text(self.root, name, text)
+    def _csv(self, text, name="catalog.csv"):
+        return _write_text(self.root, name, text)
 
-  def test_relative_and_absolute_paths_sorted_and_labelled(self):
-    path = self._csv("item_id,path,notes\n"
-                     "zeta,img/b.jpg,\n"
-                     f"alpha,{self.elsewhere},extra columns are ignored\n"
-                     "mid , img/a.png \n"
-                     "\n")
-    items = catalog.list_catalog(path)
-    self.assertEqual(items, [
-        catalog.CatalogItem("alpha", self.elsewhere, 0),
-        catalog.CatalogItem("mid", os.path.join(self.root, "img/a.png"), 1),
-        catalog.CatalogItem("zeta", os.path.join(self.root, "img/b.jpg"), 2),
-    ])
+    def test_relative_and_absolute_paths_sorted_and_labelled(self):
+        path = self._csv(
+            "item_id,path,notes\n"
+            "zeta,img/b.jpg,\n"
+            f"alpha,{self.elsewhere},extra columns are ignored\n"
+            "mid , img/a.png \n"
+            "\n"
+        )
+        items = catalog.list_catalog(path)
+        self.assertEqual(
+            items,
+            [
+                catalog.CatalogItem("alpha", self.elsewhere, 0),
+                catalog.CatalogItem(
+                    "mid", os.path.join(self.root, "img/a.png"), 1
+                ),
+                catalog.CatalogItem(
+                    "zeta", os.path.join(self.root, "img/b.jpg"), 2
+                ),
+            ],
+        )
 
-  def test_byte_order_mark_and_column_order(self):
-    path = self._csv("\ufeffpath,item_id\nimg/b.jpg,b\n")
-    self.assertEqual([i.item_id for i in catalog.list_catalog(path)], ["b"])
+    def test_byte_order_mark_and_column_order(self):
+        path = self._csv("\ufeffpath,item_id\nimg/b.jpg,b\n")
+        self.assertEqual([i.item_id for i in catalog.list_catalog(path)], ["b"])
 
-  def test_missing_column(self):
-    path = self._csv("id,path\nb,img/b.jpg\n")
-    with self.assertRaisesRegex(
-        ValueError, r"catalog\.csv, line 1: header id,path lacks column\(s\) "
-        r"item_id \(header item_id,path expected\)"):
-      catalog.list_catalog(path)
+    def test_missing_column(self):
+        path = self._csv("id,path\nb,img/b.jpg\n")
+        with self.assertRaisesRegex(
+            ValueError,
+            r"catalog\.csv, line 1: header id,path lacks column\(s\) "
+            r"item_id \(header item_id,path expected\)",
+        ):
+            catalog.list_catalog(path)
 
-  def test_short_row(self):
-    path = self._csv("item_id,path\nb,img/b.jpg\nonly-an-id\n")
-    with self.assertRaisesRegex(ValueError,
-                                r"catalog\.csv, line 3: empty or missing path"):
-      catalog.list_catalog(path)
+    def test_short_row(self):
+        path = self._csv("item_id,path\nb,img/b.jpg\nonly-an-id\n")
+        with self.assertRaisesRegex(
+            ValueError, r"catalog\.csv, line 3: empty or missing path"
+        ):
+            catalog.list_catalog(path)
 
-  def test_too_many_values(self):
-    path = self._csv("item_id,path\nb,img/b.jpg,oops\n")
-    with self.assertRaisesRegex(ValueError, r"line 2: more values"):
-      catalog.list_catalog(path)
+    def test_too_many_values(self):
+        path = self._csv("item_id,path\nb,img/b.jpg,oops\n")
+        with self.assertRaisesRegex(ValueError, r"line 2: more values"):
+            catalog.list_catalog(path)
 
-  def test_empty_id(self):
-    path = self._csv("item_id,path\nb,img/b.jpg\n  ,img/a.png\n")
-    with self.assertRaisesRegex(
-        ValueError, r"catalog\.csv, line 3: empty or missing item_id"):
-      catalog.list_catalog(path)
+    def test_empty_id(self):
+        path = self._csv("item_id,path\nb,img/b.jpg\n  ,img/a.png\n")
+        with self.assertRaisesRegex(
+            ValueError, r"catalog\.csv, line 3: empty or missing item_id"
+        ):
+            catalog.list_catalog(path)
 
-  def test_duplicate_id(self):
-    path = self._csv("item_id,path\nb,img/b.jpg\nx,img/a.png\nb,img/a.png\n")
-    with self.assertRaisesRegex(
-        ValueError, r"line 4: item_id 'b' is already listed on line 2; "
-        "a catalogue has one image per product"):
-      catalog.list_catalog(path)
+    def test_duplicate_id(self):
+        path = self._csv(
+            "item_id,path\nb,img/b.jpg\nx,img/a.png\nb,img/a.png\n"
+        )
+        with self.assertRaisesRegex(
+            ValueError,
+            r"line 4: item_id 'b' is already listed on line 2; "
+            "a catalogue has one image per product",
+        ):
+            catalog.list_catalog(path)
 
-  def test_missing_image(self):
-    path = self._csv("item_id,path\nb,img/b.jpg\nc,img/gone.jpg\n")
-    with self.assertRaisesRegex(
-        FileNotFoundError, r"lists 1 image file\(s\) that do not exist "
-        r"\(line 3: .*img/gone\.jpg\)"):
-      catalog.list_catalog(path)
+    def test_missing_image(self):
+        path = self._csv("item_id,path\nb,img/b.jpg\nc,img/gone.jpg\n")
+        with self.assertRaisesRegex(
+            FileNotFoundError,
+            r"lists 1 image file\(s\) that do not exist "
+            r"\(line 3: .*img/gone\.jpg\)",
+        ):
+            catalog.list_catalog(path)
 
-  def test_empty_file_and_header_only(self):
-    with self.assertRaisesRegex(ValueError, r"empty\.csv is empty"):
-      catalog.list_catalog(self._csv("", name="empty.csv"))
-    with self.assertRaisesRegex(ValueError, "lists no catalogue images"):
-      catalog.list_catalog(self._csv("item_id,path\n", name="header.csv"))
+    def test_empty_file_and_header_only(self):
+        with self.assertRaisesRegex(ValueError, r"empty\.csv is empty"):
+            catalog.list_catalog(self._csv("", name="empty.csv"))
+        with self.assertRaisesRegex(ValueError, "lists no catalogue images"):
+            catalog.list_catalog(self._csv("item_id,path\n", name="header.csv"))
 
-  def test_written_csv_reads_back(self):
-    path = os.path.join(self.root, "out.csv")
-    catalog.write_csv(path, catalog.CATALOG_COLUMNS,
-                      [("a, with comma", "img/a.png"), ("b", "img/b.jpg")])
-    self.assertEqual([i.item_id for i in catalog.list_catalog(path)],
-                     ["a, with comma", "b"])
+    def test_written_csv_reads_back(self):
+        path = os.path.join(self.root, "out.csv")
+        catalog.write_csv(
+            path,
+            catalog.CATALOG_COLUMNS,
+            [("a, with comma", "img/a.png"), ("b", "img/b.jpg")],
+        )
+        self.assertEqual(
+            [i.item_id for i in catalog.list_catalog(path)],
+            ["a, with comma", "b"],
+        )
 
 
 class QueriesTest(absltest.TestCase):
 
-  def test_read_queries(self):
-    root = _tempdir(self)
-    _touch(root, "photos/1.jpg")
-    _touch(root, "photos/2.jpg")
-    path = _write_text(root, "q.csv",
-                       "path,item_id\nphotos/2.jpg,b\nphotos/1.jpg,a\n")
-    self.assertEqual(catalog.read_queries(path), [
-        catalog.Query(os.path.join(root, "photos/2.jpg"), "b"),
-        catalog.Query(os.path.join(root, "photos/1.jpg"), "a"),
-    ])
+    def test_read_queries(self):
+        root = _tempdir(self)
+        _touch(root, "photos/1.jpg")
+        _touch(root, "photos/2.jpg")
+        path = _write_text(
+            root, "q.csv", "path,item_id\nphotos/2.jpg,b\nphotos/1.jpg,a\n"
+        )
+        self.assertEqual(
+            catalog.read_queries(path),
+            [
+                catalog.Query(os.path.join(root, "photos/2.jpg"), "b"),
+                catalog.Query(os.path.join(root, "photos/1.jpg"), "a"),
+            ],
+        )
 
-  def test_errors(self):
-    root = _tempdir(self)
-    _touch(root, "1.jpg")
-    cases = (
-        ("image,item_id\n1.jpg,a\n", ValueError, "lacks column.*path"),
-        ("path,item_id\n1.jpg,\n", ValueError, "line 2: empty or missing item"),
-        ("path,item_id\n1.jpg,a\n1.jpg,b\n", ValueError,
-         "line 3: .*already listed on line 2"),
-        ("path,item_id\n2.jpg,a\n", FileNotFoundError, "line 2: .*2.jpg"),
-        ("path,item_id\n", ValueError, "lists no queries"),
-    )
-    for text, error, pattern in cases:
-      with self.subTest(text=text):
-        path = _write_text(root, "q.csv", text)
-        with self.assertRaisesRegex(error, pattern):
-          catalog.read_queries(path)
+    def test_errors(self):
+        root = _tempdir(self)
+        _touch(root, "1.jpg")
+        cases = (
+            ("image,item_id\n1.jpg,a\n", ValueError, "lacks column.*path"),
+            (
+                "path,item_id\n1.jpg,\n",
+                ValueError,
+                "line 2: empty or missing item",
+            ),
+            (
+                "path,item_id\n1.jpg,a\n1.jpg,b\n",
+                ValueError,
+                "line 3: .*already listed on line 2",
+            ),
+            ("path,item_id\n2.jpg,a\n", FileNotFoundError, "line 2: .*2.jpg"),
+            ("path,item_id\n", ValueError, "lists no queries"),
+        )
+        for text, error, pattern in cases:
+            with self.subTest(text=text):
+                path = _write_text(root, "q.csv", text)
+                with self.assertRaisesRegex(error, pattern):
+                    catalog.read_queries(path)
 
 
 class WriteCsvTest(absltest.TestCase):
 
-  def test_round_trip(self):
-    path = os.path.join(_tempdir(self), "x.csv")
-    catalog.write_csv(path, ["a", "b"], [(1, "x"), (2, 'say "hi", twice')])
-    with open(path, encoding="utf-8") as f:
-      self.assertEqual(f.read(), 'a,b\n1,x\n2,"say ""hi"", twice"\n')
+    def test_round_trip(self):
+        path = os.path.join(_tempdir(self), "x.csv")
+        catalog.write_csv(path, ["a", "b"], [(1, "x"), (2, 'say "hi", twice')])
+        with open(path, encoding="utf-8") as f:
+            self.assertEqual(f.read(), 'a,b\n1,x\n2,"say ""hi"", twice"\n')
 
-  def test_failure_keeps_previous_file_and_leaves_no_temp(self):
-    directory = _tempdir(self)
-    path = os.path.join(directory, "x.csv")
-    catalog.write_csv(path, ["a", "b"], [(1, 2)])
-    with self.assertRaisesRegex(ValueError, r"row 1 has 1 values"):
-      catalog.write_csv(path, ["a", "b"], [(3, 4), (5,)])
-    with open(path, encoding="utf-8") as f:
-      self.assertEqual(f.read(), "a,b\n1,2\n")
-    self.assertEqual(os.listdir(directory), ["x.csv"])
+    def test_failure_keeps_previous_file_and_leaves_no_temp(self):
+        directory = _tempdir(self)
+        path = os.path.join(directory, "x.csv")
+        catalog.write_csv(path, ["a", "b"], [(1, 2)])
+        with self.assertRaisesRegex(ValueError, r"row 1 has 1 values"):
+            catalog.write_csv(path, ["a", "b"], [(3, 4), (5,)])
+        with open(path, encoding="utf-8") as f:
+            self.assertEqual(f.read(), "a,b\n1,2\n")
+        self.assertEqual(os.listdir(directory), ["x.csv"])
 
-  def test_missing_directory(self):
-    path = os.path.join(_tempdir(self), "no", "x.csv")
-    with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
-      catalog.write_csv(path, ["a"], [])
+    def test_missing_directory(self):
+        path = os.path.join(_tempdir(self), "no", "x.csv")
+        with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
+            catalog.write_csv(path, ["a"], [])
 
 
 if __name__ == "__main__":
-  absltest.main()
+    absltest.main()

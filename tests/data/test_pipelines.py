@@ -11,59 +11,75 @@ SIZE = 32
 
 
 def make_products(count: int = 3, size: int = SIZE) -> products_lib.ProductSet:
-  sprites = np.zeros((count, size, size, 4), np.uint8)
-  for i in range(count):
-    sprites[i, 4:28, 8:24] = (60 * i, 200, 100, 255)
-  return products_lib.ProductSet(
-      sprites=sprites, labels=np.arange(count, dtype=np.int32) * 2,
-      item_ids=np.array([f"item/{i}" for i in range(count)], dtype=object))
+    sprites = np.zeros((count, size, size, 4), np.uint8)
+    for i in range(count):
+        sprites[i, 4:28, 8:24] = (60 * i, 200, 100, 255)
+    return products_lib.ProductSet(
+        sprites=sprites,
+        labels=np.arange(count, dtype=np.int32) * 2,
+        item_ids=np.array([f"item/{i}" for i in range(count)], dtype=object),
+    )
 
 
 def take(dataset: tf.data.Dataset, count: int) -> list[dict]:
-  return [tf.nest.map_structure(np.asarray, b) for b in dataset.take(count)]
+    return [tf.nest.map_structure(np.asarray, b) for b in dataset.take(count)]
 
 
 class MakeTrainDatasetTest(tf.test.TestCase):
 
-  def test_batches_have_the_documented_shapes_and_types(self):
-    config = augment.AugmentConfig(image_size=SIZE)
-    batch = take(pipelines.make_train_dataset(make_products(), config, 2), 1)[0]
-    self.assertEqual(set(batch), {"image", "mask", "label", "item_id"})
-    self.assertEqual(batch["image"].shape, (2, SIZE, SIZE, 3))
-    self.assertEqual(batch["image"].dtype, np.uint8)
-    self.assertEqual(batch["mask"].shape, (2, SIZE, SIZE, 1))
-    self.assertEqual(batch["mask"].dtype, np.float32)
-    self.assertEqual(batch["label"].dtype, np.int32)
-    # Ids travel with their labels.
-    for label, item_id in zip(batch["label"], batch["item_id"]):
-      self.assertEqual(item_id.decode(), f"item/{label // 2}")
+    def test_batches_have_the_documented_shapes_and_types(self):
+        config = augment.AugmentConfig(image_size=SIZE)
+        batch = take(
+            pipelines.make_train_dataset(make_products(), config, 2), 1
+        )[0]
+        self.assertEqual(set(batch), {"image", "mask", "label", "item_id"})
+        self.assertEqual(batch["image"].shape, (2, SIZE, SIZE, 3))
+        self.assertEqual(batch["image"].dtype, np.uint8)
+        self.assertEqual(batch["mask"].shape, (2, SIZE, SIZE, 1))
+        self.assertEqual(batch["mask"].dtype, np.float32)
+        self.assertEqual(batch["label"].dtype, np.int32)
+        # Ids travel with their labels.
+        for label, item_id in zip(batch["label"], batch["item_id"]):
+            self.assertEqual(item_id.decode(), f"item/{label // 2}")
 
-  def test_seeded_run_repeats_exactly_and_seeds_differ(self):
-    config = augment.AugmentConfig(image_size=SIZE)
-    products = make_products()
-    first = take(pipelines.make_train_dataset(products, config, 4, seed=5), 3)
-    again = take(pipelines.make_train_dataset(products, config, 4, seed=5), 3)
-    other = take(pipelines.make_train_dataset(products, config, 4, seed=6), 3)
-    for a, b in zip(first, again):
-      for key in a:
-        self.assertAllEqual(a[key], b[key])
-    self.assertNotAllEqual(first[0]["image"], other[0]["image"])
+    def test_seeded_run_repeats_exactly_and_seeds_differ(self):
+        config = augment.AugmentConfig(image_size=SIZE)
+        products = make_products()
+        first = take(
+            pipelines.make_train_dataset(products, config, 4, seed=5), 3
+        )
+        again = take(
+            pipelines.make_train_dataset(products, config, 4, seed=5), 3
+        )
+        other = take(
+            pipelines.make_train_dataset(products, config, 4, seed=6), 3
+        )
+        for a, b in zip(first, again):
+            for key in a:
+                self.assertAllEqual(a[key], b[key])
+        self.assertNotAllEqual(first[0]["image"], other[0]["image"])
 
-  def test_every_product_is_seen_each_epoch(self):
-    config = augment.AugmentConfig(image_size=SIZE)
-    batches = take(pipelines.make_train_dataset(make_products(4), config, 4), 3)
-    for batch in batches:
-      self.assertCountEqual(batch["label"], [0, 2, 4, 6])
+    def test_every_product_is_seen_each_epoch(self):
+        config = augment.AugmentConfig(image_size=SIZE)
+        batches = take(
+            pipelines.make_train_dataset(make_products(4), config, 4), 3
+        )
+        for batch in batches:
+            self.assertCountEqual(batch["label"], [0, 2, 4, 6])
 
-  def test_background_photos_are_used(self):
-    config = augment.AugmentConfig.geometry_only(SIZE)
-    backgrounds = np.full((2, 40, 40, 3), 77, np.uint8)
-    batch = take(pipelines.make_train_dataset(
-        make_products(), config, 2, backgrounds=backgrounds), 1)[0]
-    background_pixels = batch["image"][batch["mask"][..., 0] == 0]
-    self.assertTrue(np.all(background_pixels == 77))
+    def test_background_photos_are_used(self):
+        config = augment.AugmentConfig.geometry_only(SIZE)
+        backgrounds = np.full((2, 40, 40, 3), 77, np.uint8)
+        batch = take(
+            pipelines.make_train_dataset(
+                make_products(), config, 2, backgrounds=backgrounds
+            ),
+            1,
+        )[0]
+        background_pixels = batch["image"][batch["mask"][..., 0] == 0]
+        self.assertTrue(np.all(background_pixels == 77))
 
-  def test_sprite_size_must_match_image_size(self):
-    config = augment.AugmentConfig(image_size=48)
-    with self.assertRaisesRegex(ValueError, "sprite_size=48"):
-      pipelines.make_train_dataset(make_products(), config, 2)
+    def test_sprite_size_must_match_image_size(self):
+        config = augment.AugmentConfig(image_size=48)
+        with self.assertRaisesRegex(ValueError, "sprite_size=48"):
+            pipelines.make_train_dataset(make_products(), config, 2)

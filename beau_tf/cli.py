@@ -1,0 +1,25 @@
+"""Running beau_tf's command lines: bad input ends in one clear line."""
+
+import sys
+from collections.abc import Callable
+
+from absl import app
+
+# What a user's input can cause; anything else is a bug and keeps its traceback.
+USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError)
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """`absl.app.run(main)`, with user errors reported without a traceback.
+
+    The message (which names the file or value and what was expected) goes
+    to stderr and the program exits with status 1.
+    """
+
+    def guarded_main(argv):
+        try:
+            main(argv)
+        except USER_ERRORS as error:
+            sys.exit(f"error: {error}")
+
+    app.run(guarded_main)

@@ -1,0 +1,184 @@
+r"""Trains a beau_tf feature extractor from catalogue images alone.
+
+  python -m beau_tf.train --flagfile=configs/r50.flags \
+      --catalog=catalog.csv --background_dir=backgrounds/ --workdir=runs/r50
+
+Flagfiles compose (`configs/r50.flags` starts with `--flagfile=configs/base.flags`)
+and later flags override earlier ones. Restarting the same command resumes from
+the workdir's last checkpoint. See `beau_tf.training` for the workdir layout.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from beau_tf import cli
+from beau_tf import training
+from beau_tf.data import products
+from beau_tf.models import backbones
+from beau_tf.models import extractor
+from beau_tf.models import layers
+
+_WORKDIR = flags.DEFINE_string(
+    "workdir",
+    None,
+    "Run folder (created; " "resumed when it holds a run).",
+    required=True,
+)
+_CATALOG = flags.DEFINE_string(
+    "catalog",
+    None,
+    "Catalogue: image folder (recursive) or CSV of " "item_id,path.",
+    required=True,
+)
+_BACKGROUND_DIR = flags.DEFINE_string(
+    "background_dir",
+    "",
+    "Background photos (recursive); procedural scenes " "when empty.",
+)
+_MAX_BACKGROUNDS = flags.DEFINE_integer(
+    "max_backgrounds", 4000, "Background photos kept in memory at most."
+)
+_BAD_MASK_POLICY = flags.DEFINE_enum(
+    "bad_mask_policy",
+    "skip",
+    products.BAD_MASK_POLICIES,
+    "Catalogue images whose mask covers the whole frame: skip, or use the "
+    "whole frame as the product.",
+)
+
+_BACKBONE = flags.DEFINE_enum(
+    "backbone", "resnet50", sorted(backbones.BACKBONES), "CNN backbone."
+)
+_BACKBONE_WEIGHTS = flags.DEFINE_string(
+    "backbone_weights",
+    "imagenet",
+    "imagenet (downloaded for resnet50; "
+    "ported offline for efficientnet_lite*), none, or a weights file path.",
+)
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Training image side.")
+_POOLING = flags.DEFINE_enum(
+    "pooling",
+    "attention",
+    list(layers.POOLING_NAMES),
+    "attention (the paper), gap, gem or mac.",
+)
+_MASK_STRIDES = flags.DEFINE_list(
+    "mask_strides", ["32"], "Backbone strides feeding the mask decoder."
+)
+_EMBEDDING_DIM = flags.DEFINE_integer(
+    "embedding_dim", 0, "Projection size; 0 keeps the backbone's channels."
+)
+_TRAINABLE_FROM = flags.DEFINE_string(
+    "trainable_from",
+    "",
+    "Backbone layer from which layers train; empty = "
+    "all, 'none' = backbone frozen.",
+)
+
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+_STEPS = flags.DEFINE_integer("steps", 20000, "Optimizer steps in total.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Peak rate.")
+_LR_SCHEDULE = flags.DEFINE_enum(
+    "lr_schedule",
+    "cosine",
+    list(training.LR_SCHEDULES),
+    "cosine (warm-up, then decay) or constant.",
+)
+_WARMUP_STEPS = flags.DEFINE_integer("warmup_steps", 500, "Warm-up steps.")
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 1e-4, "AdamW decay.")
+_MASK_LOSS_WEIGHT = flags.DEFINE_float(
+    "mask_loss_weight", 1.0, "Weight of the mask MSE (the paper)."
+)
+_IDENTITY_LOSS_WEIGHT = flags.DEFINE_float(
+    "identity_loss_weight",
+    0.0,
+    "Weight of the ArcFace identity loss over "
+    "catalogue products; 0 = off (the paper).",
+)
+_IDENTITY_MARGIN = flags.DEFINE_float(
+    "identity_margin", 0.2, "ArcFace margin, radians."
+)
+_IDENTITY_SCALE = flags.DEFINE_float("identity_scale", 30.0, "ArcFace scale.")
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every", 500, "Steps between checkpoints (resumable points)."
+)
+_KEEP_CHECKPOINTS = flags.DEFINE_integer(
+    "keep_checkpoints", 3, "Checkpoints kept."
+)
+_SUMMARY_EVERY = flags.DEFINE_integer(
+    "summary_every", 50, "Steps between TensorBoard loss points."
+)
+_SUMMARY_IMAGES_EVERY = flags.DEFINE_integer(
+    "summary_images_every", 500, "Steps between TensorBoard mask images."
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Run seed.")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy",
+    "default",
+    list(training.STRATEGIES),
+    "tf.distribute strategy; multi_worker reads " "TF_CONFIG.",
+)
+_TPU = flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu.")
+_MIXED_PRECISION = flags.DEFINE_enum(
+    "mixed_precision",
+    "none",
+    list(training.MIXED_PRECISION),
+    "mixed_float16 on GPUs, mixed_bfloat16 on TPUs.",
+)
+
+
+def config_from_flags() -> training.TrainConfig:
+    return training.TrainConfig(
+        extractor=extractor.ExtractorConfig(
+            backbone=_BACKBONE.value,
+            backbone_weights=_BACKBONE_WEIGHTS.value,
+            image_size=_IMAGE_SIZE.value,
+            pooling=_POOLING.value,
+            mask_strides=tuple(int(s) for s in _MASK_STRIDES.value),
+            embedding_dim=_EMBEDDING_DIM.value,
+            trainable_from=_TRAINABLE_FROM.value,
+        ),
+        catalog=_CATALOG.value,
+        background_dir=_BACKGROUND_DIR.value,
+        max_backgrounds=_MAX_BACKGROUNDS.value,
+        bad_mask_policy=_BAD_MASK_POLICY.value,
+        batch_size=_BATCH_SIZE.value,
+        steps=_STEPS.value,
+        learning_rate=_LEARNING_RATE.value,
+        lr_schedule=_LR_SCHEDULE.value,
+        warmup_steps=_WARMUP_STEPS.value,
+        weight_decay=_WEIGHT_DECAY.value,
+        mask_loss_weight=_MASK_LOSS_WEIGHT.value,
+        identity_loss_weight=_IDENTITY_LOSS_WEIGHT.value,
+        identity_margin=_IDENTITY_MARGIN.value,
+        identity_scale=_IDENTITY_SCALE.value,
+        checkpoint_every=_CHECKPOINT_EVERY.value,
+        keep_checkpoints=_KEEP_CHECKPOINTS.value,
+        summary_every=_SUMMARY_EVERY.value,
+        summary_images_every=_SUMMARY_IMAGES_EVERY.value,
+        seed=_SEED.value,
+        strategy=_STRATEGY.value,
+        tpu=_TPU.value,
+        mixed_precision=_MIXED_PRECISION.value,
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        config = config_from_flags()
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    own_flags = flags.FLAGS.get_flags_for_module(sys.modules[__name__])
+    training.train(
+        config,
+        _WORKDIR.value,
+        flags_text="".join(f"{flag.serialize()}\n" for flag in own_flags),
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)

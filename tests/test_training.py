@@ -1,0 +1,230 @@
+"""Tests for beau_tf.training and the beau_tf.train command line."""
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl.testing import parameterized
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from beau_tf import training
+from beau_tf.data import synthetic
+from beau_tf.models import extractor as extractor_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def make_tempdir(test_case) -> str:
+    directory = tempfile.TemporaryDirectory()
+    test_case.addCleanup(directory.cleanup)
+    return directory.name
+
+
+def tiny_catalog(root: str) -> synthetic.SyntheticCatalog:
+    return synthetic.write_synthetic_catalog(
+        os.path.join(root, "synthetic"),
+        num_products=4,
+        queries_per_product=0,
+        num_backgrounds=2,
+        image_size=64,
+    )
+
+
+def tiny_config(
+    catalog: synthetic.SyntheticCatalog, **overrides
+) -> training.TrainConfig:
+    values = dict(
+        extractor=extractor_lib.ExtractorConfig(
+            backbone="tiny", backbone_weights="none", image_size=64
+        ),
+        catalog=catalog.catalog_csv,
+        background_dir=catalog.backgrounds_dir,
+        batch_size=2,
+        steps=4,
+        checkpoint_every=2,
+        warmup_steps=1,
+        identity_loss_weight=1.0,
+        summary_every=1,
+        summary_images_every=2,
+    )
+    values.update(overrides)
+    return training.TrainConfig(**values)
+
+
+def summary_tags(log_dir: str) -> set[str]:
+    tags = set()
+    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def trained_steps(workdir: str) -> int:
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    return int(tf.train.load_variable(latest, _ITERATIONS))
+
+
+class TrainConfigTest(parameterized.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.catalog = tiny_catalog(make_tempdir(self))
+
+    @parameterized.parameters(
+        (dict(steps=5, checkpoint_every=2), "not a multiple"),
+        (
+            dict(mask_loss_weight=0.0, identity_loss_weight=0.0),
+            "nothing to train",
+        ),
+        (dict(strategy="cloud"), "strategy='cloud'"),
+        (dict(batch_size=0), "batch_size=0"),
+    )
+    def test_bad_values_are_named(self, overrides, message):
+        with self.assertRaisesRegex(ValueError, message):
+            tiny_config(self.catalog, **overrides)
+
+    def test_dict_round_trip(self):
+        config = tiny_config(self.catalog, mask_loss_weight=0.5)
+        self.assertEqual(
+            training.TrainConfig.from_dict(config.to_dict()), config
+        )
+
+    def test_workdir_refuses_another_run_but_accepts_more_steps(self):
+        workdir = make_tempdir(self)
+        training.record_config(workdir, tiny_config(self.catalog), "")
+        training.record_config(workdir, tiny_config(self.catalog, steps=8), "")
+        with self.assertRaisesRegex(ValueError, "learning_rate: 0.001 -> 0.5"):
+            training.record_config(
+                workdir, tiny_config(self.catalog, learning_rate=0.5), ""
+            )
+
+    def test_missing_workdir_config_is_a_clear_error(self):
+        with self.assertRaisesRegex(
+            FileNotFoundError, "not a beau_tf training"
+        ):
+            training.load_train_config(make_tempdir(self))
+
+
+class TrainTest(tf.test.TestCase):
+
+    def test_run_writes_a_complete_workdir_and_resumes(self):
+        root = make_tempdir(self)
+        catalog = tiny_catalog(root)
+        workdir = os.path.join(root, "run")
+        config = tiny_config(catalog)
+        path = training.train(config, workdir)
+
+        self.assertEqual(training.load_train_config(workdir), config)
+        self.assertTrue(os.path.exists(os.path.join(workdir, "flags.txt")))
+        self.assertEqual(trained_steps(workdir), 4)
+        self.assertContainsSubset(
+            {
+                "loss/loss",
+                "loss/mask_loss",
+                "loss/logits_loss",
+                "learning_rate",
+                "input",
+                "mask/true",
+                "mask/predicted",
+            },
+            summary_tags(os.path.join(workdir, "tensorboard")),
+        )
+        extractor = keras.saving.load_model(path)
+        outputs = extractor(np.zeros((1, 64, 64, 3), np.uint8))
+        self.assertEqual(outputs["embedding"].shape[0], 1)
+        self.assertEqual(outputs["mask"].shape, (1, 64, 64, 1))
+
+        # The same workdir with more steps goes on from step 4.
+        with self.assertLogs(level="INFO") as logs:
+            training.train(tiny_config(catalog, steps=8), workdir)
+        self.assertTrue(any("at step 4" in line for line in logs.output))
+        self.assertEqual(trained_steps(workdir), 8)
+
+    def test_mirrored_strategy_trains(self):
+        root = make_tempdir(self)
+        config = tiny_config(tiny_catalog(root), strategy="mirrored", steps=2)
+        training.train(config, os.path.join(root, "run"))
+        self.assertEqual(trained_steps(os.path.join(root, "run")), 2)
+
+    def test_paper_config_trains_the_mask_alone(self):
+        root = make_tempdir(self)
+        config = tiny_config(
+            tiny_catalog(root), identity_loss_weight=0.0, steps=2
+        )
+        training.train(config, os.path.join(root, "run"))
+        tags = summary_tags(os.path.join(root, "run", "tensorboard"))
+        self.assertIn("loss/loss", tags)
+        self.assertNotIn("loss/logits_loss", tags)
+
+
+@pytest.mark.slow
+class KillAndResumeTest(tf.test.TestCase):
+
+    def test_sigkill_then_same_command_continues(self):
+        root = make_tempdir(self)
+        catalog = tiny_catalog(root)
+        workdir = os.path.join(root, "run")
+        command = [
+            sys.executable,
+            "-m",
+            "beau_tf.train",
+            f"--workdir={workdir}",
+            f"--catalog={catalog.catalog_csv}",
+            f"--background_dir={catalog.backgrounds_dir}",
+            "--backbone=tiny",
+            "--backbone_weights=none",
+            "--image_size=64",
+            "--batch_size=2",
+            "--steps=300",
+            "--checkpoint_every=10",
+            "--warmup_steps=1",
+            "--identity_loss_weight=1.0",
+        ]
+        environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        checkpoints = os.path.join(workdir, "checkpoints")
+        deadline = time.monotonic() + 240
+        while not glob.glob(os.path.join(checkpoints, "ckpt-*.index")):
+            self.assertIsNone(
+                process.poll(), "training ended before a checkpoint"
+            )
+            self.assertLess(
+                time.monotonic(), deadline, "no checkpoint in 240 s"
+            )
+            time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at = trained_steps(workdir)
+        self.assertLess(killed_at, 300, "training finished before the kill")
+
+        resumed = subprocess.run(
+            command,
+            cwd=REPO,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
+        match = re.search(r"Resuming from .* at step (\d+)", resumed.stderr)
+        self.assertIsNotNone(match, resumed.stderr[-3000:])
+        self.assertEqual(int(match.group(1)), killed_at)
+        self.assertEqual(trained_steps(workdir), 300)
+        self.assertTrue(
+            os.path.exists(os.path.join(workdir, "extractor.keras"))
+        )

@@ -1,0 +1,39 @@
+"""Tests for beau_tf.visualize."""
+
+import os
+import tempfile
+import unittest
+
+import numpy as np
+from PIL import Image
+
+from beau_tf import visualize
+
+
+class OverlayMaskTest(unittest.TestCase):
+
+    def test_tints_inside_outlines_the_edge_and_leaves_outside(self):
+        image = np.full((10, 10, 3), 100, np.uint8)
+        mask = np.zeros((10, 10, 1), np.float32)
+        mask[2:8, 2:8] = 1.0
+        out = visualize.overlay_mask(image, mask, colour=(255, 0, 0))
+        np.testing.assert_array_equal(out[0, 0], (100, 100, 100))
+        np.testing.assert_array_equal(out[2, 5], (255, 0, 0))  # boundary
+        self.assertGreater(out[5, 5, 0], 100)  # tinted interior
+        self.assertLess(out[5, 5, 0], 255)
+
+
+class ImageGridTest(unittest.TestCase):
+
+    def test_grid_size_and_png_round_trip(self):
+        cells = [np.full((8, 12, 3), i * 40, np.uint8) for i in range(5)]
+        grid = visualize.image_grid(cells, [f"c{i}" for i in range(5)], 2)
+        # 2 columns x 3 rows of 12x(8 + caption) cells with 4 px gaps.
+        self.assertEqual(grid.size, (2 * (12 + 4) + 4, 3 * (8 + 14 + 4) + 4))
+        with tempfile.TemporaryDirectory() as root:
+            path = visualize.save_png(grid, os.path.join(root, "g.png"))
+            self.assertEqual(Image.open(path).size, grid.size)
+
+    def test_no_cells_is_an_error(self):
+        with self.assertRaises(ValueError):
+            visualize.image_grid([])

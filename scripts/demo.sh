@@ -19,5 +19,18 @@ $py -m beau_tf.data.preview --catalog="$out/synthetic/catalog.csv" \
 $py -m beau_tf.train --flagfile=configs/demo.flags --workdir="$out/workdir" \
     --catalog="$out/synthetic/catalog.csv" \
     --background_dir="$out/synthetic/backgrounds"
-echo "Wrote $out/preview.png and the trained extractor $out/workdir/extractor.keras"
-echo "TensorBoard: tensorboard --logdir $out/workdir/tensorboard"
+# 4. Export it for TF Serving, index the catalogue with ScaNN, search a photo.
+rm -rf "$out/exported" "$out/index"
+$py -m beau_tf.export --workdirs="$out/workdir" --export_dir="$out/exported" \
+    --model_name=beau_tf
+$py -m beau_tf.index --model="$out/exported/beau_tf/1" \
+    --catalog="$out/synthetic/catalog.csv" --index_dir="$out/index"
+query="$(sed -n 2p "$out/synthetic/queries.csv" | cut -d, -f1)"
+$py -m beau_tf.search --index="$out/index" --model="$out/exported/beau_tf/1" \
+    --query="$out/synthetic/$query" --k=5 --visualize="$out/search.png"
+# 5. How well it finds the products in all synthetic in-the-wild queries.
+$py -m beau_tf.evaluate --model="$out/exported/beau_tf/1" --index="$out/index" \
+    --queries="$out/synthetic/queries.csv" --visualize="$out/evaluation.png"
+echo "Pictures: $out/preview.png (training pairs), $out/search.png (one query),"
+echo "  $out/evaluation.png (12 queries with their top 5)."
+echo "Serve it: see export/README.md; TensorBoard: tensorboard --logdir $out/workdir/tensorboard"

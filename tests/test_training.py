@@ -144,7 +144,7 @@ class TrainTest(tf.test.TestCase):
         self.assertEqual(outputs["mask"].shape, (1, 64, 64, 1))
 
         # The same workdir with more steps goes on from step 4.
-        with self.assertLogs(level="INFO") as logs:
+        with self.assertLogs(logger="absl", level="INFO") as logs:
             training.train(tiny_config(catalog, steps=8), workdir)
         self.assertTrue(any("at step 4" in line for line in logs.output))
         self.assertEqual(trained_steps(workdir), 8)

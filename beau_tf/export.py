@@ -1,0 +1,108 @@
+r"""Exports trained extractors as a TF Serving SavedModel version.
+
+  python -m beau_tf.export --workdirs=runs/r50,runs/lite2 --member_weights=1,1 \
+      --pca_dim=256 --pca_catalog=catalog.csv \
+      --export_dir=exported --model_name=beau_tf
+
+writes exported/beau_tf/<next version>/ (see `beau_tf.exporting`). One workdir
+exports its extractor alone; several are combined into one ensemble
+(`beau_tf.models.ensemble`), PCA-whitened on the catalogue's embeddings when
+--pca_dim > 0. Serve it as export/README.md shows.
+"""
+
+from absl import flags
+from absl import logging
+
+from beau_tf import cli
+from beau_tf import exporting
+from beau_tf.data import catalog as catalog_lib
+
+_WORKDIRS = flags.DEFINE_list(
+    "workdirs", None, "Training workdirs, comma-separated.", required=True
+)
+_MEMBER_WEIGHTS = flags.DEFINE_list(
+    "member_weights",
+    [],
+    "One weight per workdir, comma-separated; empty weighs them equally.",
+)
+_PCA_DIM = flags.DEFINE_integer(
+    "pca_dim", 0, "PCA-whitening size; 0 for no whitening."
+)
+_PCA_CATALOG = flags.DEFINE_string(
+    "pca_catalog",
+    "",
+    "Catalogue (folder or CSV) whose embeddings the whitening is learned on.",
+)
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 32, "Batch size for embedding the PCA catalogue."
+)
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", "exported", "Folder holding one folder per model name."
+)
+_MODEL_NAME = flags.DEFINE_string(
+    "model_name", "beau_tf", "Model name (TF Serving's MODEL_NAME)."
+)
+_VERSION = flags.DEFINE_integer(
+    "version", None, "Version to write; unset: 1 + the highest existing."
+)
+
+
+def parse_weights(values: list[str], count: int) -> list[float] | None:
+    """`--member_weights` as floats, one per workdir (None when empty)."""
+    if not values:
+        return None
+    try:
+        weights = [float(value) for value in values]
+    except ValueError:
+        raise ValueError(
+            f"--member_weights={','.join(values)}; numbers expected."
+        ) from None
+    if len(weights) != count:
+        raise ValueError(
+            f"--member_weights has {len(weights)} values for {count} "
+            "workdirs; give one per workdir."
+        )
+    return weights
+
+
+def main(argv):
+    del argv
+    workdirs = _WORKDIRS.value
+    pca_dim = _PCA_DIM.value
+    pca_catalog = _PCA_CATALOG.value
+    export_dir, model_name, version = (
+        _EXPORT_DIR.value,
+        _MODEL_NAME.value,
+        _VERSION.value,
+    )
+    # Fails before the slow work when the version is taken.
+    exporting.free_version_dir(export_dir, model_name, version)
+    if pca_dim > 0 and not pca_catalog:
+        raise ValueError(f"--pca_dim={pca_dim} needs --pca_catalog.")
+    pca_paths = []
+    if pca_dim > 0:
+        pca_paths = [
+            item.path for item in catalog_lib.list_catalog(pca_catalog)
+        ]
+    model, image_size, members = exporting.build_export_model(
+        workdirs,
+        weights=parse_weights(_MEMBER_WEIGHTS.value, len(workdirs)),
+        pca_dim=pca_dim,
+        pca_paths=pca_paths,
+        batch_size=_BATCH_SIZE.value,
+    )
+    version_dir = exporting.export_saved_model(
+        model,
+        image_size,
+        export_dir,
+        model_name,
+        version=version,
+        members=members,
+    )
+    logging.info(
+        "Serve it with export/README.md's command; wrote %s", version_dir
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,82 @@
+r"""Embeds a catalogue through an exported model and builds its ScaNN index.
+
+  python -m beau_tf.index --model=exported/beau_tf/1 \
+      --catalog=out/grocery/catalog.csv --index_dir=indexes/grocery-v1
+
+A large catalogue is embedded in shards, one command per machine, then merged:
+
+  python -m beau_tf.index --model=exported/beau_tf/1 --catalog=catalog.csv \
+      --shard_dir=shards/ --num_shards=8 --shard_index=3
+  python -m beau_tf.index --merge_shards=shards/ --index_dir=indexes/v1
+
+The ScaNN configuration follows the catalogue's size (brute force when small,
+asymmetric hashing with reordering, tree partitioning from ~100K items).
+"""
+
+from absl import app
+from absl import flags
+
+from beau_tf import cli
+from beau_tf import exporting
+from beau_tf import indexing
+from beau_tf.data import catalog as catalog_lib
+
+_MODEL = flags.DEFINE_string(
+    "model",
+    None,
+    "Exported SavedModel version directory, e.g. " "exported/beau_tf/1.",
+)
+_CATALOG = flags.DEFINE_string(
+    "catalog", None, "Catalogue: image folder (recursive) or CSV item_id,path."
+)
+_INDEX_DIR = flags.DEFINE_string(
+    "index_dir", None, "Index directory to write (never overwritten)."
+)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per model call.")
+_NUM_SHARDS = flags.DEFINE_integer(
+    "num_shards", 1, "Split the embedding into this many shards."
+)
+_SHARD_INDEX = flags.DEFINE_integer("shard_index", 0, "Shard to embed here.")
+_SHARD_DIR = flags.DEFINE_string(
+    "shard_dir", None, "Where shards are written (with --num_shards > 1)."
+)
+_MERGE_SHARDS = flags.DEFINE_string(
+    "merge_shards", None, "Join the shards in this folder into --index_dir."
+)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _MERGE_SHARDS.value:
+        if not _INDEX_DIR.value:
+            raise app.UsageError("--merge_shards needs --index_dir.")
+        indexing.build_and_save(
+            indexing.merge_shards(_MERGE_SHARDS.value), _INDEX_DIR.value
+        )
+        return
+    if not (_MODEL.value and _CATALOG.value):
+        raise app.UsageError("--model and --catalog are required.")
+    sharded = _NUM_SHARDS.value > 1
+    if sharded and not _SHARD_DIR.value:
+        raise app.UsageError("--num_shards > 1 needs --shard_dir.")
+    if not sharded and not _INDEX_DIR.value:
+        raise app.UsageError("--index_dir is required.")
+    embedded = indexing.embed_catalog_shard(
+        _MODEL.value,
+        exporting.model_identity(_MODEL.value),
+        catalog_lib.list_catalog(_CATALOG.value),
+        num_shards=_NUM_SHARDS.value,
+        shard_index=_SHARD_INDEX.value,
+        batch_size=_BATCH_SIZE.value,
+    )
+    if sharded:
+        indexing.save_shard(
+            embedded, _SHARD_DIR.value, _NUM_SHARDS.value, _SHARD_INDEX.value
+        )
+    else:
+        indexing.build_and_save(embedded, _INDEX_DIR.value)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,75 @@
+r"""Finds the catalogue products shown in photos.
+
+  python -m beau_tf.search --index=indexes/v1 --model=exported/beau_tf/1 \
+      --query=img.jpg [--query=more.jpg] [--query_dir=photos/] [--k=5] \
+      [--json] [--visualize=results.png]
+
+With --server=localhost:8500 the photos are embedded by TF Serving over gRPC
+instead of a local SavedModel. Search refuses an index built from another
+model version than the one embedding the queries.
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+
+from beau_tf import cli
+from beau_tf import indexing
+from beau_tf import searching
+from beau_tf import serving_client
+from beau_tf import visualize
+
+_INDEX = flags.DEFINE_string("index", None, "Index directory.", required=True)
+_QUERY = flags.DEFINE_multi_string("query", [], "Query image (repeatable).")
+_QUERY_DIR = flags.DEFINE_multi_string(
+    "query_dir", [], "Folder of query images, searched recursively."
+)
+_MODEL = flags.DEFINE_string(
+    "model", None, "Exported SavedModel version directory (local embedding)."
+)
+_SERVER = flags.DEFINE_string(
+    "server", None, "TF Serving gRPC address host:port (remote embedding)."
+)
+_TIMEOUT = flags.DEFINE_float("timeout", 10.0, "gRPC timeout, seconds.")
+_K = flags.DEFINE_integer("k", 5, "Results per query.")
+_EXACT = flags.DEFINE_boolean(
+    "exact", False, "Exact inner-product search instead of ScaNN."
+)
+_JSON = flags.DEFINE_boolean("json", False, "Print JSON instead of text.")
+_VISUALIZE = flags.DEFINE_string(
+    "visualize", None, "Write a contact sheet PNG: each query, then its top-k."
+)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if bool(_MODEL.value) == bool(_SERVER.value):
+        raise app.UsageError("Pass exactly one of --model and --server.")
+    bundle = indexing.load_index(_INDEX.value)
+    paths = searching.list_query_paths(_QUERY.value, _QUERY_DIR.value)
+    try:
+        if _SERVER.value:
+            queries = searching.embed_with_server(
+                _SERVER.value, bundle, paths, _TIMEOUT.value
+            )
+        else:
+            queries = searching.embed_locally(_MODEL.value, bundle, paths)
+    except serving_client.ServingError as error:
+        sys.exit(f"error: {error}")
+    ids, scores = searching.search(
+        bundle, queries.embeddings, _K.value, _EXACT.value
+    )
+    if _JSON.value:
+        print(json.dumps(searching.results_as_json(queries.paths, ids, scores)))
+    else:
+        print(searching.results_as_text(queries.paths, ids, scores))
+    if _VISUALIZE.value:
+        sheet = searching.contact_sheet(bundle, queries.paths, ids, scores)
+        visualize.save_png(sheet, _VISUALIZE.value)
+
+
+if __name__ == "__main__":
+    cli.run(main)

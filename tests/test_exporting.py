@@ -1,0 +1,248 @@
+"""Tests for beau_tf.exporting and the beau_tf.export command line."""
+
+import io
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from beau_tf import exporting
+from beau_tf import preprocess
+from beau_tf import training
+from beau_tf.data import synthetic
+from beau_tf.models import extractor as extractor_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAVED_MODEL_CLI = os.path.join(
+    os.path.dirname(sys.executable), "saved_model_cli"
+)
+ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def encode(array: np.ndarray, image_format: str) -> bytes:
+    stream = io.BytesIO()
+    Image.fromarray(array).save(stream, format=image_format)
+    return stream.getvalue()
+
+
+def real_image_bytes() -> tf.Tensor:
+    """A tall JPEG and a wide PNG photo-like pair, (2,) tf.string."""
+    rng = np.random.default_rng(0)
+    tall = rng.integers(0, 256, (80, 48, 3), dtype=np.uint8)
+    wide = rng.integers(0, 256, (30, 90, 3), dtype=np.uint8)
+    return tf.constant([encode(tall, "JPEG"), encode(wide, "PNG")])
+
+
+def tiny_extractor():
+    return extractor_lib.build_extractor(
+        extractor_lib.ExtractorConfig(
+            backbone="tiny", backbone_weights="none", image_size=64
+        )
+    )
+
+
+def describe(spec) -> list:
+    return [spec.dtype.name, spec.shape.as_list()]
+
+
+class ExportSavedModelTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.model = tiny_extractor()
+        cls.tempdir = tempfile.TemporaryDirectory()
+        cls.base = os.path.join(cls.tempdir.name, "exported")
+        cls.version_dir = exporting.export_saved_model(
+            cls.model,
+            64,
+            cls.base,
+            "beau_tf",
+            members=[{"workdir": "runs/a", "weight": 1.0}],
+        )
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tempdir.cleanup()
+        super().tearDownClass()
+
+    def test_serving_default_equals_the_in_memory_model(self):
+        images = real_image_bytes()
+        loaded = tf.saved_model.load(self.version_dir)
+        served = loaded.signatures["serving_default"](images=images)
+        expected = self.model(preprocess.decode_batch(images, 64))
+        self.assertEqual(served["embedding"].shape, (2, 64))
+        self.assertEqual(served["mask"].shape, (2, 64, 64, 1))
+        self.assertAllClose(
+            served["embedding"], expected["embedding"], atol=1e-5
+        )
+        self.assertAllClose(served["mask"], expected["mask"], atol=1e-5)
+        self.assertAllClose(
+            np.linalg.norm(served["embedding"], axis=-1), [1.0, 1.0]
+        )
+
+    def test_signature_as_tf_serving_sees_it(self):
+        shown = subprocess.run(
+            [
+                SAVED_MODEL_CLI,
+                "show",
+                "--dir",
+                self.version_dir,
+                "--tag_set",
+                "serve",
+                "--signature_def",
+                "serving_default",
+            ],
+            capture_output=True,
+            text=True,
+            env=ENVIRONMENT,
+            check=True,
+        ).stdout
+        pattern = r"inputs\['{}'\] tensor_info:\s+dtype: {}\s+shape: \({}\)"
+        self.assertRegex(shown, pattern.format("images", "DT_STRING", "-1"))
+        shown = shown.replace("outputs[", "inputs[")  # one pattern for both
+        self.assertRegex(
+            shown, pattern.format("embedding", "DT_FLOAT", "-1, 64")
+        )
+        self.assertRegex(
+            shown, pattern.format("mask", "DT_FLOAT", "-1, 64, 64, 1")
+        )
+
+    def test_identity_round_trip_matches_the_saved_signature(self):
+        identity = exporting.model_identity(self.version_dir)
+        self.assertEqual(identity["model_name"], "beau_tf")
+        self.assertEqual(identity["model_version"], 1)
+        self.assertEqual(identity["embedding_dim"], 64)
+        self.assertEqual(identity["image_size"], 64)
+        self.assertEqual(
+            identity["members"], [{"workdir": "runs/a", "weight": 1.0}]
+        )
+        serving = tf.saved_model.load(self.version_dir).signatures[
+            "serving_default"
+        ]
+        signature = {
+            "inputs": {
+                name: describe(spec)
+                for name, spec in serving.structured_input_signature[1].items()
+            },
+            "outputs": {
+                name: describe(spec)
+                for name, spec in serving.structured_outputs.items()
+            },
+        }
+        self.assertEqual(
+            identity["signature_fingerprint"],
+            exporting.signature_fingerprint(signature),
+        )
+
+    def test_versions_increment_and_are_never_overwritten(self):
+        base = os.path.join(self.get_temp_dir(), "versions")
+        model = self.model
+        first = exporting.export_saved_model(model, 64, base, "m")
+        self.assertEqual(first, os.path.join(base, "m", "1"))
+        self.assertEqual(
+            exporting.export_saved_model(model, 64, base, "m", version=7),
+            os.path.join(base, "m", "7"),
+        )
+        self.assertEqual(
+            exporting.export_saved_model(model, 64, base, "m"),
+            os.path.join(base, "m", "8"),
+        )
+        before = os.path.getmtime(os.path.join(first, "saved_model.pb"))
+        with self.assertRaisesRegex(FileExistsError, "never overwritten"):
+            exporting.export_saved_model(model, 64, base, "m", version=1)
+        self.assertEqual(
+            os.path.getmtime(os.path.join(first, "saved_model.pb")), before
+        )
+        # Only integer versions remain: no temporary folder is left behind.
+        self.assertCountEqual(
+            os.listdir(os.path.join(base, "m")), ["1", "7", "8"]
+        )
+
+    def test_wrong_image_size_is_refused(self):
+        with self.assertRaisesRegex(ValueError, "image_size=64"):
+            exporting.export_saved_model(
+                self.model, 32, self.get_temp_dir(), "m"
+            )
+
+    def test_missing_identity_is_a_clear_error(self):
+        with self.assertRaisesRegex(FileNotFoundError, "beau_tf.export"):
+            exporting.model_identity(self.get_temp_dir())
+
+
+class ExportCommandTest(tf.test.TestCase):
+
+    def test_ensemble_with_whitening_from_a_trained_workdir(self):
+        root = self.get_temp_dir()
+        catalog = synthetic.write_synthetic_catalog(
+            os.path.join(root, "synthetic"),
+            num_products=4,
+            queries_per_product=0,
+            num_backgrounds=2,
+            image_size=64,
+        )
+        workdir = os.path.join(root, "run")
+        training.train(
+            training.TrainConfig(
+                extractor=extractor_lib.ExtractorConfig(
+                    backbone="tiny", backbone_weights="none", image_size=64
+                ),
+                catalog=catalog.catalog_csv,
+                background_dir=catalog.backgrounds_dir,
+                batch_size=2,
+                steps=1,
+                checkpoint_every=1,
+                warmup_steps=1,
+            ),
+            workdir,
+        )
+        export_dir = os.path.join(root, "exported")
+        command = [
+            sys.executable,
+            "-m",
+            "beau_tf.export",
+            f"--workdirs={workdir},{workdir}",
+            "--member_weights=1,2",
+            "--pca_dim=3",
+            f"--pca_catalog={catalog.catalog_csv}",
+            f"--export_dir={export_dir}",
+            "--model_name=beau_tf",
+        ]
+        done = subprocess.run(
+            command, cwd=REPO, env=ENVIRONMENT, capture_output=True, text=True
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        version_dir = os.path.join(export_dir, "beau_tf", "1")
+        identity = exporting.model_identity(version_dir)
+        self.assertEqual(identity["embedding_dim"], 3)
+        self.assertEqual(
+            [member["weight"] for member in identity["members"]], [1.0, 2.0]
+        )
+        served = tf.saved_model.load(version_dir).signatures["serving_default"](
+            images=real_image_bytes()
+        )
+        self.assertEqual(served["embedding"].shape, (2, 3))
+        self.assertAllClose(
+            np.linalg.norm(served["embedding"], axis=-1), [1.0, 1.0]
+        )
+
+        # A user error is one line, without a traceback.
+        again = subprocess.run(
+            command + ["--version=1"],
+            cwd=REPO,
+            env=ENVIRONMENT,
+            capture_output=True,
+            text=True,
+        )
+        self.assertEqual(again.returncode, 1)
+        self.assertRegex(again.stderr, r"error: .*1 exists")
+        self.assertNotIn("Traceback", again.stderr)
+        self.assertEqual(os.listdir(os.path.join(export_dir, "beau_tf")), ["1"])
+
+
+if __name__ == "__main__":
+    tf.test.main()

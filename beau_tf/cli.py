@@ -5,8 +5,9 @@ from collections.abc import Callable
 
 from absl import app
 
-# What a user's input can cause; anything else is a bug and keeps its traceback.
-USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError)
+# What a user's input or environment can cause (a missing file, a failed
+# download, a bad value); anything else is a bug and keeps its traceback.
+USER_ERRORS = (OSError, ValueError)
 
 
 def run(main: Callable[[list[str]], None]) -> None:

@@ -383,7 +383,6 @@ def build_models(config: TrainConfig, num_classes: int):
 def train(config: TrainConfig, workdir: str, flags_text: str = "") -> str:
     """Trains (or resumes) a run in `workdir`; returns the extractor's path."""
     items = catalog_lib.list_catalog(config.catalog)  # fails before writing
-    record_config(workdir, config, flags_text)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(config.mixed_precision)
@@ -391,6 +390,9 @@ def train(config: TrainConfig, workdir: str, flags_text: str = "") -> str:
 
     with strategy.scope():
         extractor, model, optimizer = build_models(config, len(items))
+        # Recorded once the model builds (weights found), so a failed start
+        # leaves no workdir behind that would refuse other settings.
+        record_config(workdir, config, flags_text)
         optimizer.build(model.trainable_variables)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(

@@ -149,6 +149,23 @@ class TrainTest(tf.test.TestCase):
         self.assertTrue(any("at step 4" in line for line in logs.output))
         self.assertEqual(trained_steps(workdir), 8)
 
+    def test_failed_start_leaves_no_workdir_config(self):
+        root = make_tempdir(self)
+        config = tiny_config(
+            tiny_catalog(root),
+            extractor=extractor_lib.ExtractorConfig(
+                backbone="tiny",
+                backbone_weights=os.path.join(root, "missing.weights.h5"),
+                image_size=64,
+            ),
+        )
+        workdir = os.path.join(root, "run")
+        with self.assertRaisesRegex(FileNotFoundError, "missing.weights.h5"):
+            training.train(config, workdir)
+        self.assertFalse(
+            os.path.exists(os.path.join(workdir, training.CONFIG_FILE))
+        )
+
     def test_mirrored_strategy_trains(self):
         root = make_tempdir(self)
         config = tiny_config(tiny_catalog(root), strategy="mirrored", steps=2)

@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 from absl.testing import parameterized
@@ -18,15 +17,10 @@ import tensorflow as tf
 from beau_tf import training
 from beau_tf.data import synthetic
 from beau_tf.models import extractor as extractor_lib
+from tests import testing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-def make_tempdir(test_case) -> str:
-    directory = tempfile.TemporaryDirectory()
-    test_case.addCleanup(directory.cleanup)
-    return directory.name
 
 
 def tiny_catalog(root: str) -> synthetic.SyntheticCatalog:
@@ -77,7 +71,7 @@ class TrainConfigTest(parameterized.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.catalog = tiny_catalog(make_tempdir(self))
+        self.catalog = tiny_catalog(testing.make_tempdir(self))
 
     @parameterized.parameters(
         (dict(steps=5, checkpoint_every=2), "not a multiple"),
@@ -99,7 +93,7 @@ class TrainConfigTest(parameterized.TestCase):
         )
 
     def test_workdir_refuses_another_run_but_accepts_more_steps(self):
-        workdir = make_tempdir(self)
+        workdir = testing.make_tempdir(self)
         training.record_config(workdir, tiny_config(self.catalog), "")
         training.record_config(workdir, tiny_config(self.catalog, steps=8), "")
         with self.assertRaisesRegex(ValueError, "learning_rate: 0.001 -> 0.5"):
@@ -111,13 +105,13 @@ class TrainConfigTest(parameterized.TestCase):
         with self.assertRaisesRegex(
             FileNotFoundError, "not a beau_tf training"
         ):
-            training.load_train_config(make_tempdir(self))
+            training.load_train_config(testing.make_tempdir(self))
 
 
 class TrainTest(tf.test.TestCase):
 
     def test_run_writes_a_complete_workdir_and_resumes(self):
-        root = make_tempdir(self)
+        root = testing.make_tempdir(self)
         catalog = tiny_catalog(root)
         workdir = os.path.join(root, "run")
         config = tiny_config(catalog)
@@ -150,7 +144,7 @@ class TrainTest(tf.test.TestCase):
         self.assertEqual(trained_steps(workdir), 8)
 
     def test_failed_start_leaves_no_workdir_config(self):
-        root = make_tempdir(self)
+        root = testing.make_tempdir(self)
         config = tiny_config(
             tiny_catalog(root),
             extractor=extractor_lib.ExtractorConfig(
@@ -167,13 +161,13 @@ class TrainTest(tf.test.TestCase):
         )
 
     def test_mirrored_strategy_trains(self):
-        root = make_tempdir(self)
+        root = testing.make_tempdir(self)
         config = tiny_config(tiny_catalog(root), strategy="mirrored", steps=2)
         training.train(config, os.path.join(root, "run"))
         self.assertEqual(trained_steps(os.path.join(root, "run")), 2)
 
     def test_paper_config_trains_the_mask_alone(self):
-        root = make_tempdir(self)
+        root = testing.make_tempdir(self)
         config = tiny_config(
             tiny_catalog(root), identity_loss_weight=0.0, steps=2
         )
@@ -187,7 +181,7 @@ class TrainTest(tf.test.TestCase):
 class KillAndResumeTest(tf.test.TestCase):
 
     def test_sigkill_then_same_command_continues(self):
-        root = make_tempdir(self)
+        root = testing.make_tempdir(self)
         catalog = tiny_catalog(root)
         workdir = os.path.join(root, "run")
         command = [

@@ -1,18 +1,11 @@
 """Tests for beau_tf.data.catalog."""
 
 import os
-import tempfile
 
 from absl.testing import absltest
 
 from beau_tf.data import catalog
-
-
-def _tempdir(test_case):
-    """A fresh directory removed after the test (works without absl flags)."""
-    directory = tempfile.TemporaryDirectory(prefix="beau_tf_catalog_")
-    test_case.addCleanup(directory.cleanup)
-    return directory.name
+from tests import testing
 
 
 def _touch(root, relative, content=b"not decoded"):
@@ -31,7 +24,7 @@ def _write_text(root, relative, text):
 class DirectoryCatalogTest(absltest.TestCase):
 
     def test_nested_directory(self):
-        root = _tempdir(self)
+        root = testing.make_tempdir(self, "beau_tf_catalog_")
         for name in (
             "shoes/red.JPG",
             "bags/tote.png",
@@ -53,7 +46,7 @@ class DirectoryCatalogTest(absltest.TestCase):
             self.assertTrue(os.path.isabs(item.path))
 
     def test_flat_perfect_500k_layout(self):
-        root = _tempdir(self)
+        root = testing.make_tempdir(self, "beau_tf_catalog_")
         for item_id in ("1000017", "0000042", "999"):
             _touch(root, f"{item_id}.jpg")
         items = catalog.list_catalog(root)
@@ -63,7 +56,7 @@ class DirectoryCatalogTest(absltest.TestCase):
         )
 
     def test_two_files_for_one_id(self):
-        root = _tempdir(self)
+        root = testing.make_tempdir(self, "beau_tf_catalog_")
         _touch(root, "a.jpg")
         _touch(root, "a.png")
         with self.assertRaisesRegex(
@@ -72,7 +65,7 @@ class DirectoryCatalogTest(absltest.TestCase):
             catalog.list_catalog(root)
 
     def test_empty_directory(self):
-        root = _tempdir(self)
+        root = testing.make_tempdir(self, "beau_tf_catalog_")
         _touch(root, "notes.txt")
         with self.assertRaisesRegex(
             ValueError, r"no images found under .*\(\.jpg, \.jpeg"
@@ -81,10 +74,16 @@ class DirectoryCatalogTest(absltest.TestCase):
 
     def test_missing_source(self):
         with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
-            catalog.list_catalog(os.path.join(_tempdir(self), "nope"))
+            catalog.list_catalog(
+                os.path.join(
+                    testing.make_tempdir(self, "beau_tf_catalog_"), "nope"
+                )
+            )
 
     def test_source_is_neither_directory_nor_csv(self):
-        path = _touch(_tempdir(self), "list.txt")
+        path = _touch(
+            testing.make_tempdir(self, "beau_tf_catalog_"), "list.txt"
+        )
         with self.assertRaisesRegex(ValueError, "neither a directory"):
             catalog.list_catalog(path)
 
@@ -93,8 +92,10 @@ class CsvCatalogTest(absltest.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.root = _tempdir(self)
-        self.elsewhere = _touch(_tempdir(self), "abs.jpg")
+        self.root = testing.make_tempdir(self, "beau_tf_catalog_")
+        self.elsewhere = _touch(
+            testing.make_tempdir(self, "beau_tf_catalog_"), "abs.jpg"
+        )
         _touch(self.root, "img/b.jpg")
         _touch(self.root, "img/a.png")
 
@@ -197,7 +198,7 @@ class CsvCatalogTest(absltest.TestCase):
 class QueriesTest(absltest.TestCase):
 
     def test_read_queries(self):
-        root = _tempdir(self)
+        root = testing.make_tempdir(self, "beau_tf_catalog_")
         _touch(root, "photos/1.jpg")
         _touch(root, "photos/2.jpg")
         path = _write_text(
@@ -212,7 +213,7 @@ class QueriesTest(absltest.TestCase):
         )
 
     def test_errors(self):
-        root = _tempdir(self)
+        root = testing.make_tempdir(self, "beau_tf_catalog_")
         _touch(root, "1.jpg")
         cases = (
             ("image,item_id\n1.jpg,a\n", ValueError, "lacks column.*path"),
@@ -239,13 +240,15 @@ class QueriesTest(absltest.TestCase):
 class WriteCsvTest(absltest.TestCase):
 
     def test_round_trip(self):
-        path = os.path.join(_tempdir(self), "x.csv")
+        path = os.path.join(
+            testing.make_tempdir(self, "beau_tf_catalog_"), "x.csv"
+        )
         catalog.write_csv(path, ["a", "b"], [(1, "x"), (2, 'say "hi", twice')])
         with open(path, encoding="utf-8") as f:
             self.assertEqual(f.read(), 'a,b\n1,x\n2,"say ""hi"", twice"\n')
 
     def test_failure_keeps_previous_file_and_leaves_no_temp(self):
-        directory = _tempdir(self)
+        directory = testing.make_tempdir(self, "beau_tf_catalog_")
         path = os.path.join(directory, "x.csv")
         catalog.write_csv(path, ["a", "b"], [(1, 2)])
         with self.assertRaisesRegex(ValueError, r"row 1 has 1 values"):
@@ -255,7 +258,9 @@ class WriteCsvTest(absltest.TestCase):
         self.assertEqual(os.listdir(directory), ["x.csv"])
 
     def test_missing_directory(self):
-        path = os.path.join(_tempdir(self), "no", "x.csv")
+        path = os.path.join(
+            testing.make_tempdir(self, "beau_tf_catalog_"), "no", "x.csv"
+        )
         with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
             catalog.write_csv(path, ["a"], [])
 

@@ -3,7 +3,6 @@
 import concurrent.futures
 import os
 import struct
-import tempfile
 from unittest import mock
 import zlib
 
@@ -16,13 +15,7 @@ from PIL import ImageOps
 from PIL import JpegImagePlugin
 
 from beau_tf.data import decode
-
-
-def _tempdir(test_case):
-    """A fresh directory removed after the test (works without absl flags)."""
-    directory = tempfile.TemporaryDirectory(prefix="beau_tf_decode_")
-    test_case.addCleanup(directory.cleanup)
-    return directory.name
+from tests import testing
 
 
 def _save(directory, filename, image, **kwargs):
@@ -71,7 +64,7 @@ class BadFilesTest(parameterized.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.dir = _tempdir(self)
+        self.dir = testing.make_tempdir(self, "beau_tf_decode_")
 
     def test_zero_byte_file(self):
         path = _write_bytes(self.dir, "empty.jpg", b"")
@@ -178,7 +171,7 @@ class ModesTest(parameterized.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.dir = _tempdir(self)
+        self.dir = testing.make_tempdir(self, "beau_tf_decode_")
 
     @parameterized.parameters("png", "bmp", "tif", "webp")
     def test_rgb_lossless_round_trip(self, ext):
@@ -359,7 +352,7 @@ class OrientationTest(parameterized.TestCase):
 
     @parameterized.parameters(range(1, 9))
     def test_matches_exif_transpose(self, orientation):
-        directory = _tempdir(self)
+        directory = testing.make_tempdir(self, "beau_tf_decode_")
         exif = Image.Exif()
         exif[ExifTags.Base.Orientation] = orientation
         path = _save(
@@ -372,7 +365,7 @@ class OrientationTest(parameterized.TestCase):
         )
 
     def test_jpeg_rotated_and_downscaled(self):
-        directory = _tempdir(self)
+        directory = testing.make_tempdir(self, "beau_tf_decode_")
         pixels = np.zeros((100, 200, 3), np.uint8)
         pixels[:, :100] = (255, 255, 255)  # Left half white.
         exif = Image.Exif()
@@ -391,7 +384,7 @@ class SizeTest(parameterized.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.dir = _tempdir(self)
+        self.dir = testing.make_tempdir(self, "beau_tf_decode_")
 
     @parameterized.parameters(
         dict(size=(300, 100), max_side=64, shape=(21, 64, 3)),
@@ -493,7 +486,7 @@ class SizeTest(parameterized.TestCase):
 class ListImageFilesTest(absltest.TestCase):
 
     def test_recursive_sorted_filtered(self):
-        root = _tempdir(self)
+        root = testing.make_tempdir(self, "beau_tf_decode_")
         for name in (
             "b.JPG",
             "a.png",
@@ -515,12 +508,16 @@ class ListImageFilesTest(absltest.TestCase):
         )
 
     def test_missing_directory(self):
-        missing = os.path.join(_tempdir(self), "nope")
+        missing = os.path.join(
+            testing.make_tempdir(self, "beau_tf_decode_"), "nope"
+        )
         with self.assertRaisesRegex(FileNotFoundError, "nope does not exist"):
             decode.list_image_files(missing)
 
     def test_file_instead_of_directory(self):
-        path = _write_bytes(_tempdir(self), "x.jpg", b"x")
+        path = _write_bytes(
+            testing.make_tempdir(self, "beau_tf_decode_"), "x.jpg", b"x"
+        )
         with self.assertRaisesRegex(NotADirectoryError, "is not a directory"):
             decode.list_image_files(path)
 

@@ -5,12 +5,12 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 
 from absl.testing import absltest
 
 from beau_tf.data import catalog
 from beau_tf.data import grocery
+from tests import testing
 from tests import shared_data
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -24,13 +24,6 @@ Pink-Lady,1,Apple,0,/iconic-images-and-descriptions/Fruit/Apple/\
 Pink-Lady/Pink-Lady_Iconic.jpg,/unused.txt
 Oatly-Milk,2,Oat-Milk,1,/iconic-images-and-descriptions/Packages/Oat-Milk/\
 Oatly-Milk_Iconic.jpg,/unused.txt"""
-
-
-def _tempdir(test_case):
-    """A fresh directory removed after the test (works without absl flags)."""
-    directory = tempfile.TemporaryDirectory(prefix="beau_tf_grocery_")
-    test_case.addCleanup(directory.cleanup)
-    return directory.name
 
 
 def _write(root, relative, text="x"):
@@ -68,7 +61,7 @@ class FakeLayoutTest(absltest.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.root = _tempdir(self)
+        self.root = testing.make_tempdir(self, "beau_tf_grocery_")
         self.dataset = _fake_dataset(self.root)
         self.out = os.path.join(self.root, "out", "grocery")
 
@@ -225,7 +218,7 @@ class RealDatasetTest(absltest.TestCase):
 
     def test_convert(self):
         dataset = shared_data.grocery_dataset_dir()
-        out = _tempdir(self)
+        out = testing.make_tempdir(self, "beau_tf_grocery_")
         written = grocery.convert_grocery_store(str(dataset), out)
 
         items = catalog.list_catalog(written["catalog"])

@@ -6,7 +6,6 @@ skipped with a warning that names the file, and counted in the report.
 
 import contextlib
 import os
-import tempfile
 
 from absl.testing import parameterized
 import numpy as np
@@ -15,6 +14,7 @@ from PIL import Image
 from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import products as products_lib
+from tests import testing
 
 SPRITE = 32
 
@@ -26,12 +26,6 @@ def product_on_white(
     top, left, bottom, right = box
     image[top:bottom, left:right] = colour
     return image
-
-
-def make_tempdir(test_case) -> str:
-    directory = tempfile.TemporaryDirectory()
-    test_case.addCleanup(directory.cleanup)
-    return directory.name
 
 
 def _save(path: str, array: np.ndarray, mode: str | None = None, **kwargs):
@@ -115,7 +109,7 @@ class PrepareProductsTest(parameterized.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.root = make_tempdir(self)
+        self.root = testing.make_tempdir(self)
 
     def _catalog(self, writers: dict) -> list[catalog_lib.CatalogItem]:
         for name, write in writers.items():
@@ -229,7 +223,7 @@ class MakeSpriteTest(parameterized.TestCase):
 class LoadBackgroundsTest(parameterized.TestCase):
 
     def test_photos_are_fitted_and_bad_files_skipped(self):
-        root = make_tempdir(self)
+        root = testing.make_tempdir(self)
         os.makedirs(os.path.join(root, "shelf"))
         _save(
             os.path.join(root, "shelf", "wide.jpg"),
@@ -246,7 +240,7 @@ class LoadBackgroundsTest(parameterized.TestCase):
         self.assertTrue(any("empty.jpg" in line for line in logs.output))
 
     def test_max_count_takes_a_seeded_subset(self):
-        root = make_tempdir(self)
+        root = testing.make_tempdir(self)
         for i in range(5):
             _save(
                 os.path.join(root, f"{i}.png"),
@@ -262,7 +256,7 @@ class LoadBackgroundsTest(parameterized.TestCase):
         np.testing.assert_array_equal(first, again)
 
     def test_folder_without_images_is_a_clear_error(self):
-        root = make_tempdir(self)
+        root = testing.make_tempdir(self)
         _write_bytes(b"")(os.path.join(root, "broken.png"))
         with self.assertRaisesRegex(ValueError, "No usable background image"):
             backgrounds_lib.load_backgrounds(root, 16)

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from unittest import mock
 
 from absl.testing import absltest
@@ -19,17 +18,11 @@ from PIL import ImageFont
 from scipy import ndimage
 
 from beau_tf.data import synthetic
+from tests import testing
 
 _SIZE = 64
 # Products 0, 2, ..., 12 cycle through all seven shapes.
 _ONE_OF_EACH_SHAPE = tuple(range(0, 14, 2))
-
-
-def _tempdir(test_case) -> str:
-    """A fresh directory removed after the test (works without absl flags)."""
-    directory = tempfile.TemporaryDirectory(prefix="beau_tf_synthetic_")
-    test_case.addCleanup(directory.cleanup)
-    return directory.name
 
 
 def _clear_caches():
@@ -196,7 +189,9 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
         return synthetic.write_synthetic_catalog(out_dir, **params)
 
     def test_files_and_csvs_are_consistent(self):
-        out_dir = os.path.join(_tempdir(self), "synthetic")
+        out_dir = os.path.join(
+            testing.make_tempdir(self, "beau_tf_synthetic_"), "synthetic"
+        )
         catalog = self._write(out_dir)
         self.assertEqual((catalog.num_products, catalog.num_queries), (3, 6))
         self.assertEqual(catalog.catalog_dir, os.path.join(out_dir, "catalog"))
@@ -240,7 +235,7 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
         self.assertEqual(os.listdir(os.path.dirname(out_dir)), ["synthetic"])
 
     def test_same_seed_same_bytes(self):
-        root = _tempdir(self)
+        root = testing.make_tempdir(self, "beau_tf_synthetic_")
         self._write(os.path.join(root, "a"))
         _clear_caches()
         self._write(os.path.join(root, "b"))
@@ -251,7 +246,9 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
         self.assertNotEqual(a["catalog/p000.png"], c["catalog/p000.png"])
 
     def test_reuses_a_complete_catalogue(self):
-        out_dir = os.path.join(_tempdir(self), "synthetic")
+        out_dir = os.path.join(
+            testing.make_tempdir(self, "beau_tf_synthetic_"), "synthetic"
+        )
         first = self._write(out_dir)
         probe = os.path.join(out_dir, "catalog", "p000.png")
         before = os.stat(probe)
@@ -263,7 +260,9 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
         )
 
     def test_replaces_its_own_catalogue_with_other_parameters(self):
-        out_dir = os.path.join(_tempdir(self), "synthetic")
+        out_dir = os.path.join(
+            testing.make_tempdir(self, "beau_tf_synthetic_"), "synthetic"
+        )
         self._write(out_dir)
         catalog = self._write(out_dir, num_products=2, queries_per_product=1)
         self.assertEqual((catalog.num_products, catalog.num_queries), (2, 2))
@@ -271,12 +270,12 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
         self.assertLen(os.listdir(catalog.catalog_dir), 2)
 
     def test_writes_into_an_empty_directory(self):
-        out_dir = _tempdir(self)
+        out_dir = testing.make_tempdir(self, "beau_tf_synthetic_")
         catalog = self._write(out_dir)
         self.assertTrue(os.path.isfile(catalog.catalog_csv))
 
     def test_refuses_a_foreign_directory(self):
-        out_dir = _tempdir(self)
+        out_dir = testing.make_tempdir(self, "beau_tf_synthetic_")
         with open(os.path.join(out_dir, "notes.txt"), "w") as f:
             f.write("mine")
         with self.assertRaisesRegex(FileExistsError, "not empty.*notes.txt"):
@@ -284,7 +283,9 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
         self.assertEqual(os.listdir(out_dir), ["notes.txt"])
 
     def test_refuses_our_catalogue_with_foreign_files_added(self):
-        out_dir = os.path.join(_tempdir(self), "synthetic")
+        out_dir = os.path.join(
+            testing.make_tempdir(self, "beau_tf_synthetic_"), "synthetic"
+        )
         self._write(out_dir)
         with open(os.path.join(out_dir, "results.txt"), "w") as f:
             f.write("keep me")
@@ -293,7 +294,9 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(out_dir, "results.txt")))
 
     def test_command_line(self):
-        out_dir = os.path.join(_tempdir(self), "cli")
+        out_dir = os.path.join(
+            testing.make_tempdir(self, "beau_tf_synthetic_"), "cli"
+        )
         repo = os.path.dirname(
             os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         )

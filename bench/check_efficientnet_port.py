@@ -27,7 +27,6 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
-from PIL import Image
 
 _VARIANTS = flags.DEFINE_list(
     "variants", ["lite0", "lite1", "lite2"], "Variants to compare."
@@ -48,28 +47,21 @@ _INSTALL_HINT = """\
   PYTHONPATH=. /tmp/torchvenv/bin/python bench/check_efficientnet_port.py"""
 
 
-def center_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """Resizes the shorter side to size / 0.875 (bicubic), then crops size x size."""
-    pil = Image.fromarray(image)
-    scale = round(size / 0.875) / min(pil.size)
-    pil = pil.resize(
-        (round(pil.width * scale), round(pil.height * scale)), Image.BICUBIC
-    )
-    left, top = (pil.width - size) // 2, (pil.height - size) // 2
-    return np.asarray(
-        pil.crop((left, top, left + size, top + size)), np.float32
-    )
-
-
 def sample_images(size: int) -> tuple[list[str], np.ndarray]:
     """Returns names and a (B, size, size, 3) float32 batch of RGB images in [0, 255]."""
     from skimage import data  # pylint: disable=g-import-not-at-top
+
+    from beau_tf.models import (
+        efficientnet_lite,
+    )  # pylint: disable=g-import-not-at-top
 
     names = ["chelsea", "coffee", "astronaut", "rocket", "noise"]
     rng = np.random.default_rng(0)
     images = [getattr(data, n)() for n in names[:-1]]
     images.append(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
-    return names, np.stack([center_crop(i, size) for i in images])
+    return names, np.stack(
+        [efficientnet_lite.imagenet_eval_crop(i, size) for i in images]
+    )
 
 
 def check_reader(torch, variant: str) -> None:

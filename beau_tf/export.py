@@ -15,6 +15,7 @@ from absl import logging
 
 from beau_tf import cli
 from beau_tf import exporting
+from beau_tf import preprocess
 from beau_tf.data import catalog as catalog_lib
 
 _WORKDIRS = flags.DEFINE_list(
@@ -36,6 +37,12 @@ _PCA_CATALOG = flags.DEFINE_string(
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 32, "Batch size for embedding the PCA catalogue."
 )
+_QUERY_ZOOMS = flags.DEFINE_list(
+    "query_zooms",
+    [str(zoom) for zoom in exporting.DEFAULT_QUERY_ZOOMS],
+    "Central-crop fractions the query_multiscale signature averages over "
+    "(1.0 = the whole photo).",
+)
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", "exported", "Folder holding one folder per model name."
 )
@@ -47,16 +54,21 @@ _VERSION = flags.DEFINE_integer(
 )
 
 
+def parse_floats(flag: str, values: list[str], expected: str) -> list[float]:
+    """A list flag's values as floats; ValueError naming the flag otherwise."""
+    try:
+        return [float(value) for value in values]
+    except ValueError:
+        raise ValueError(
+            f"--{flag}={','.join(values)}; {expected} expected."
+        ) from None
+
+
 def parse_weights(values: list[str], count: int) -> list[float] | None:
     """`--member_weights` as floats, one per workdir (None when empty)."""
     if not values:
         return None
-    try:
-        weights = [float(value) for value in values]
-    except ValueError:
-        raise ValueError(
-            f"--member_weights={','.join(values)}; numbers expected."
-        ) from None
+    weights = parse_floats("member_weights", values, "numbers")
     if len(weights) != count:
         raise ValueError(
             f"--member_weights has {len(weights)} values for {count} "
@@ -65,9 +77,16 @@ def parse_weights(values: list[str], count: int) -> list[float] | None:
     return weights
 
 
+def parse_zooms(values: list[str]) -> tuple[float, ...]:
+    """`--query_zooms` as floats in (0, 1]."""
+    zooms = parse_floats("query_zooms", values, "numbers in (0, 1]")
+    return preprocess.check_zooms(zooms)
+
+
 def main(argv):
     del argv
     workdirs = _WORKDIRS.value
+    query_zooms = parse_zooms(_QUERY_ZOOMS.value)
     pca_dim = _PCA_DIM.value
     pca_catalog = _PCA_CATALOG.value
     export_dir, model_name, version = (
@@ -98,6 +117,7 @@ def main(argv):
         model_name,
         version=version,
         members=members,
+        query_zooms=query_zooms,
     )
     logging.info(
         "Serve it with export/README.md's command; wrote %s", version_dir

@@ -9,7 +9,11 @@ the layout TF Serving watches (it loads the highest integer version). The
 `serving_default` signature takes `images`, (B,) tf.string of encoded JPEG,
 PNG, GIF, BMP or WebP bytes, decodes them with `beau_tf.preprocess` (the
 evaluation's own preprocessing) and returns `embedding` (B, D) float32 of unit
-L2 norm and `mask` (B, S, S, 1) float32.
+L2 norm and `mask` (B, S, S, 1) float32. The `query_multiscale` signature
+takes the same input and returns `embedding`, the normalised mean of the
+embeddings of central crops at the model's `query_zooms` (1.0 is the whole
+image): for in-the-wild query photos, where the product is often small or one
+of many; the catalogue is always embedded with `serving_default`.
 
 A version is written to a hidden temporary folder beside it (TF Serving only
 looks at integer names) and renamed into place, so the server never sees half
@@ -43,16 +47,22 @@ import beau_tf.models.extractor  # noqa: F401  pylint: disable=unused-import
 
 IDENTITY_FILE = os.path.join("assets.extra", "beau_tf.json")
 SIGNATURE_NAME = "serving_default"
+MULTISCALE_SIGNATURE_NAME = "query_multiscale"
 INPUT_NAME = "images"
+# Measured on GroceryStore val and train photos (bench/RESULTS.md).
+DEFAULT_QUERY_ZOOMS = (1.0, 0.75, 0.5)
 
 
 class _ServingModule(tf.Module):
-    """The Keras model behind a bytes-in signature."""
+    """The Keras model behind the bytes-in signatures."""
 
-    def __init__(self, model: keras.Model, image_size: int):
+    def __init__(
+        self, model: keras.Model, image_size: int, zooms: tuple[float, ...]
+    ):
         super().__init__(name="beau_tf_serving")
         self.model = model
         self._image_size = image_size
+        self._zooms = preprocess.check_zooms(zooms)
 
     @tf.function(
         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
@@ -66,6 +76,24 @@ class _ServingModule(tf.Module):
             "embedding": tf.cast(outputs["embedding"], tf.float32),
             "mask": tf.cast(outputs["mask"], tf.float32),
         }
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
+    )
+    def serve_multiscale(self, images):
+        size, num_zooms = self._image_size, len(self._zooms)
+        views = preprocess.decode_batch_zoomed(
+            images, size, self._zooms
+        )  # (B,) -> (B, Z, S, S, 3)
+        outputs = self.model(
+            tf.reshape(views, [-1, size, size, 3]), training=False
+        )  # (B * Z, S, S, 3) -> {"embedding": (B * Z, D)}
+        embeddings = tf.cast(outputs["embedding"], tf.float32)
+        embeddings = tf.reshape(
+            embeddings, [-1, num_zooms, tf.shape(embeddings)[-1]]
+        )  # (B, Z, D)
+        mean = tf.reduce_mean(embeddings, axis=1)  # (B, D)
+        return {"embedding": tf.math.l2_normalize(mean, axis=-1)}
 
 
 def signature_fingerprint(signature: Mapping) -> str:
@@ -140,6 +168,7 @@ def export_saved_model(
     model_name: str,
     version: int | None = None,
     members: Sequence[Mapping] = (),
+    query_zooms: Sequence[float] = DEFAULT_QUERY_ZOOMS,
 ) -> str:
     """Writes `model` as a new version of a TF Serving model.
 
@@ -154,15 +183,18 @@ def export_saved_model(
         integer version (1 for the first).
       members: what the model was built from, recorded in its identity, e.g.
         `[{"workdir": "runs/a", "weight": 1.0}]`.
+      query_zooms: the central-crop fractions the `query_multiscale`
+        signature averages over.
 
     Returns:
       The version folder, `<export_base>/<model_name>/<version>`.
 
     Raises:
       FileExistsError: the version already exists.
-      ValueError: for a bad version, model name or image size, or a model
-        whose input is not (B, image_size, image_size, 3).
+      ValueError: for a bad version, model name, image size or zoom, or a
+        model whose input is not (B, image_size, image_size, 3).
     """
+    query_zooms = preprocess.check_zooms(query_zooms)
     expected = (image_size, image_size, 3)
     if tuple(model.input.shape[1:]) != expected:
         raise ValueError(
@@ -174,8 +206,9 @@ def export_saved_model(
     model_dir = os.path.dirname(version_dir)
     os.makedirs(model_dir, exist_ok=True)
 
-    module = _ServingModule(model, image_size)
+    module = _ServingModule(model, image_size, query_zooms)
     serve = module.serve.get_concrete_function()
+    serve_multiscale = module.serve_multiscale.get_concrete_function()
     signature = {
         "inputs": {
             INPUT_NAME: _describe(serve.structured_input_signature[0][0])
@@ -193,6 +226,7 @@ def export_saved_model(
         "signature_fingerprint": signature_fingerprint(signature),
         "embedding_dim": signature["outputs"]["embedding"][1][-1],
         "image_size": image_size,
+        "query_zooms": list(query_zooms),
         "members": [dict(member) for member in members],
     }
 
@@ -201,7 +235,12 @@ def export_saved_model(
     )
     try:
         tf.saved_model.save(
-            module, temporary, signatures={SIGNATURE_NAME: serve}
+            module,
+            temporary,
+            signatures={
+                SIGNATURE_NAME: serve,
+                MULTISCALE_SIGNATURE_NAME: serve_multiscale,
+            },
         )
         identity_path = os.path.join(temporary, IDENTITY_FILE)
         os.makedirs(os.path.dirname(identity_path), exist_ok=True)
@@ -239,7 +278,8 @@ def model_identity(saved_model_dir: str) -> dict:
 
     Returns:
       `{"model_name", "model_version", "signature_name", "signature",
-      "signature_fingerprint", "embedding_dim", "image_size", "members"}`.
+      "signature_fingerprint", "embedding_dim", "image_size", "query_zooms",
+      "members"}`.
 
     Raises:
       FileNotFoundError: the folder holds no beau_tf.json (not exported by

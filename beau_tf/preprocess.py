@@ -3,7 +3,8 @@
 Catalogue and query images are embedded offline through `make_image_dataset`,
 and the exported SavedModel decodes the bytes a client sends with
 `decode_batch`; both call `decode_and_resize`, so a served embedding equals the
-evaluated one by construction.
+evaluated one by construction. `decode_batch_zoomed` gives the central crops of
+the `query_multiscale` signature (`beau_tf.exporting`), each fitted the same way.
 
 Geometry: the image is scaled, aspect ratio kept, so that its longer side is
 S pixels (bilinear with antialiasing, so that downscaling a large photo does
@@ -42,10 +43,78 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
       tf.errors.InvalidArgumentError: when run on bytes that are not a
         decodable image.
     """
+    return fit_to_square(_decode(image_bytes), image_size)
+
+
+def decode_zoomed(
+    image_bytes: tf.Tensor, image_size: int, zooms: tuple[float, ...]
+) -> tf.Tensor:
+    """Decodes one image once and fits several central crops of it.
+
+    The view at zoom z is the central z x z fraction of the image (z of its
+    height by z of its width), fitted as `decode_and_resize` fits the whole
+    image; zoom 1.0 gives exactly `decode_and_resize`'s pixels.
+
+    Args:
+      image_bytes: () tf.string, an encoded image (see `decode_and_resize`).
+      image_size: S, the side of each view.
+      zooms: Z fractions in (0, 1].
+
+    Returns:
+      (Z, S, S, 3) float32 pixels in [0, 255], one view per zoom.
+
+    Raises:
+      ValueError: for no zooms or a zoom outside (0, 1].
+      tf.errors.InvalidArgumentError: for bytes that are not an image.
+    """
+    zooms = check_zooms(zooms)
+    image = _decode(image_bytes)
+    height = tf.shape(image)[0]
+    width = tf.shape(image)[1]
+    views = []
+    for zoom in zooms:
+        crop_height = _crop_side(height, zoom)
+        crop_width = _crop_side(width, zoom)
+        crop = tf.image.crop_to_bounding_box(
+            image,
+            (height - crop_height) // 2,
+            (width - crop_width) // 2,
+            crop_height,
+            crop_width,
+        )  # (h, w, 3) uint8
+        views.append(fit_to_square(crop, image_size))
+    return tf.stack(views)  # (Z, S, S, 3)
+
+
+def check_zooms(zooms) -> tuple[float, ...]:
+    """`zooms` as a tuple of floats in (0, 1]; ValueError otherwise."""
+    zooms = tuple(float(zoom) for zoom in zooms)
+    if not zooms or not all(0.0 < zoom <= 1.0 for zoom in zooms):
+        raise ValueError(
+            f"zooms={list(zooms)} is invalid; expected one or more fractions "
+            "in (0, 1], e.g. 1.0,0.75,0.5 (1.0 is the whole image)."
+        )
+    return zooms
+
+
+def _crop_side(side: tf.Tensor, zoom: float) -> tf.Tensor:
+    cropped = tf.cast(tf.round(tf.cast(side, tf.float64) * zoom), tf.int32)
+    return tf.clip_by_value(cropped, 1, side)
+
+
+def _decode(image_bytes: tf.Tensor) -> tf.Tensor:
     image = tf.io.decode_image(
         image_bytes, channels=3, expand_animations=False
     )  # (H, W, 3) uint8
-    image = tf.ensure_shape(image, [None, None, 3])
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def fit_to_square(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Scales (H, W, 3) pixels so the longer side is S and pads to S x S.
+
+    Returns:
+      (S, S, 3) float32 in [0, 255], the rest `PAD_VALUE`.
+    """
     height = tf.shape(image)[0]
     width = tf.shape(image)[1]
     scale = image_size / tf.cast(tf.maximum(height, width), tf.float64)
@@ -91,6 +160,20 @@ def decode_batch(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
             (image_size, image_size, 3), tf.float32
         ),
     )  # (B,) -> (B, S, S, 3)
+
+
+def decode_batch_zoomed(
+    image_bytes: tf.Tensor, image_size: int, zooms: tuple[float, ...]
+) -> tf.Tensor:
+    """`decode_zoomed` over a batch: (B,) bytes -> (B, Z, S, S, 3) float32."""
+    zooms = check_zooms(zooms)
+    return tf.map_fn(
+        lambda one: decode_zoomed(one, image_size, zooms),
+        image_bytes,
+        fn_output_signature=tf.TensorSpec(
+            (len(zooms), image_size, image_size, 3), tf.float32
+        ),
+    )  # (B,) -> (B, Z, S, S, 3)
 
 
 def _warn_skipped(path: tf.Tensor) -> tf.Tensor:

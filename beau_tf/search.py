@@ -37,6 +37,12 @@ _K = flags.DEFINE_integer("k", 5, "Results per query.")
 _EXACT = flags.DEFINE_boolean(
     "exact", False, "Exact inner-product search instead of ScaNN."
 )
+_MULTISCALE = flags.DEFINE_boolean(
+    "multiscale",
+    True,
+    "Embed each query as the mean over central crops (the model's "
+    "query_zooms; the query_multiscale signature); --nomultiscale: one view.",
+)
 _JSON = flags.DEFINE_boolean("json", False, "Print JSON instead of text.")
 _VISUALIZE = flags.DEFINE_string(
     "visualize", None, "Write a contact sheet PNG: each query, then its top-k."
@@ -53,10 +59,16 @@ def main(argv):
     try:
         if _SERVER.value:
             queries = searching.embed_with_server(
-                _SERVER.value, bundle, paths, _TIMEOUT.value
+                _SERVER.value,
+                bundle,
+                paths,
+                _TIMEOUT.value,
+                multiscale=_MULTISCALE.value,
             )
         else:
-            queries = searching.embed_locally(_MODEL.value, bundle, paths)
+            queries = searching.embed_locally(
+                _MODEL.value, bundle, paths, multiscale=_MULTISCALE.value
+            )
     except serving_client.ServingError as error:
         sys.exit(f"error: {error}")
     ids, scores = searching.search(

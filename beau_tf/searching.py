@@ -39,13 +39,30 @@ def list_query_paths(queries: list[str], query_dirs: list[str]) -> list[str]:
     return paths
 
 
+def query_signature(multiscale: bool) -> str:
+    """The exported signature that embeds query photos."""
+    if multiscale:
+        return exporting.MULTISCALE_SIGNATURE_NAME
+    return exporting.SIGNATURE_NAME
+
+
 def embed_locally(
-    model_dir: str, bundle: indexing.IndexBundle, paths: list[str]
+    model_dir: str,
+    bundle: indexing.IndexBundle,
+    paths: list[str],
+    multiscale: bool = False,
 ) -> EmbeddedQueries:
-    """Embeds with the exported SavedModel, after checking the index matches."""
+    """Embeds with the exported SavedModel, after checking the index matches.
+
+    `multiscale` embeds through the `query_multiscale` signature (the mean
+    over central crops, see `beau_tf.exporting`) instead of one view.
+    """
     bundle.index.check_compatible(exporting.model_identity(model_dir))
+    embed_fn = embedding_lib.load_embed_fn(
+        model_dir, query_signature(multiscale)
+    )
     embeddings, kept = embedding_lib.embed_files(
-        embedding_lib.load_embed_fn(model_dir), paths, description="Queries"
+        embed_fn, paths, description="Queries"
     )
     return EmbeddedQueries(embeddings, [paths[i] for i in kept])
 
@@ -55,6 +72,7 @@ def embed_with_server(
     bundle: indexing.IndexBundle,
     paths: list[str],
     timeout_seconds: float,
+    multiscale: bool = False,
 ) -> EmbeddedQueries:
     """Embeds through TF Serving's gRPC API, then checks the served version.
 
@@ -77,6 +95,7 @@ def embed_with_server(
         model_name=identity["model_name"],
         timeout_seconds=timeout_seconds,
         version=int(identity["model_version"]),
+        signature_name=query_signature(multiscale),
     )
     if served["model_version"] != int(identity["model_version"]):
         raise serving_client.ServingError(

@@ -40,6 +40,15 @@ def overlay_mask(
     return tinted.round().astype(np.uint8)
 
 
+def fit_text(text: str, width: int, font) -> str:
+    """`text`, cut and ended with "..." where it is wider than `width` px."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
 def image_grid(
     cells: list[np.ndarray],
     captions: list[str] | None = None,
@@ -71,7 +80,7 @@ def image_grid(
         if captions:
             draw.text(
                 (x, y + height + 1),
-                captions[index][:40],
+                fit_text(captions[index], width, font),
                 fill="black",
                 font=font,
             )

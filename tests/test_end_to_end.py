@@ -119,6 +119,34 @@ def test_search_prints_json_and_draws_a_contact_sheet(chain):
     assert Image.open(sheet).size[0] > 4 * 128  # query + 3 results per row
 
 
+def test_search_embeds_queries_multiscale_unless_told_not_to(chain):
+    query = catalog_lib.read_queries(chain["data"].queries_csv)[0].path
+    answers = {}
+    for flag in ("--multiscale", "--nomultiscale"):
+        result = run(
+            "beau_tf.search",
+            f"--index={chain['index_dir']}",
+            f"--model={chain['model']}",
+            f"--query={query}",
+            "--exact",
+            "--k=6",  # every product, so both answers hold the same items
+            "--json",
+            flag,
+        )
+        answers[flag] = json.loads(result.stdout)[0]["results"]
+    scores = {
+        flag: {r["item_id"]: r["score"] for r in results}
+        for flag, results in answers.items()
+    }
+    # The same items, scored from different embeddings.
+    assert set(scores["--multiscale"]) == set(scores["--nomultiscale"])
+    assert any(
+        abs(scores["--multiscale"][item] - scores["--nomultiscale"][item])
+        > 1e-4
+        for item in scores["--multiscale"]
+    )
+
+
 def test_evaluate_reports_exact_and_scann(chain):
     result = run(
         "beau_tf.evaluate",

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from beau_tf import embedding
 from beau_tf import exporting
 from beau_tf import preprocess
 from beau_tf import training
@@ -63,6 +64,7 @@ class ExportSavedModelTest(tf.test.TestCase):
             cls.base,
             "beau_tf",
             members=[{"workdir": "runs/a", "weight": 1.0}],
+            query_zooms=(1.0, 0.5),
         )
 
     @classmethod
@@ -84,6 +86,28 @@ class ExportSavedModelTest(tf.test.TestCase):
         self.assertAllClose(
             np.linalg.norm(served["embedding"], axis=-1), [1.0, 1.0]
         )
+
+    def test_query_multiscale_is_the_normalised_mean_over_zooms(self):
+        images = real_image_bytes()
+        loaded = tf.saved_model.load(self.version_dir)
+        served = loaded.signatures["query_multiscale"](images=images)
+        views = preprocess.decode_batch_zoomed(images, 64, (1.0, 0.5))
+        whole = self.model(views[:, 0])["embedding"].numpy()
+        centre = self.model(views[:, 1])["embedding"].numpy()
+        mean = whole + centre
+        expected = mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+        self.assertEqual(set(served), {"embedding"})
+        self.assertAllClose(served["embedding"], expected, atol=1e-5)
+        self.assertEqual(
+            exporting.model_identity(self.version_dir)["query_zooms"],
+            [1.0, 0.5],
+        )
+
+    def test_a_missing_signature_is_named_with_those_there(self):
+        with self.assertRaisesRegex(
+            ValueError, r"no signature 'nope'.*query_multiscale"
+        ):
+            embedding.load_embed_fn(self.version_dir, "nope")
 
     def test_signature_as_tf_serving_sees_it(self):
         shown = subprocess.run(
@@ -211,6 +235,7 @@ class ExportCommandTest(tf.test.TestCase):
             f"--pca_catalog={catalog.catalog_csv}",
             f"--export_dir={export_dir}",
             "--model_name=beau_tf",
+            "--query_zooms=1.0,0.6",
         ]
         done = subprocess.run(
             command, cwd=REPO, env=ENVIRONMENT, capture_output=True, text=True
@@ -219,6 +244,7 @@ class ExportCommandTest(tf.test.TestCase):
         version_dir = os.path.join(export_dir, "beau_tf", "1")
         identity = exporting.model_identity(version_dir)
         self.assertEqual(identity["embedding_dim"], 3)
+        self.assertEqual(identity["query_zooms"], [1.0, 0.6])
         self.assertEqual(
             [member["weight"] for member in identity["members"]], [1.0, 2.0]
         )
@@ -242,6 +268,21 @@ class ExportCommandTest(tf.test.TestCase):
         self.assertRegex(again.stderr, r"error: .*1 exists")
         self.assertNotIn("Traceback", again.stderr)
         self.assertEqual(os.listdir(os.path.join(export_dir, "beau_tf")), ["1"])
+
+        for zooms, message in [
+            ("1.0,big", r"--query_zooms=1.0,big; numbers in \(0, 1\] expected"),
+            ("1.0,2", r"zooms=\[1.0, 2.0\] is invalid"),
+        ]:
+            bad = subprocess.run(
+                command + [f"--query_zooms={zooms}"],
+                cwd=REPO,
+                env=ENVIRONMENT,
+                capture_output=True,
+                text=True,
+            )
+            self.assertEqual(bad.returncode, 1)
+            self.assertRegex(bad.stderr, "error: " + message)
+            self.assertNotIn("Traceback", bad.stderr)
 
 
 if __name__ == "__main__":

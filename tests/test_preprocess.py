@@ -77,6 +77,46 @@ class DecodeAndResizeTest(tf.test.TestCase, parameterized.TestCase):
             )
 
 
+class DecodeZoomedTest(tf.test.TestCase):
+
+    def test_zoom_one_is_decode_and_resize(self):
+        data = tf.constant(encode(random_rgb(30, 50), "PNG"))
+        views = preprocess.decode_zoomed(data, 32, (1.0,))
+        self.assertEqual(views.shape, (1, 32, 32, 3))
+        self.assertAllEqual(views[0], preprocess.decode_and_resize(data, 32))
+
+    def test_a_zoom_is_the_central_crop_fitted(self):
+        pixels = random_rgb(40, 60)
+        data = tf.constant(encode(pixels, "PNG"))
+        views = preprocess.decode_zoomed(data, 24, (1.0, 0.5))
+        # Central half of each side: rows 10..29, columns 15..44.
+        crop = tf.constant(encode(pixels[10:30, 15:45], "PNG"))
+        self.assertAllEqual(views[1], preprocess.decode_and_resize(crop, 24))
+        self.assertNotAllClose(views[0], views[1])
+
+    def test_batch_in_a_graph_equals_one_by_one(self):
+        data = tf.constant(
+            [
+                encode(random_rgb(30, 50, 1), "JPEG"),
+                encode(random_rgb(9, 7, 2), "PNG"),
+            ]
+        )
+        batch = tf.function(
+            lambda x: preprocess.decode_batch_zoomed(x, 16, (1.0, 0.6))
+        )(data)
+        self.assertEqual(batch.shape, (2, 2, 16, 16, 3))
+        for index in range(2):
+            self.assertAllEqual(
+                batch[index],
+                preprocess.decode_zoomed(data[index], 16, (1.0, 0.6)),
+            )
+
+    def test_bad_zooms_are_rejected(self):
+        for zooms in [(), (0.0,), (1.5,), (1.0, -0.5)]:
+            with self.assertRaisesRegex(ValueError, r"\(0, 1\]"):
+                preprocess.check_zooms(zooms)
+
+
 class MakeImageDatasetTest(tf.test.TestCase):
 
     def test_dataset_equals_eager_and_skips_bad_files_by_name(self):

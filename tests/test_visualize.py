@@ -6,6 +6,7 @@ import unittest
 
 import numpy as np
 from PIL import Image
+from PIL import ImageFont
 
 from beau_tf import visualize
 
@@ -33,6 +34,17 @@ class ImageGridTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as root:
             path = visualize.save_png(grid, os.path.join(root, "g.png"))
             self.assertEqual(Image.open(path).size, grid.size)
+
+    def test_long_captions_are_cut_to_the_cell_width(self):
+        font = ImageFont.load_default()
+        short = visualize.fit_text("ok", 100, font)
+        text = "0.512 Arla-Ecological-Medium-Fat-Milk"
+        cut = visualize.fit_text(text, 60, font)
+        self.assertEqual(short, "ok")
+        self.assertTrue(cut.endswith("..."))
+        self.assertLessEqual(font.getlength(cut), 60)
+        self.assertTrue(text.startswith(cut[:-3]))
+        self.assertGreater(len(cut), 3)
 
     def test_no_cells_is_an_error(self):
         with self.assertRaises(ValueError):

@@ -279,7 +279,8 @@ def spread(queries: list, count: int) -> list:
 
 
 def table(results: list[tuple[str, str, dict]]) -> str:
-    """A markdown table: one line per (model, query view)."""
+    """A markdown table: one line per (model, query view), overall and per
+    group (packages, fruit_vegetables)."""
     rows = []
     for label, view, row in results:
         line = {
@@ -293,6 +294,7 @@ def table(results: list[tuple[str, str, dict]]) -> str:
             metrics = row.get("by_group", {}).get(group, {})
             line[f"{group} MAP@7"] = metrics.get(f"map@{_K}_hits", "")
             line[f"{group} R@1"] = metrics.get("recall@1", "")
+            line[f"{group} R@7"] = metrics.get(f"recall@{_K}", "")
         rows.append(line)
     columns = list(rows[0])
     return evaluation.format_table(rows, columns, markdown=True)

@@ -30,7 +30,8 @@ development split; `--split=test` scores a held-out `test.txt` when the
 dataset folder has one.
 
 The run resumes: each finished row is kept in <out_dir>/rows/<name>.json and
-each training run in <out_dir>/runs/<name>; delete them to measure again.
+each training run in <out_dir>/runs/<name>_<steps> (an interrupted one resumes
+from its last checkpoint); delete them to measure again.
 Writes <out_dir>/table.md, <out_dir>/masks.png (the two paper-faithful
 decoders' masks on query photos) and <out_dir>/contact_sheet.png (queries,
 multiscale, and their top 5 with the best ensemble; correct ones marked OK).
@@ -370,7 +371,7 @@ def main(argv):
     workdirs = {}
     for run_name, (flagfiles, overrides) in runs.items():
         workdirs[run_name] = train_run(
-            run_name, flagfiles, common + overrides, out_dir
+            f"{run_name}_{steps}", flagfiles, common + overrides, out_dir
         )
     trained_dirs = {}
     for run_name, label in [

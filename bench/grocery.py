@@ -169,9 +169,20 @@ def cached(out_dir: str, name: str, compute) -> dict:
     return result
 
 
-def export(model: keras.Model, image_size: int, name: str, out_dir: str):
+def export(
+    model: keras.Model,
+    image_size: int,
+    name: str,
+    out_dir: str,
+    members: list[dict] = (),
+) -> str:
+    """Exports `model` under <out_dir>/exported/<name>; frees its graph."""
     model_dir = exporting.export_saved_model(
-        model, image_size, os.path.join(out_dir, "exported"), name
+        model,
+        image_size,
+        os.path.join(out_dir, "exported"),
+        name,
+        members=members,
     )
     keras.backend.clear_session()
     return model_dir
@@ -205,16 +216,9 @@ def train_run(
 
 
 def trained_model_dir(name: str, workdirs: list[str], out_dir: str) -> str:
+    """Exports the trained extractors of `workdirs` (one, or an ensemble)."""
     model, image_size, members = exporting.build_export_model(workdirs)
-    model_dir = exporting.export_saved_model(
-        model,
-        image_size,
-        os.path.join(out_dir, "exported"),
-        name,
-        members=members,
-    )
-    keras.backend.clear_session()
-    return model_dir
+    return export(model, image_size, name, out_dir, members)
 
 
 def draw_masks(

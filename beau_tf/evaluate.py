@@ -15,12 +15,13 @@ import json
 from absl import app
 from absl import flags
 
-from beau_tf import cli
-from beau_tf import evaluation
-from beau_tf import indexing
-from beau_tf import searching
-from beau_tf import visualize
+from beau_tf.common import cli
+from beau_tf.common import pictures
 from beau_tf.data import catalog as catalog_lib
+from beau_tf.retrieval import evaluation
+from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.retrieval import metrics
+from beau_tf.retrieval import query
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Exported SavedModel version directory.", required=True
@@ -56,9 +57,9 @@ _COLUMNS = [
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    bundle = indexing.load_index(_INDEX.value)
+    bundle = index_dir_lib.load_index(_INDEX.value)
     queries = catalog_lib.read_queries(_QUERIES.value)
-    embedded = searching.embed_locally(
+    embedded = query.embed_locally(
         _MODEL.value,
         bundle,
         [q.path for q in queries],
@@ -68,9 +69,9 @@ def main(argv):
     true_ids = [true_id[path] for path in embedded.paths]
     groups = None
     if _GROUPS.value:
-        group_of = searching.read_groups(_GROUPS.value)
+        group_of = evaluation.read_groups(_GROUPS.value)
         groups = [group_of.get(item_id, "other") for item_id in true_ids]
-    rows = searching.evaluate(
+    rows = evaluation.evaluate(
         bundle, embedded.embeddings, true_ids, groups,
         qe_k=_QE_K.value, qe_alpha=_QE_ALPHA.value, dba_k=_DBA_K.value,
     )  # fmt: skip
@@ -84,17 +85,17 @@ def main(argv):
                 flat.append(
                     {**metrics, "method": f"  {row['method']} [{group}]"}
                 )
-        print(evaluation.format_table(flat, _COLUMNS))
+        print(metrics.format_table(flat, _COLUMNS))
     if _VISUALIZE.value:
         shown = slice(0, 12)
-        ids, scores = searching.search(
+        ids, scores = query.search(
             bundle, embedded.embeddings[shown], 5, exact=True
         )
-        sheet = searching.contact_sheet(
+        sheet = query.contact_sheet(
             bundle, embedded.paths[shown], ids, scores,
             relevant=[{i} for i in true_ids[shown]],
         )  # fmt: skip
-        visualize.save_png(sheet, _VISUALIZE.value)
+        pictures.save_png(sheet, _VISUALIZE.value)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,12 @@ exports its extractor alone; several are combined into one ensemble
 from absl import flags
 from absl import logging
 
-from beau_tf import cli
-from beau_tf import exporting
-from beau_tf import preprocess
+from beau_tf.common import cli
 from beau_tf.data import catalog as catalog_lib
+from beau_tf.serving import build as build_lib
+from beau_tf.serving import contract
+from beau_tf.serving import preprocess
+from beau_tf.serving import saved_model
 
 _WORKDIRS = flags.DEFINE_list(
     "workdirs", None, "Training workdirs, comma-separated.", required=True
@@ -39,7 +41,7 @@ _BATCH_SIZE = flags.DEFINE_integer(
 )
 _QUERY_ZOOMS = flags.DEFINE_list(
     "query_zooms",
-    [str(zoom) for zoom in exporting.DEFAULT_QUERY_ZOOMS],
+    [str(zoom) for zoom in contract.DEFAULT_QUERY_ZOOMS],
     "Central-crop fractions the query_multiscale signature averages over "
     "(1.0 = the whole photo).",
 )
@@ -95,7 +97,7 @@ def main(argv):
         _VERSION.value,
     )
     # Fails before the slow work when the version is taken.
-    exporting.free_version_dir(export_dir, model_name, version)
+    saved_model.free_version_dir(export_dir, model_name, version)
     if pca_dim > 0 and not pca_catalog:
         raise ValueError(f"--pca_dim={pca_dim} needs --pca_catalog.")
     pca_paths = []
@@ -103,14 +105,14 @@ def main(argv):
         pca_paths = [
             item.path for item in catalog_lib.list_catalog(pca_catalog)
         ]
-    model, image_size, members = exporting.build_export_model(
+    model, image_size, members = build_lib.build_export_model(
         workdirs,
         weights=parse_weights(_MEMBER_WEIGHTS.value, len(workdirs)),
         pca_dim=pca_dim,
         pca_paths=pca_paths,
         batch_size=_BATCH_SIZE.value,
     )
-    version_dir = exporting.export_saved_model(
+    version_dir = saved_model.export_saved_model(
         model,
         image_size,
         export_dir,

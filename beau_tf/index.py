@@ -16,10 +16,11 @@ asymmetric hashing with reordering, tree partitioning from ~100K items).
 from absl import app
 from absl import flags
 
-from beau_tf import cli
-from beau_tf import exporting
-from beau_tf import indexing
+from beau_tf.common import cli
 from beau_tf.data import catalog as catalog_lib
+from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.retrieval import shards
+from beau_tf.serving import contract
 
 _MODEL = flags.DEFINE_string(
     "model",
@@ -51,8 +52,8 @@ def main(argv):
     if _MERGE_SHARDS.value:
         if not _INDEX_DIR.value:
             raise app.UsageError("--merge_shards needs --index_dir.")
-        indexing.build_and_save(
-            indexing.merge_shards(_MERGE_SHARDS.value), _INDEX_DIR.value
+        index_dir_lib.build_and_save(
+            shards.merge_shards(_MERGE_SHARDS.value), _INDEX_DIR.value
         )
         return
     if not (_MODEL.value and _CATALOG.value):
@@ -62,20 +63,20 @@ def main(argv):
         raise app.UsageError("--num_shards > 1 needs --shard_dir.")
     if not sharded and not _INDEX_DIR.value:
         raise app.UsageError("--index_dir is required.")
-    embedded = indexing.embed_catalog_shard(
+    embedded = shards.embed_catalog_shard(
         _MODEL.value,
-        exporting.model_identity(_MODEL.value),
+        contract.model_identity(_MODEL.value),
         catalog_lib.list_catalog(_CATALOG.value),
         num_shards=_NUM_SHARDS.value,
         shard_index=_SHARD_INDEX.value,
         batch_size=_BATCH_SIZE.value,
     )
     if sharded:
-        indexing.save_shard(
+        shards.save_shard(
             embedded, _SHARD_DIR.value, _NUM_SHARDS.value, _SHARD_INDEX.value
         )
     else:
-        indexing.build_and_save(embedded, _INDEX_DIR.value)
+        index_dir_lib.build_and_save(embedded, _INDEX_DIR.value)
 
 
 if __name__ == "__main__":

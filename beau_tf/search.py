@@ -15,11 +15,11 @@ import sys
 from absl import app
 from absl import flags
 
-from beau_tf import cli
-from beau_tf import indexing
-from beau_tf import searching
-from beau_tf import serving_client
-from beau_tf import visualize
+from beau_tf.common import cli
+from beau_tf.common import pictures
+from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.retrieval import query
+from beau_tf.serving import grpc_client
 
 _INDEX = flags.DEFINE_string("index", None, "Index directory.", required=True)
 _QUERY = flags.DEFINE_multi_string("query", [], "Query image (repeatable).")
@@ -54,11 +54,11 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if bool(_MODEL.value) == bool(_SERVER.value):
         raise app.UsageError("Pass exactly one of --model and --server.")
-    bundle = indexing.load_index(_INDEX.value)
-    paths = searching.list_query_paths(_QUERY.value, _QUERY_DIR.value)
+    bundle = index_dir_lib.load_index(_INDEX.value)
+    paths = query.list_query_paths(_QUERY.value, _QUERY_DIR.value)
     try:
         if _SERVER.value:
-            queries = searching.embed_with_server(
+            queries = query.embed_with_server(
                 _SERVER.value,
                 bundle,
                 paths,
@@ -66,21 +66,21 @@ def main(argv):
                 multiscale=_MULTISCALE.value,
             )
         else:
-            queries = searching.embed_locally(
+            queries = query.embed_locally(
                 _MODEL.value, bundle, paths, multiscale=_MULTISCALE.value
             )
-    except serving_client.ServingError as error:
+    except grpc_client.ServingError as error:
         sys.exit(f"error: {error}")
-    ids, scores = searching.search(
+    ids, scores = query.search(
         bundle, queries.embeddings, _K.value, _EXACT.value
     )
     if _JSON.value:
-        print(json.dumps(searching.results_as_json(queries.paths, ids, scores)))
+        print(json.dumps(query.results_as_json(queries.paths, ids, scores)))
     else:
-        print(searching.results_as_text(queries.paths, ids, scores))
+        print(query.results_as_text(queries.paths, ids, scores))
     if _VISUALIZE.value:
-        sheet = searching.contact_sheet(bundle, queries.paths, ids, scores)
-        visualize.save_png(sheet, _VISUALIZE.value)
+        sheet = query.contact_sheet(bundle, queries.paths, ids, scores)
+        pictures.save_png(sheet, _VISUALIZE.value)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ import sys
 from absl import app
 from absl import flags
 
-from beau_tf import cli
-from beau_tf import training
+from beau_tf.common import cli
 from beau_tf.data import products
 from beau_tf.models import backbones
 from beau_tf.models import extractor
 from beau_tf.models import layers
+from beau_tf.training import config as config_lib
+from beau_tf.training import trainer
 
 _WORKDIR = flags.DEFINE_string(
     "workdir",
@@ -83,7 +84,7 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Peak rate.")
 _LR_SCHEDULE = flags.DEFINE_enum(
     "lr_schedule",
     "cosine",
-    list(training.LR_SCHEDULES),
+    list(config_lib.LR_SCHEDULES),
     "cosine (warm-up, then decay) or constant.",
 )
 _WARMUP_STEPS = flags.DEFINE_integer("warmup_steps", 500, "Warm-up steps.")
@@ -117,20 +118,20 @@ _SEED = flags.DEFINE_integer("seed", 0, "Run seed.")
 _STRATEGY = flags.DEFINE_enum(
     "strategy",
     "default",
-    list(training.STRATEGIES),
+    list(config_lib.STRATEGIES),
     "tf.distribute strategy; multi_worker reads " "TF_CONFIG.",
 )
 _TPU = flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu.")
 _MIXED_PRECISION = flags.DEFINE_enum(
     "mixed_precision",
     "none",
-    list(training.MIXED_PRECISION),
+    list(config_lib.MIXED_PRECISION),
     "mixed_float16 on GPUs, mixed_bfloat16 on TPUs.",
 )
 
 
-def config_from_flags() -> training.TrainConfig:
-    return training.TrainConfig(
+def config_from_flags() -> config_lib.TrainConfig:
+    return config_lib.TrainConfig(
         extractor=extractor.ExtractorConfig(
             backbone=_BACKBONE.value,
             backbone_weights=_BACKBONE_WEIGHTS.value,
@@ -173,7 +174,7 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     own_flags = flags.FLAGS.get_flags_for_module(sys.modules[__name__])
-    training.train(
+    trainer.train(
         config,
         _WORKDIR.value,
         flags_text="".join(f"{flag.serialize()}\n" for flag in own_flags),

@@ -50,17 +50,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from beau_tf import evaluation
-from beau_tf import exporting
-from beau_tf import indexing
-from beau_tf import preprocess
-from beau_tf import searching
-from beau_tf import training
-from beau_tf import visualize
+from beau_tf.common import pictures
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import grocery
 from beau_tf.models import ensemble as ensemble_lib
 from beau_tf.models import extractor as extractor_lib
+from beau_tf.retrieval import evaluation
+from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.retrieval import metrics
+from beau_tf.retrieval import query
+from beau_tf.retrieval import shards
+from beau_tf.serving import build as build_lib
+from beau_tf.serving import contract
+from beau_tf.serving import preprocess
+from beau_tf.serving import saved_model
+from beau_tf.training import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,30 +117,30 @@ def score_model(
 
     Returns:
       `{"name", "seconds", "views": {"single": row, "multiscale": row[,
-      "multiscale+qe": row]}}`, each row `searching.evaluate`'s exact row.
+      "multiscale+qe": row]}}`, each row `evaluation.evaluate`'s exact row.
     """
     start = time.perf_counter()
-    identity = exporting.model_identity(model_dir)
+    identity = contract.model_identity(model_dir)
     items = catalog_lib.list_catalog(csvs["catalog"])
     index_dir = os.path.join(
         out_dir, "indexes", name, str(identity["model_version"])
     )
     if not os.path.isdir(index_dir):
-        indexing.build_and_save(
-            indexing.embed_catalog_shard(model_dir, identity, items), index_dir
+        index_dir_lib.build_and_save(
+            shards.embed_catalog_shard(model_dir, identity, items), index_dir
         )
-    bundle = indexing.load_index(index_dir)
+    bundle = index_dir_lib.load_index(index_dir)
     queries = catalog_lib.read_queries(csvs[f"queries_{split}"])
     true_id = {query.path: query.item_id for query in queries}
-    group_of = searching.read_groups(csvs["coarse"])
+    group_of = evaluation.read_groups(csvs["coarse"])
     views = {}
     for multiscale in (False, True):
-        embedded = searching.embed_locally(
+        embedded = query.embed_locally(
             model_dir, bundle, list(true_id), multiscale=multiscale
         )
         true_ids = [true_id[path] for path in embedded.paths]
         groups = [group_of.get(item_id, "other") for item_id in true_ids]
-        rows = searching.evaluate(
+        rows = evaluation.evaluate(
             bundle,
             embedded.embeddings,
             true_ids,
@@ -164,7 +168,7 @@ def cached(out_dir: str, name: str, compute) -> dict:
         with open(path) as stream:
             return json.load(stream)
     result = compute()
-    training.write_json_atomically(path, result)
+    config_lib.write_json_atomically(path, result)
     logging.info("%s: %s", name, json.dumps(result["views"]["single"]))
     return result
 
@@ -177,7 +181,7 @@ def export(
     members: list[dict] = (),
 ) -> str:
     """Exports `model` under <out_dir>/exported/<name>; frees its graph."""
-    model_dir = exporting.export_saved_model(
+    model_dir = saved_model.export_saved_model(
         model,
         image_size,
         os.path.join(out_dir, "exported"),
@@ -205,7 +209,7 @@ def train_run(
 ) -> str:
     """Runs `python -m beau_tf.train` (skipped when finished); its workdir."""
     workdir = os.path.join(out_dir, "runs", name)
-    if os.path.exists(os.path.join(workdir, training.EXTRACTOR_FILE)):
+    if os.path.exists(os.path.join(workdir, config_lib.EXTRACTOR_FILE)):
         return workdir
     command = [sys.executable, "-m", "beau_tf.train"]
     command += [f"--flagfile={os.path.join(REPO, f)}" for f in flagfiles]
@@ -217,7 +221,7 @@ def train_run(
 
 def trained_model_dir(name: str, workdirs: list[str], out_dir: str) -> str:
     """Exports the trained extractors of `workdirs` (one, or an ensemble)."""
-    model, image_size, members = exporting.build_export_model(workdirs)
+    model, image_size, members = build_lib.build_export_model(workdirs)
     return export(model, image_size, name, out_dir, members)
 
 
@@ -227,7 +231,7 @@ def draw_masks(
     """Each query photo as served, then each model's predicted mask on it."""
     signatures = {
         label: tf.saved_model.load(model_dir).signatures[
-            exporting.SIGNATURE_NAME
+            contract.SIGNATURE_NAME
         ]
         for label, model_dir in model_dirs.items()
     }
@@ -242,12 +246,12 @@ def draw_masks(
                 canvas = served_pixels(path, mask.shape[0])
                 cells.append(canvas)
                 captions.append(os.path.basename(path))
-            cells.append(visualize.overlay_mask(canvas, mask))
+            cells.append(pictures.overlay_mask(canvas, mask))
             captions.append(f"{label}: {mask.mean():.2f}")
-    grid = visualize.image_grid(
+    grid = pictures.image_grid(
         cells, captions, columns=2 * (1 + len(model_dirs))
     )
-    return visualize.save_png(grid, out_path)
+    return pictures.save_png(grid, out_path)
 
 
 def served_pixels(path: str, size: int) -> np.ndarray:
@@ -261,20 +265,20 @@ def draw_contact_sheet(
     model_dir: str, index_dir: str, queries: list, out_path: str
 ) -> str:
     """Queries (multiscale) with their top-5 catalogue results, OK marked."""
-    bundle = indexing.load_index(index_dir)
-    embedded = searching.embed_locally(
+    bundle = index_dir_lib.load_index(index_dir)
+    embedded = query.embed_locally(
         model_dir, bundle, [q.path for q in queries], multiscale=True
     )
-    ids, scores = searching.search(bundle, embedded.embeddings, 5, True)
+    ids, scores = query.search(bundle, embedded.embeddings, 5, True)
     true_id = {q.path: q.item_id for q in queries}
-    sheet = searching.contact_sheet(
+    sheet = query.contact_sheet(
         bundle,
         embedded.paths,
         ids,
         scores,
         relevant=[{true_id[path]} for path in embedded.paths],
     )
-    return visualize.save_png(sheet, out_path)
+    return pictures.save_png(sheet, out_path)
 
 
 def spread(queries: list, count: int) -> list:
@@ -302,7 +306,7 @@ def table(results: list[tuple[str, str, dict]]) -> str:
             line[f"{group} R@7"] = metrics.get(f"recall@{_K}", "")
         rows.append(line)
     columns = list(rows[0])
-    return evaluation.format_table(rows, columns, markdown=True)
+    return metrics.format_table(rows, columns, markdown=True)
 
 
 def main(argv):
@@ -442,7 +446,7 @@ def main(argv):
         [q.path for q in spread(queries, 16)],
         os.path.join(out_dir, "masks.png"),
     )
-    identity = exporting.model_identity(best_dir)
+    identity = contract.model_identity(best_dir)
     sheet_png = draw_contact_sheet(
         best_dir,
         os.path.join(

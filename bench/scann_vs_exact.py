@@ -39,7 +39,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from beau_tf import scann_index
+from beau_tf.retrieval import scann_index
 
 _NUM_ITEMS = flags.DEFINE_list(
     "num_items", ["100000", "1000000"], "Catalogue sizes to measure."

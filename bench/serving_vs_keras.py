@@ -25,9 +25,9 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from beau_tf import exporting
-from beau_tf import preprocess
 from beau_tf.models import extractor as extractor_lib
+from beau_tf.serving import preprocess
+from beau_tf.serving import saved_model
 
 _BACKBONE = flags.DEFINE_string("backbone", "efficientnet_lite0", "Backbone.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side.")
@@ -74,7 +74,7 @@ def main(argv):
         )
     )
     with tempfile.TemporaryDirectory() as base:
-        version_dir = exporting.export_saved_model(model, size, base, "bench")
+        version_dir = saved_model.export_saved_model(model, size, base, "bench")
         serving = tf.saved_model.load(version_dir).signatures["serving_default"]
         encoded = photo_bytes(batch_size, width, height)
         decoded = preprocess.decode_batch(encoded, size)  # (B, S, S, 3)

@@ -12,12 +12,13 @@ import sys
 from PIL import Image
 import pytest
 
-from beau_tf import exporting
-from beau_tf import indexing
-from beau_tf import training
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import synthetic
 from beau_tf.models import extractor as extractor_lib
+from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.serving import contract
+from beau_tf.training import config as config_lib
+from beau_tf.training import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -49,8 +50,8 @@ def chain(tmp_path_factory):
         image_size=96,
     )
     workdir = str(root / "run")
-    training.train(
-        training.TrainConfig(
+    trainer.train(
+        config_lib.TrainConfig(
             extractor=extractor_lib.ExtractorConfig(
                 backbone="tiny", backbone_weights="none", image_size=64
             ),
@@ -90,12 +91,12 @@ def chain(tmp_path_factory):
 
 
 def test_index_holds_the_catalogue_and_names_the_model(chain):
-    bundle = indexing.load_index(chain["index_dir"])
+    bundle = index_dir_lib.load_index(chain["index_dir"])
     items = catalog_lib.list_catalog(chain["data"].catalog_csv)
     assert sorted(bundle.index.item_ids) == [item.item_id for item in items]
     assert bundle.embeddings.shape[0] == len(items)
     assert bundle.manifest["model_identity"]["model_version"] == 1
-    bundle.index.check_compatible(exporting.model_identity(chain["model"]))
+    bundle.index.check_compatible(contract.model_identity(chain["model"]))
 
 
 def test_search_prints_json_and_draws_a_contact_sheet(chain):
@@ -203,8 +204,8 @@ def test_sharded_embedding_merges_into_the_same_index(chain):
         f"--merge_shards={shard_dir}",
         f"--index_dir={merged_dir}",
     )
-    merged = indexing.load_index(merged_dir)
-    whole = indexing.load_index(chain["index_dir"])
+    merged = index_dir_lib.load_index(merged_dir)
+    whole = index_dir_lib.load_index(chain["index_dir"])
     assert merged.index.item_ids == whole.index.item_ids
     assert abs(merged.embeddings - whole.embeddings).max() < 1e-5
 

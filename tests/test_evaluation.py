@@ -6,7 +6,7 @@ from unittest import mock
 import numpy as np
 from absl.testing import parameterized
 
-from beau_tf import evaluation
+from beau_tf.retrieval import metrics
 
 # Filler ids that are never relevant.
 _MISS = [f"miss{i}" for i in range(10)]
@@ -92,11 +92,11 @@ class AveragePrecisionTest(parameterized.TestCase):
     def test_hand_computed_table(self, hits, relevant, want_hits, want_min):
         ranked = _ranking(hits)
         self.assertAlmostEqual(
-            evaluation.average_precision_at_k(ranked, relevant, 7, "hits"),
+            metrics.average_precision_at_k(ranked, relevant, 7, "hits"),
             want_hits,
         )
         self.assertAlmostEqual(
-            evaluation.average_precision_at_k(
+            metrics.average_precision_at_k(
                 ranked, relevant, 7, "min_relevant"
             ),
             want_min,
@@ -106,9 +106,9 @@ class AveragePrecisionTest(parameterized.TestCase):
         # "a" at 1 is a hit, "a" again at 2 is a miss, "b" at 3 is the second
         # hit: P@1 + P@3 = 1 + 2/3 = 5/3; over 2 hits or min(2, 7) = 5/6.
         ranked = ["a", "a", "b"]
-        for convention in evaluation.CONVENTIONS:
+        for convention in metrics.CONVENTIONS:
             self.assertAlmostEqual(
-                evaluation.average_precision_at_k(
+                metrics.average_precision_at_k(
                     ranked, {"a", "b"}, 7, convention
                 ),
                 5 / 6,
@@ -119,35 +119,35 @@ class AveragePrecisionTest(parameterized.TestCase):
         #   hits: (1/2) / 1; min_relevant: (1/2) / min(2, 2) = 1/4.
         ranked = ["x", "a", "b"]
         self.assertAlmostEqual(
-            evaluation.average_precision_at_k(ranked, {"a", "b"}, 2, "hits"),
+            metrics.average_precision_at_k(ranked, {"a", "b"}, 2, "hits"),
             0.5,
         )
         self.assertAlmostEqual(
-            evaluation.average_precision_at_k(
+            metrics.average_precision_at_k(
                 ranked, {"a", "b"}, 2, "min_relevant"
             ),
             0.25,
         )
         self.assertEqual(
-            evaluation.average_precision_at_k([], {"a"}, 7, "hits"), 0.0
+            metrics.average_precision_at_k([], {"a"}, 7, "hits"), 0.0
         )
 
     def test_empty_relevant_set_scores_zero(self):
-        for convention in evaluation.CONVENTIONS:
+        for convention in metrics.CONVENTIONS:
             self.assertEqual(
-                evaluation.average_precision_at_k(["a"], set(), 7, convention),
+                metrics.average_precision_at_k(["a"], set(), 7, convention),
                 0.0,
             )
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, "k must be at least 1"):
-            evaluation.average_precision_at_k(["a"], {"a"}, 0, "hits")
+            metrics.average_precision_at_k(["a"], {"a"}, 0, "hits")
         with self.assertRaisesRegex(ValueError, "Unknown AP convention 'map'"):
-            evaluation.average_precision_at_k(["a"], {"a"}, 7, "map")
+            metrics.average_precision_at_k(["a"], {"a"}, 7, "map")
         with self.assertRaisesRegex(TypeError, "sequence of ids"):
-            evaluation.average_precision_at_k("abc", {"a"}, 7, "hits")
+            metrics.average_precision_at_k("abc", {"a"}, 7, "hits")
         with self.assertRaisesRegex(TypeError, "set of ids"):
-            evaluation.average_precision_at_k(["a"], "a", 7, "hits")
+            metrics.average_precision_at_k(["a"], "a", 7, "hits")
 
 
 class EvaluateRankingsTest(unittest.TestCase):
@@ -177,7 +177,7 @@ class EvaluateRankingsTest(unittest.TestCase):
                 self.assertAlmostEqual(got[key], want[key], msg=key)
 
     def test_overall_and_by_group(self):
-        got = evaluation.evaluate_rankings(
+        got = metrics.evaluate_rankings(
             self.ranked, self.relevant, self.groups, k=7
         )
         # mAP hits = (1 + 1/3 + 0 + 1/2) / 4 = 11/24;
@@ -221,7 +221,7 @@ class EvaluateRankingsTest(unittest.TestCase):
         self.assertIsInstance(got["map@7_hits"], float)
 
     def test_k_names_the_keys(self):
-        got = evaluation.evaluate_rankings(self.ranked, self.relevant, k=3)
+        got = metrics.evaluate_rankings(self.ranked, self.relevant, k=3)
         # k = 3: q4's second hit (at 4) drops out: hits (1/2) / 1 = 1/2,
         # min_relevant (1/2) / 3 = 1/6; q2's hit at 3 stays.
         # mAP hits = (1 + 1/3 + 0 + 1/2) / 4 = 11/24;
@@ -239,15 +239,15 @@ class EvaluateRankingsTest(unittest.TestCase):
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, "4 ranked lists but 3"):
-            evaluation.evaluate_rankings(self.ranked, self.relevant[:3])
+            metrics.evaluate_rankings(self.ranked, self.relevant[:3])
         with self.assertRaisesRegex(ValueError, "3 groups for 4 queries"):
-            evaluation.evaluate_rankings(
+            metrics.evaluate_rankings(
                 self.ranked, self.relevant, self.groups[:3]
             )
         with self.assertRaisesRegex(ValueError, "empty"):
-            evaluation.evaluate_rankings([], [])
+            metrics.evaluate_rankings([], [])
         with self.assertRaisesRegex(ValueError, "k must be at least 1"):
-            evaluation.evaluate_rankings(self.ranked, self.relevant, k=0)
+            metrics.evaluate_rankings(self.ranked, self.relevant, k=0)
 
 
 class RankExactTest(parameterized.TestCase):
@@ -268,9 +268,9 @@ class RankExactTest(parameterized.TestCase):
         with mock.patch.object(
             evaluation,
             "_SCORE_BLOCK_ELEMENTS",
-            block_elements or evaluation._SCORE_BLOCK_ELEMENTS,
+            block_elements or metrics._SCORE_BLOCK_ELEMENTS,
         ):
-            indices, scores = evaluation.rank_exact(queries, database, k)
+            indices, scores = metrics.rank_exact(queries, database, k)
         self.assertEqual(indices.shape, (6, min(k, 30)))
         self.assertEqual(indices.dtype, np.int64)
         self.assertEqual(scores.dtype, np.float32)
@@ -284,24 +284,24 @@ class RankExactTest(parameterized.TestCase):
         database = rng.integers(0, 2, size=(12, 2)).astype(np.float32)
         for k in range(1, 13):
             want_indices, _ = _brute_force_rank(queries, database, k)
-            indices, _ = evaluation.rank_exact(queries, database, k)
+            indices, _ = metrics.rank_exact(queries, database, k)
             np.testing.assert_array_equal(indices, want_indices, err_msg=k)
 
     def test_ties_go_to_lower_index(self):
         database = np.array([[0, 1], [1, 0], [1, 0], [0, 1], [1, 0]], "f4")
-        indices, scores = evaluation.rank_exact([[1.0, 0.0]], database, 4)
+        indices, scores = metrics.rank_exact([[1.0, 0.0]], database, 4)
         np.testing.assert_array_equal(indices, [[1, 2, 4, 0]])
         np.testing.assert_array_equal(scores, [[1, 1, 1, 0]])
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, r"\(2, 3\).*\(4, 5\)"):
-            evaluation.rank_exact(np.zeros((2, 3)), np.zeros((4, 5)), 1)
+            metrics.rank_exact(np.zeros((2, 3)), np.zeros((4, 5)), 1)
         with self.assertRaisesRegex(ValueError, r"2-D.*\(3,\)"):
-            evaluation.rank_exact(np.zeros(3), np.zeros((4, 3)), 1)
+            metrics.rank_exact(np.zeros(3), np.zeros((4, 3)), 1)
         with self.assertRaisesRegex(ValueError, "k must be at least 1"):
-            evaluation.rank_exact(np.zeros((2, 3)), np.zeros((4, 3)), 0)
+            metrics.rank_exact(np.zeros((2, 3)), np.zeros((4, 3)), 0)
         with self.assertRaisesRegex(ValueError, "database .* NaN"):
-            evaluation.rank_exact(np.zeros((2, 3)), np.full((4, 3), np.nan), 1)
+            metrics.rank_exact(np.zeros((2, 3)), np.full((4, 3), np.nan), 1)
 
 
 class RecallAgainstExactTest(unittest.TestCase):
@@ -310,32 +310,32 @@ class RecallAgainstExactTest(unittest.TestCase):
         exact = np.array([[0, 1, 2], [0, 1, 2]])
         # Order does not matter: {2, 1, 0} ∩ {0, 1, 2} = 3 of 3.
         self.assertEqual(
-            evaluation.recall_against_exact([[2, 1, 0], [1, 0, 2]], exact, 3),
+            metrics.recall_against_exact([[2, 1, 0], [1, 0, 2]], exact, 3),
             1.0,
         )
         # Row 1: {0} of 3; row 2: {} of 3 -> (1/3 + 0) / 2 = 1/6.
         self.assertAlmostEqual(
-            evaluation.recall_against_exact([[0, 5, 6], [7, 8, 9]], exact, 3),
+            metrics.recall_against_exact([[0, 5, 6], [7, 8, 9]], exact, 3),
             1 / 6,
         )
         # k = 2 compares only the first two columns:
         # row 1 {0, 5} vs {0, 1}: 1/2; row 2 {1, 0} vs {0, 1}: 2/2 -> 3/4.
         self.assertAlmostEqual(
-            evaluation.recall_against_exact([[0, 5, 1], [1, 0, 9]], exact, 2),
+            metrics.recall_against_exact([[0, 5, 1], [1, 0, 9]], exact, 2),
             0.75,
         )
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, "different numbers of queries"):
-            evaluation.recall_against_exact(
+            metrics.recall_against_exact(
                 np.zeros((2, 3)), np.zeros((3, 3)), 3
             )
         with self.assertRaisesRegex(ValueError, r"\(2, 2\), fewer than k=3"):
-            evaluation.recall_against_exact(
+            metrics.recall_against_exact(
                 np.zeros((2, 2)), np.zeros((2, 3)), 3
             )
         with self.assertRaisesRegex(ValueError, "k must be at least 1"):
-            evaluation.recall_against_exact(
+            metrics.recall_against_exact(
                 np.zeros((2, 3)), np.zeros((2, 3)), 0
             )
 
@@ -353,7 +353,7 @@ class QueryExpansionTest(unittest.TestCase):
         # q + 0.8^2 d1 + 0.6^2 d0
         #   = (1, 0) + 0.64 (0.8, -0.6) + 0.36 (0.6, 0.8)
         #   = (1 + 0.512 + 0.216, -0.384 + 0.288) = (1.728, -0.096).
-        got = evaluation.alpha_query_expansion(
+        got = metrics.alpha_query_expansion(
             self.query, self.database, k=2, alpha=2.0
         )
         want = np.array([[1.728, -0.096]]) / np.hypot(1.728, -0.096)
@@ -365,12 +365,12 @@ class QueryExpansionTest(unittest.TestCase):
         # k = 0: no neighbours, q / |q|.
         unnormalised = 3 * self.query
         np.testing.assert_allclose(
-            evaluation.alpha_query_expansion(unnormalised, self.database, k=0),
+            metrics.alpha_query_expansion(unnormalised, self.database, k=0),
             self.query,
         )
         # alpha = 1000: 0.8^1000 ~ 1e-97, so only q is left.
         np.testing.assert_allclose(
-            evaluation.alpha_query_expansion(
+            metrics.alpha_query_expansion(
                 self.query, self.database, k=2, alpha=1000.0
             ),
             self.query,
@@ -382,7 +382,7 @@ class QueryExpansionTest(unittest.TestCase):
         # cancel q; max(-1, 0)^2 = 0 leaves q.
         database = np.array([[-1.0, 0.0]], np.float32)
         np.testing.assert_allclose(
-            evaluation.alpha_query_expansion(
+            metrics.alpha_query_expansion(
                 self.query, database, k=1, alpha=2.0
             ),
             self.query,
@@ -393,19 +393,19 @@ class QueryExpansionTest(unittest.TestCase):
         queries = rng.normal(size=(5, 8))
         database = rng.normal(size=(20, 8))
         database /= np.linalg.norm(database, axis=1, keepdims=True)
-        got = evaluation.alpha_query_expansion(queries, database, k=3)
+        got = metrics.alpha_query_expansion(queries, database, k=3)
         self.assertEqual(got.shape, (5, 8))
         np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, rtol=1e-6)
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, "k must be at least 0"):
-            evaluation.alpha_query_expansion(self.query, self.database, k=-1)
+            metrics.alpha_query_expansion(self.query, self.database, k=-1)
         with self.assertRaisesRegex(ValueError, "alpha must be"):
-            evaluation.alpha_query_expansion(
+            metrics.alpha_query_expansion(
                 self.query, self.database, alpha=-1.0
             )
         with self.assertRaisesRegex(ValueError, r"\(1, 2\).*\(3, 3\)"):
-            evaluation.alpha_query_expansion(self.query, np.zeros((3, 3)))
+            metrics.alpha_query_expansion(self.query, np.zeros((3, 3)))
 
 
 class DatabaseSideAugmentationTest(unittest.TestCase):
@@ -419,7 +419,7 @@ class DatabaseSideAugmentationTest(unittest.TestCase):
         # d2' ∝ d2 + 0.8 d1 = (0.48, 1 + 0.64) = (0.48, 1.64)
         want = np.array([[1.36, 0.48], [0.6, 1.6], [0.48, 1.64]])
         want /= np.linalg.norm(want, axis=1, keepdims=True)
-        got = evaluation.database_side_augmentation(database, k=1, alpha=1.0)
+        got = metrics.database_side_augmentation(database, k=1, alpha=1.0)
         self.assertEqual(got.dtype, np.float32)
         np.testing.assert_allclose(got, want, rtol=1e-6)
         np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, rtol=1e-6)
@@ -430,7 +430,7 @@ class DatabaseSideAugmentationTest(unittest.TestCase):
         # other neighbour with weight 1^alpha = 1: (2, 0) / 2 = (1, 0).
         # d3 = (0, 1) scores 0 with all, weight 0^3 = 0, stays (0, 1).
         database = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], np.float32)
-        got = evaluation.database_side_augmentation(database, k=1)
+        got = metrics.database_side_augmentation(database, k=1)
         np.testing.assert_allclose(got, database, atol=1e-7)
 
     def test_degenerate_settings(self):
@@ -438,12 +438,12 @@ class DatabaseSideAugmentationTest(unittest.TestCase):
         normalised = database / np.linalg.norm(database, axis=1, keepdims=True)
         # k = 0: renormalised only.
         np.testing.assert_allclose(
-            evaluation.database_side_augmentation(database, k=0), normalised
+            metrics.database_side_augmentation(database, k=0), normalised
         )
         # alpha = 1000: unit vectors score (0.6, 0.8)·(0, 1) = 0.8 and
         # 0.8^1000 ~ 1e-97, so neighbours vanish.
         np.testing.assert_allclose(
-            evaluation.database_side_augmentation(
+            metrics.database_side_augmentation(
                 normalised, k=5, alpha=1000.0
             ),
             normalised,
@@ -451,15 +451,15 @@ class DatabaseSideAugmentationTest(unittest.TestCase):
         )
         # A single item has no neighbours.
         np.testing.assert_allclose(
-            evaluation.database_side_augmentation(database[:1], k=3),
+            metrics.database_side_augmentation(database[:1], k=3),
             normalised[:1],
         )
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, "k must be at least 0"):
-            evaluation.database_side_augmentation(np.eye(2), k=-1)
+            metrics.database_side_augmentation(np.eye(2), k=-1)
         with self.assertRaisesRegex(ValueError, r"2-D.*\(2,\)"):
-            evaluation.database_side_augmentation(np.ones(2))
+            metrics.database_side_augmentation(np.ones(2))
 
 
 class FormatTableTest(unittest.TestCase):
@@ -483,7 +483,7 @@ class FormatTableTest(unittest.TestCase):
                 "vit                 -            -",
             ]
         )
-        self.assertEqual(evaluation.format_table(self.rows, self.columns), want)
+        self.assertEqual(metrics.format_table(self.rows, self.columns), want)
 
     def test_markdown(self):
         want = "\n".join(
@@ -496,15 +496,15 @@ class FormatTableTest(unittest.TestCase):
             ]
         )
         self.assertEqual(
-            evaluation.format_table(self.rows, self.columns, markdown=True),
+            metrics.format_table(self.rows, self.columns, markdown=True),
             want,
         )
 
     def test_float_format_and_empty_columns(self):
-        table = evaluation.format_table([{"x": 0.5}], ["x"], float_format=".1%")
+        table = metrics.format_table([{"x": 0.5}], ["x"], float_format=".1%")
         self.assertEqual(table.splitlines()[-1], "50.0%")
         with self.assertRaisesRegex(ValueError, "at least one column"):
-            evaluation.format_table(self.rows, [])
+            metrics.format_table(self.rows, [])
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from beau_tf import embedding
-from beau_tf import exporting
-from beau_tf import preprocess
-from beau_tf import training
 from beau_tf.data import synthetic
 from beau_tf.models import extractor as extractor_lib
+from beau_tf.serving import contract
+from beau_tf.serving import embedding as embedding_lib
+from beau_tf.serving import preprocess
+from beau_tf.serving import saved_model
+from beau_tf.training import config as config_lib
+from beau_tf.training import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(
@@ -58,7 +60,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         cls.model = tiny_extractor()
         cls.tempdir = tempfile.TemporaryDirectory()
         cls.base = os.path.join(cls.tempdir.name, "exported")
-        cls.version_dir = exporting.export_saved_model(
+        cls.version_dir = saved_model.export_saved_model(
             cls.model,
             64,
             cls.base,
@@ -99,7 +101,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         self.assertEqual(set(served), {"embedding"})
         self.assertAllClose(served["embedding"], expected, atol=1e-5)
         self.assertEqual(
-            exporting.model_identity(self.version_dir)["query_zooms"],
+            contract.model_identity(self.version_dir)["query_zooms"],
             [1.0, 0.5],
         )
 
@@ -107,7 +109,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         with self.assertRaisesRegex(
             ValueError, r"no signature 'nope'.*query_multiscale"
         ):
-            embedding.load_embed_fn(self.version_dir, "nope")
+            embedding_lib.load_embed_fn(self.version_dir, "nope")
 
     def test_signature_as_tf_serving_sees_it(self):
         shown = subprocess.run(
@@ -137,7 +139,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         )
 
     def test_identity_round_trip_matches_the_saved_signature(self):
-        identity = exporting.model_identity(self.version_dir)
+        identity = contract.model_identity(self.version_dir)
         self.assertEqual(identity["model_name"], "beau_tf")
         self.assertEqual(identity["model_version"], 1)
         self.assertEqual(identity["embedding_dim"], 64)
@@ -160,25 +162,25 @@ class ExportSavedModelTest(tf.test.TestCase):
         }
         self.assertEqual(
             identity["signature_fingerprint"],
-            exporting.signature_fingerprint(signature),
+            contract.signature_fingerprint(signature),
         )
 
     def test_versions_increment_and_are_never_overwritten(self):
         base = os.path.join(self.get_temp_dir(), "versions")
         model = self.model
-        first = exporting.export_saved_model(model, 64, base, "m")
+        first = saved_model.export_saved_model(model, 64, base, "m")
         self.assertEqual(first, os.path.join(base, "m", "1"))
         self.assertEqual(
-            exporting.export_saved_model(model, 64, base, "m", version=7),
+            saved_model.export_saved_model(model, 64, base, "m", version=7),
             os.path.join(base, "m", "7"),
         )
         self.assertEqual(
-            exporting.export_saved_model(model, 64, base, "m"),
+            saved_model.export_saved_model(model, 64, base, "m"),
             os.path.join(base, "m", "8"),
         )
         before = os.path.getmtime(os.path.join(first, "saved_model.pb"))
         with self.assertRaisesRegex(FileExistsError, "never overwritten"):
-            exporting.export_saved_model(model, 64, base, "m", version=1)
+            saved_model.export_saved_model(model, 64, base, "m", version=1)
         self.assertEqual(
             os.path.getmtime(os.path.join(first, "saved_model.pb")), before
         )
@@ -189,13 +191,13 @@ class ExportSavedModelTest(tf.test.TestCase):
 
     def test_wrong_image_size_is_refused(self):
         with self.assertRaisesRegex(ValueError, "image_size=64"):
-            exporting.export_saved_model(
+            saved_model.export_saved_model(
                 self.model, 32, self.get_temp_dir(), "m"
             )
 
     def test_missing_identity_is_a_clear_error(self):
         with self.assertRaisesRegex(FileNotFoundError, "beau_tf.export"):
-            exporting.model_identity(self.get_temp_dir())
+            contract.model_identity(self.get_temp_dir())
 
 
 class ExportCommandTest(tf.test.TestCase):
@@ -210,8 +212,8 @@ class ExportCommandTest(tf.test.TestCase):
             image_size=64,
         )
         workdir = os.path.join(root, "run")
-        training.train(
-            training.TrainConfig(
+        trainer.train(
+            config_lib.TrainConfig(
                 extractor=extractor_lib.ExtractorConfig(
                     backbone="tiny", backbone_weights="none", image_size=64
                 ),
@@ -242,7 +244,7 @@ class ExportCommandTest(tf.test.TestCase):
         )
         self.assertEqual(done.returncode, 0, done.stderr[-3000:])
         version_dir = os.path.join(export_dir, "beau_tf", "1")
-        identity = exporting.model_identity(version_dir)
+        identity = contract.model_identity(version_dir)
         self.assertEqual(identity["embedding_dim"], 3)
         self.assertEqual(identity["query_zooms"], [1.0, 0.6])
         self.assertEqual(

@@ -5,7 +5,7 @@ import tempfile
 import unittest
 
 
-from beau_tf import files
+from beau_tf.common import files
 
 
 class AtomicPathTest(unittest.TestCase):

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from beau_tf import preprocess
+from beau_tf.serving import preprocess
 
 
 def encode(array: np.ndarray, image_format: str) -> bytes:

@@ -8,7 +8,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from beau_tf import scann_index
+from beau_tf.retrieval import scann_index
 
 NUM_ITEMS, DIM, NUM_QUERIES, K = 2000, 32, 100, 10
 IDENTITY = {

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from beau_tf import serving_client
+from beau_tf.serving import grpc_client
 from tests import serving_test_server
 
 _MODEL_NAME = "beau_tf"
@@ -92,7 +92,7 @@ class ServingClientTest(tf.test.TestCase):
         return server, address
 
     def test_embeddings_equal_the_saved_model_and_report_the_version(self):
-        embeddings, info = serving_client.embed_with_server(
+        embeddings, info = grpc_client.embed_with_server(
             self.address, self.images[:3]
         )
         self.assertEqual(embeddings.dtype, np.float32)
@@ -104,7 +104,7 @@ class ServingClientTest(tf.test.TestCase):
 
     def test_batches_keep_the_order_of_the_images(self):
         server, address = self._start()
-        embeddings, _ = serving_client.embed_with_server(
+        embeddings, _ = grpc_client.embed_with_server(
             address, self.images, batch_size=2
         )
         requests = server.servicer.requests
@@ -126,14 +126,14 @@ class ServingClientTest(tf.test.TestCase):
         self.assertLen(np.unique(embeddings.round(4), axis=0), 5)
 
     def test_explicit_version(self):
-        _, info = serving_client.embed_with_server(
+        _, info = grpc_client.embed_with_server(
             self.address, self.images[:1], version=_VERSION
         )
         self.assertEqual(info["model_version"], _VERSION)
         with self.assertRaisesRegex(
-            serving_client.ServingError, r"does not serve.*version 8"
+            grpc_client.ServingError, r"does not serve.*version 8"
         ):
-            serving_client.embed_with_server(
+            grpc_client.embed_with_server(
                 self.address, self.images[:1], version=8
             )
 
@@ -145,10 +145,10 @@ class ServingClientTest(tf.test.TestCase):
             address = f"127.0.0.1:{unused.getsockname()[1]}"
             start = time.monotonic()
             with self.assertRaisesRegex(
-                serving_client.ServingError,
+                grpc_client.ServingError,
                 f"could not reach TF Serving at {address}.*server running",
             ):
-                serving_client.embed_with_server(
+                grpc_client.embed_with_server(
                     address, self.images[:1], timeout_seconds=2.0
                 )
         self.assertLess(time.monotonic() - start, 2.0)
@@ -157,10 +157,10 @@ class ServingClientTest(tf.test.TestCase):
         _, address = self._start(delay_seconds=3.0)
         start = time.monotonic()
         with self.assertRaisesRegex(
-            serving_client.ServingError,
+            grpc_client.ServingError,
             f"no answer from TF Serving at {address} within 0.3 s",
         ):
-            serving_client.embed_with_server(
+            grpc_client.embed_with_server(
                 address, self.images[:1], timeout_seconds=0.3
             )
         self.assertLess(time.monotonic() - start, 2.0)
@@ -168,27 +168,27 @@ class ServingClientTest(tf.test.TestCase):
     def test_undecodable_bytes_are_rejected_with_the_server_detail(self):
         images = self.images[:2] + [b"not an image"]
         with self.assertRaisesRegex(
-            serving_client.ServingError,
+            grpc_client.ServingError,
             r"rejected the request for images 2\.\.2(.|\n)*"
             r"(?i:unknown image file format|decode)",
         ):
-            serving_client.embed_with_server(self.address, images, batch_size=2)
+            grpc_client.embed_with_server(self.address, images, batch_size=2)
 
     def test_wrong_model_name_is_not_found(self):
         with self.assertRaisesRegex(
-            serving_client.ServingError,
+            grpc_client.ServingError,
             r"does not serve model 'other'.*Servable not found",
         ):
-            serving_client.embed_with_server(
+            grpc_client.embed_with_server(
                 self.address, self.images[:1], model_name="other"
             )
 
     def test_wrong_signature_is_not_found(self):
         with self.assertRaisesRegex(
-            serving_client.ServingError,
+            grpc_client.ServingError,
             r"does not serve .*signature 'embed'.*\"embed\" not found",
         ):
-            serving_client.embed_with_server(
+            grpc_client.embed_with_server(
                 self.address, self.images[:1], signature_name="embed"
             )
 
@@ -196,15 +196,15 @@ class ServingClientTest(tf.test.TestCase):
         for address in ["localhost", "localhost:0", "http://x:8500", ""]:
             with self.subTest(address=address):
                 with self.assertRaisesRegex(ValueError, "host:port"):
-                    serving_client.embed_with_server(address, self.images[:1])
+                    grpc_client.embed_with_server(address, self.images[:1])
         with self.assertRaisesRegex(ValueError, "batch_size=0"):
-            serving_client.embed_with_server(
+            grpc_client.embed_with_server(
                 self.address, self.images[:1], batch_size=0
             )
         with self.assertRaisesRegex(ValueError, "images is empty"):
-            serving_client.embed_with_server(self.address, [])
+            grpc_client.embed_with_server(self.address, [])
         with self.assertRaisesRegex(TypeError, r"images\[1\] is a str"):
-            serving_client.embed_with_server(self.address, [b"x", "y.jpg"])
+            grpc_client.embed_with_server(self.address, [b"x", "y.jpg"])
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from beau_tf import training
 from beau_tf.data import synthetic
 from beau_tf.models import extractor as extractor_lib
+from beau_tf.training import config as config_lib
+from beau_tf.training import trainer
 from tests import testing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,7 @@ def tiny_catalog(root: str) -> synthetic.SyntheticCatalog:
 
 def tiny_config(
     catalog: synthetic.SyntheticCatalog, **overrides
-) -> training.TrainConfig:
+) -> config_lib.TrainConfig:
     values = dict(
         extractor=extractor_lib.ExtractorConfig(
             backbone="tiny", backbone_weights="none", image_size=64
@@ -51,7 +52,7 @@ def tiny_config(
         summary_images_every=2,
     )
     values.update(overrides)
-    return training.TrainConfig(**values)
+    return config_lib.TrainConfig(**values)
 
 
 def summary_tags(log_dir: str) -> set[str]:
@@ -89,15 +90,15 @@ class TrainConfigTest(parameterized.TestCase):
     def test_dict_round_trip(self):
         config = tiny_config(self.catalog, mask_loss_weight=0.5)
         self.assertEqual(
-            training.TrainConfig.from_dict(config.to_dict()), config
+            config_lib.TrainConfig.from_dict(config.to_dict()), config
         )
 
     def test_workdir_refuses_another_run_but_accepts_more_steps(self):
         workdir = testing.make_tempdir(self)
-        training.record_config(workdir, tiny_config(self.catalog), "")
-        training.record_config(workdir, tiny_config(self.catalog, steps=8), "")
+        config_lib.record_config(workdir, tiny_config(self.catalog), "")
+        config_lib.record_config(workdir, tiny_config(self.catalog, steps=8), "")
         with self.assertRaisesRegex(ValueError, "learning_rate: 0.001 -> 0.5"):
-            training.record_config(
+            config_lib.record_config(
                 workdir, tiny_config(self.catalog, learning_rate=0.5), ""
             )
 
@@ -105,7 +106,7 @@ class TrainConfigTest(parameterized.TestCase):
         with self.assertRaisesRegex(
             FileNotFoundError, "not a beau_tf training"
         ):
-            training.load_train_config(testing.make_tempdir(self))
+            config_lib.load_train_config(testing.make_tempdir(self))
 
 
 class TrainTest(tf.test.TestCase):
@@ -115,9 +116,9 @@ class TrainTest(tf.test.TestCase):
         catalog = tiny_catalog(root)
         workdir = os.path.join(root, "run")
         config = tiny_config(catalog)
-        path = training.train(config, workdir)
+        path = trainer.train(config, workdir)
 
-        self.assertEqual(training.load_train_config(workdir), config)
+        self.assertEqual(config_lib.load_train_config(workdir), config)
         self.assertTrue(os.path.exists(os.path.join(workdir, "flags.txt")))
         self.assertEqual(trained_steps(workdir), 4)
         self.assertContainsSubset(
@@ -139,7 +140,7 @@ class TrainTest(tf.test.TestCase):
 
         # The same workdir with more steps goes on from step 4.
         with self.assertLogs(logger="absl", level="INFO") as logs:
-            training.train(tiny_config(catalog, steps=8), workdir)
+            trainer.train(tiny_config(catalog, steps=8), workdir)
         self.assertTrue(any("at step 4" in line for line in logs.output))
         self.assertEqual(trained_steps(workdir), 8)
 
@@ -155,15 +156,15 @@ class TrainTest(tf.test.TestCase):
         )
         workdir = os.path.join(root, "run")
         with self.assertRaisesRegex(FileNotFoundError, "missing.weights.h5"):
-            training.train(config, workdir)
+            trainer.train(config, workdir)
         self.assertFalse(
-            os.path.exists(os.path.join(workdir, training.CONFIG_FILE))
+            os.path.exists(os.path.join(workdir, config_lib.CONFIG_FILE))
         )
 
     def test_mirrored_strategy_trains(self):
         root = testing.make_tempdir(self)
         config = tiny_config(tiny_catalog(root), strategy="mirrored", steps=2)
-        training.train(config, os.path.join(root, "run"))
+        trainer.train(config, os.path.join(root, "run"))
         self.assertEqual(trained_steps(os.path.join(root, "run")), 2)
 
     def test_paper_config_trains_the_mask_alone(self):
@@ -171,7 +172,7 @@ class TrainTest(tf.test.TestCase):
         config = tiny_config(
             tiny_catalog(root), identity_loss_weight=0.0, steps=2
         )
-        training.train(config, os.path.join(root, "run"))
+        trainer.train(config, os.path.join(root, "run"))
         tags = summary_tags(os.path.join(root, "run", "tensorboard"))
         self.assertIn("loss/loss", tags)
         self.assertNotIn("loss/logits_loss", tags)

@@ -1,4 +1,4 @@
-"""Tests for beau_tf.visualize."""
+"""Tests for beau_tf.pictures."""
 
 import os
 import tempfile
@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageFont
 
-from beau_tf import visualize
+from beau_tf.common import pictures
 
 
 class OverlayMaskTest(unittest.TestCase):
@@ -17,7 +17,7 @@ class OverlayMaskTest(unittest.TestCase):
         image = np.full((10, 10, 3), 100, np.uint8)
         mask = np.zeros((10, 10, 1), np.float32)
         mask[2:8, 2:8] = 1.0
-        out = visualize.overlay_mask(image, mask, colour=(255, 0, 0))
+        out = pictures.overlay_mask(image, mask, colour=(255, 0, 0))
         np.testing.assert_array_equal(out[0, 0], (100, 100, 100))
         np.testing.assert_array_equal(out[2, 5], (255, 0, 0))  # boundary
         self.assertGreater(out[5, 5, 0], 100)  # tinted interior
@@ -28,18 +28,18 @@ class ImageGridTest(unittest.TestCase):
 
     def test_grid_size_and_png_round_trip(self):
         cells = [np.full((8, 12, 3), i * 40, np.uint8) for i in range(5)]
-        grid = visualize.image_grid(cells, [f"c{i}" for i in range(5)], 2)
+        grid = pictures.image_grid(cells, [f"c{i}" for i in range(5)], 2)
         # 2 columns x 3 rows of 12x(8 + caption) cells with 4 px gaps.
         self.assertEqual(grid.size, (2 * (12 + 4) + 4, 3 * (8 + 14 + 4) + 4))
         with tempfile.TemporaryDirectory() as root:
-            path = visualize.save_png(grid, os.path.join(root, "g.png"))
+            path = pictures.save_png(grid, os.path.join(root, "g.png"))
             self.assertEqual(Image.open(path).size, grid.size)
 
     def test_long_captions_are_cut_to_the_cell_width(self):
         font = ImageFont.load_default()
-        short = visualize.fit_text("ok", 100, font)
+        short = pictures.fit_text("ok", 100, font)
         text = "0.512 Arla-Ecological-Medium-Fat-Milk"
-        cut = visualize.fit_text(text, 60, font)
+        cut = pictures.fit_text(text, 60, font)
         self.assertEqual(short, "ok")
         self.assertTrue(cut.endswith("..."))
         self.assertLessEqual(font.getlength(cut), 60)
@@ -48,4 +48,4 @@ class ImageGridTest(unittest.TestCase):
 
     def test_no_cells_is_an_error(self):
         with self.assertRaises(ValueError):
-            visualize.image_grid([])
+            pictures.image_grid([])

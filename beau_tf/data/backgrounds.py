@@ -12,7 +12,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
-from beau_tf import progress
+from beau_tf.common import progress
 from beau_tf.data import decode
 from beau_tf.data import products as products_lib
 

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 from absl import logging
 
-from beau_tf import files
+from beau_tf.common import files
 from beau_tf.data import decode
 
 CATALOG_COLUMNS = ("item_id", "path")

@@ -13,7 +13,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from beau_tf import cli
+from beau_tf.common import cli
 from beau_tf.data import grocery
 
 _DATASET_DIR = flags.DEFINE_string(

@@ -11,8 +11,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from beau_tf import cli
-from beau_tf import visualize
+from beau_tf.common import cli
+from beau_tf.common import pictures
 from beau_tf.data import augment
 from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
@@ -50,7 +50,7 @@ def preview_cells(
 ) -> tuple[list[np.ndarray], list[str]]:
     """Overlaid images and captions for one batch of training elements."""
     cells = [
-        np.concatenate([image, visualize.overlay_mask(image, mask)], axis=1)
+        np.concatenate([image, pictures.overlay_mask(image, mask)], axis=1)
         for image, mask in zip(batch["image"], batch["mask"])
     ]  # (H, 2W, 3)
     captions = [item_id.decode() for item_id in batch["item_id"]]
@@ -79,8 +79,8 @@ def main(argv):
     )
     batch = {key: value.numpy() for key, value in next(iter(dataset)).items()}
     cells, captions = preview_cells(batch)
-    path = visualize.save_png(
-        visualize.image_grid(cells, captions, _COLUMNS.value), _OUT.value
+    path = pictures.save_png(
+        pictures.image_grid(cells, captions, _COLUMNS.value), _OUT.value
     )
     logging.info("Wrote %d augmented pairs to %s", len(cells), path)
 

@@ -42,7 +42,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from beau_tf import files
+from beau_tf.common import files
 from beau_tf.models import torch_checkpoint
 
 CACHE_DIR_ENV = "BEAU_TF_CACHE_DIR"

@@ -1,4 +1,4 @@
-"""Query photos against a catalogue index: embed, search, evaluate, draw.
+"""Query photos against a catalogue index: embed, search, draw.
 
 Queries are embedded by the exported model, loaded locally or served by TF
 Serving over gRPC; either way the index must come from the same model
@@ -11,13 +11,13 @@ import os
 
 import numpy as np
 
-from beau_tf import embedding as embedding_lib
-from beau_tf import evaluation
-from beau_tf import exporting
-from beau_tf import indexing
-from beau_tf import serving_client
-from beau_tf import visualize
+from beau_tf.common import pictures
 from beau_tf.data import decode
+from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.retrieval import metrics
+from beau_tf.serving import contract
+from beau_tf.serving import embedding as embedding_lib
+from beau_tf.serving import grpc_client
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,27 +39,20 @@ def list_query_paths(queries: list[str], query_dirs: list[str]) -> list[str]:
     return paths
 
 
-def query_signature(multiscale: bool) -> str:
-    """The exported signature that embeds query photos."""
-    if multiscale:
-        return exporting.MULTISCALE_SIGNATURE_NAME
-    return exporting.SIGNATURE_NAME
-
-
 def embed_locally(
     model_dir: str,
-    bundle: indexing.IndexBundle,
+    bundle: index_dir_lib.IndexBundle,
     paths: list[str],
     multiscale: bool = False,
 ) -> EmbeddedQueries:
     """Embeds with the exported SavedModel, after checking the index matches.
 
     `multiscale` embeds through the `query_multiscale` signature (the mean
-    over central crops, see `beau_tf.exporting`) instead of one view.
+    over central crops, see `beau_tf.serving.contract`) instead of one view.
     """
-    bundle.index.check_compatible(exporting.model_identity(model_dir))
+    bundle.index.check_compatible(contract.model_identity(model_dir))
     embed_fn = embedding_lib.load_embed_fn(
-        model_dir, query_signature(multiscale)
+        model_dir, contract.query_signature(multiscale)
     )
     embeddings, kept = embedding_lib.embed_files(
         embed_fn, paths, description="Queries"
@@ -69,7 +62,7 @@ def embed_locally(
 
 def embed_with_server(
     address: str,
-    bundle: indexing.IndexBundle,
+    bundle: index_dir_lib.IndexBundle,
     paths: list[str],
     timeout_seconds: float,
     multiscale: bool = False,
@@ -81,7 +74,7 @@ def embed_with_server(
     gRPC, so a re-exported model under the same version is not caught).
 
     Raises:
-        serving_client.ServingError: the server failed or serves another
+        grpc_client.ServingError: the server failed or serves another
             model version than the index was built from.
     """
     identity = bundle.manifest["model_identity"]
@@ -89,16 +82,16 @@ def embed_with_server(
     for path in paths:
         with open(path, "rb") as stream:
             images.append(stream.read())
-    embeddings, served = serving_client.embed_with_server(
+    embeddings, served = grpc_client.embed_with_server(
         address,
         images,
         model_name=identity["model_name"],
         timeout_seconds=timeout_seconds,
         version=int(identity["model_version"]),
-        signature_name=query_signature(multiscale),
+        signature_name=contract.query_signature(multiscale),
     )
     if served["model_version"] != int(identity["model_version"]):
-        raise serving_client.ServingError(
+        raise grpc_client.ServingError(
             f"TF Serving at {address} answered with {served['model_name']} "
             f"version {served['model_version']}, but index {bundle.directory} "
             f"was built from version {identity['model_version']}; rebuild "
@@ -108,7 +101,7 @@ def embed_with_server(
 
 
 def search(
-    bundle: indexing.IndexBundle, queries: np.ndarray, k: int, exact: bool
+    bundle: index_dir_lib.IndexBundle, queries: np.ndarray, k: int, exact: bool
 ) -> tuple[list[list[str]], np.ndarray]:
     """Top-k item ids and scores, by ScaNN or by exact inner product.
 
@@ -117,7 +110,7 @@ def search(
     k = min(k, bundle.index.num_items)
     if not exact:
         return bundle.index.search(queries, k)
-    indices, scores = evaluation.rank_exact(queries, bundle.embeddings, k)
+    indices, scores = metrics.rank_exact(queries, bundle.embeddings, k)
     ids = bundle.index.item_ids
     return [[ids[i] for i in row] for row in indices], scores
 
@@ -164,7 +157,7 @@ def _thumbnail(path: str | None, size: int) -> np.ndarray:
 
 
 def contact_sheet(
-    bundle: indexing.IndexBundle,
+    bundle: index_dir_lib.IndexBundle,
     paths: list[str],
     ids: list[list[str]],
     scores: np.ndarray,
@@ -184,67 +177,4 @@ def contact_sheet(
             cells.append(_thumbnail(bundle.paths.get(item_id), thumbnail))
             mark = " OK" if relevant and item_id in relevant[row] else ""
             captions.append(f"{scores[row][rank]:.3f} {item_id}{mark}")
-    return visualize.image_grid(cells, captions, columns=1 + len(ids[0]))
-
-
-def read_groups(path: str) -> dict[str, str]:
-    """item_id -> group from a CSV with columns item_id and group."""
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    if not rows or not {"item_id", "group"} <= set(rows[0]):
-        raise ValueError(f"{path}: a CSV with columns item_id,group expected.")
-    return {row["item_id"]: row["group"] for row in rows}
-
-
-def evaluate(
-    bundle: indexing.IndexBundle,
-    queries: np.ndarray,
-    true_ids: list[str],
-    groups: list[str] | None,
-    qe_k: int = 0,
-    qe_alpha: float = 3.0,
-    dba_k: int = 0,
-    k: int = 7,
-) -> list[dict]:
-    """Metrics of exact search and ScaNN, with the query-time options asked.
-
-    Returns:
-        One dict per method ("exact", "scann", and "+dba", "+qe" variants of
-        exact search when asked): the `evaluation.evaluate_rankings` keys,
-        plus "scann_recall@k_vs_exact" on the ScaNN row.
-    """
-    relevant = [{item_id} for item_id in true_ids]
-    item_ids = bundle.index.item_ids
-    exact_indices, _ = evaluation.rank_exact(queries, bundle.embeddings, k)
-    rows = []
-
-    def add(method: str, indices: np.ndarray, **extra):
-        ranked = [[item_ids[i] for i in row] for row in indices]
-        metrics = evaluation.evaluate_rankings(ranked, relevant, groups, k=k)
-        rows.append({"method": method, **metrics, **extra})
-
-    add("exact", exact_indices)
-    # Fewer items than k: ScaNN and the recall below use what there is.
-    scann_ids, _ = bundle.index.search(queries, min(k, len(item_ids)))
-    position = {item_id: i for i, item_id in enumerate(item_ids)}
-    scann_indices = np.array([[position[i] for i in row] for row in scann_ids])
-    add(
-        "scann",
-        scann_indices,
-        **{
-            f"scann_recall@{k}_vs_exact": evaluation.recall_against_exact(
-                scann_indices, exact_indices, scann_indices.shape[1]
-            )
-        },
-    )
-    database = bundle.embeddings
-    if dba_k:
-        database = evaluation.database_side_augmentation(database, k=dba_k)
-        add("exact+dba", evaluation.rank_exact(queries, database, k)[0])
-    if qe_k:
-        expanded = evaluation.alpha_query_expansion(
-            queries, database, k=qe_k, alpha=qe_alpha
-        )
-        name = "exact+dba+qe" if dba_k else "exact+qe"
-        add(name, evaluation.rank_exact(expanded, database, k)[0])
-    return rows
+    return pictures.image_grid(cells, captions, columns=1 + len(ids[0]))

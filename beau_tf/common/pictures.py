@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from beau_tf import files
+from beau_tf.common import files
 
 _CAPTION_HEIGHT = 14
 

@@ -4,7 +4,7 @@ Catalogue and query images are embedded offline through `make_image_dataset`,
 and the exported SavedModel decodes the bytes a client sends with
 `decode_batch`; both call `decode_and_resize`, so a served embedding equals the
 evaluated one by construction. `decode_batch_zoomed` gives the central crops of
-the `query_multiscale` signature (`beau_tf.exporting`), each fitted the same way.
+the `query_multiscale` signature (`beau_tf.serving.contract`), each fitted the same way.
 
 Geometry: the image is scaled, aspect ratio kept, so that its longer side is
 S pixels (bilinear with antialiasing, so that downscaling a large photo does
@@ -20,6 +20,8 @@ does not apply EXIF orientation: clients should send upright pixels.
 
 from absl import logging
 import tensorflow as tf
+
+from beau_tf.serving import contract
 
 # Grey of the padding that squares an image; mid-range, so it looks like
 # neither a dark nor a bright background to the model.
@@ -67,7 +69,7 @@ def decode_zoomed(
       ValueError: for no zooms or a zoom outside (0, 1].
       tf.errors.InvalidArgumentError: for bytes that are not an image.
     """
-    zooms = check_zooms(zooms)
+    zooms = contract.check_zooms(zooms)
     image = _decode(image_bytes)
     height = tf.shape(image)[0]
     width = tf.shape(image)[1]
@@ -84,17 +86,6 @@ def decode_zoomed(
         )  # (h, w, 3) uint8
         views.append(fit_to_square(crop, image_size))
     return tf.stack(views)  # (Z, S, S, 3)
-
-
-def check_zooms(zooms) -> tuple[float, ...]:
-    """`zooms` as a tuple of floats in (0, 1]; ValueError otherwise."""
-    zooms = tuple(float(zoom) for zoom in zooms)
-    if not zooms or not all(0.0 < zoom <= 1.0 for zoom in zooms):
-        raise ValueError(
-            f"zooms={list(zooms)} is invalid; expected one or more fractions "
-            "in (0, 1], e.g. 1.0,0.75,0.5 (1.0 is the whole image)."
-        )
-    return zooms
 
 
 def _crop_side(side: tf.Tensor, zoom: float) -> tf.Tensor:
@@ -166,7 +157,7 @@ def decode_batch_zoomed(
     image_bytes: tf.Tensor, image_size: int, zooms: tuple[float, ...]
 ) -> tf.Tensor:
     """`decode_zoomed` over a batch: (B,) bytes -> (B, Z, S, S, 3) float32."""
-    zooms = check_zooms(zooms)
+    zooms = contract.check_zooms(zooms)
     return tf.map_fn(
         lambda one: decode_zoomed(one, image_size, zooms),
         image_bytes,

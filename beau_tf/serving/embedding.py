@@ -11,17 +11,18 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from beau_tf import progress
+from beau_tf.common import progress
+from beau_tf.serving import contract
 
 # (B,) encoded image bytes -> (B, D) float32 embeddings.
 EmbedFn = Callable[[tf.Tensor], np.ndarray]
 
 
 def load_embed_fn(
-    saved_model_dir: str, signature_name: str = "serving_default"
+    saved_model_dir: str, signature_name: str = contract.SIGNATURE_NAME
 ) -> EmbedFn:
     """A signature of an exported model (`serving_default`: one view per
-    image; `query_multiscale`: see `beau_tf.exporting`), as a function.
+    image; `query_multiscale`: see `beau_tf.serving.contract`), as a function.
 
     Raises:
         FileNotFoundError: `saved_model_dir` holds no SavedModel.
@@ -43,7 +44,7 @@ def load_embed_fn(
     signature = signatures[signature_name]
 
     def embed(images: tf.Tensor) -> np.ndarray:
-        return signature(images=images)["embedding"].numpy()
+        return signature(images=images)[contract.EMBEDDING_OUTPUT].numpy()
 
     return embed
 
@@ -108,21 +109,3 @@ def embed_files(
     if skipped:
         logging.warning("%d of %d images skipped.", skipped, len(paths))
     return np.concatenate(rows).astype(np.float32), kept
-
-
-def shard_bounds(
-    num_items: int, num_shards: int, shard_index: int
-) -> tuple[int, int]:
-    """`[start, stop)` of shard `shard_index` of `num_shards` contiguous ones.
-
-    Raises:
-        ValueError: a shard index outside `[0, num_shards)`.
-    """
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(
-            f"shard_index={shard_index} with num_shards={num_shards}; "
-            "0 <= shard_index < num_shards expected."
-        )
-    start = num_items * shard_index // num_shards
-    stop = num_items * (shard_index + 1) // num_shards
-    return start, stop

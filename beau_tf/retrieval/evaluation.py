@@ -1,0 +1,89 @@
+"""Scoring a catalogue index on query photos with known products.
+
+`evaluate` ranks the catalogue for each query by exact search and by ScaNN
+(with the query-time options asked) and scores both with
+`beau_tf.retrieval.metrics`; `table_rows` flattens its per-group results for
+`metrics.format_table`.
+"""
+
+import csv
+
+import numpy as np
+
+from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.retrieval import metrics
+
+
+def read_groups(path: str) -> dict[str, str]:
+    """item_id -> group from a CSV with columns item_id and group."""
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows or not {"item_id", "group"} <= set(rows[0]):
+        raise ValueError(f"{path}: a CSV with columns item_id,group expected.")
+    return {row["item_id"]: row["group"] for row in rows}
+
+
+def evaluate(
+    bundle: index_dir_lib.IndexBundle,
+    queries: np.ndarray,
+    true_ids: list[str],
+    groups: list[str] | None,
+    qe_k: int = 0,
+    qe_alpha: float = 3.0,
+    dba_k: int = 0,
+    k: int = 7,
+) -> list[dict]:
+    """Metrics of exact search and ScaNN, with the query-time options asked.
+
+    Returns:
+        One dict per method ("exact", "scann", and "+dba", "+qe" variants of
+        exact search when asked): the `metrics.evaluate_rankings` keys,
+        plus "scann_recall@k_vs_exact" on the ScaNN row.
+    """
+    relevant = [{item_id} for item_id in true_ids]
+    item_ids = bundle.index.item_ids
+    exact_indices, _ = metrics.rank_exact(queries, bundle.embeddings, k)
+    rows = []
+
+    def add(method: str, indices: np.ndarray, **extra):
+        ranked = [[item_ids[i] for i in row] for row in indices]
+        metrics = metrics.evaluate_rankings(ranked, relevant, groups, k=k)
+        rows.append({"method": method, **metrics, **extra})
+
+    add("exact", exact_indices)
+    # Fewer items than k: ScaNN and the recall below use what there is.
+    scann_ids, _ = bundle.index.search(queries, min(k, len(item_ids)))
+    position = {item_id: i for i, item_id in enumerate(item_ids)}
+    scann_indices = np.array([[position[i] for i in row] for row in scann_ids])
+    add(
+        "scann",
+        scann_indices,
+        **{
+            f"scann_recall@{k}_vs_exact": metrics.recall_against_exact(
+                scann_indices, exact_indices, scann_indices.shape[1]
+            )
+        },
+    )
+    database = bundle.embeddings
+    if dba_k:
+        database = metrics.database_side_augmentation(database, k=dba_k)
+        add("exact+dba", metrics.rank_exact(queries, database, k)[0])
+    if qe_k:
+        expanded = metrics.alpha_query_expansion(
+            queries, database, k=qe_k, alpha=qe_alpha
+        )
+        name = "exact+dba+qe" if dba_k else "exact+qe"
+        add(name, metrics.rank_exact(expanded, database, k)[0])
+    return rows
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    """`evaluate`'s rows with each group's metrics as an indented row below."""
+    flat = []
+    for row in rows:
+        flat.append(row)
+        for group, group_metrics in row.get("by_group", {}).items():
+            flat.append(
+                {**group_metrics, "method": f"  {row['method']} [{group}]"}
+            )
+    return flat

@@ -1,0 +1,129 @@
+"""Embedding a catalogue in shards, one machine each, and joining them.
+
+  python -m beau_tf.index --model=... --catalog=... --shard_dir=shards/ \\
+      --num_shards=8 --shard_index=3           # on each machine
+  python -m beau_tf.index --merge_shards=shards/ --index_dir=indexes/v1
+
+Shard `i` of `n` is the contiguous run `shard_bounds(N, n, i)` of the
+catalogue's (sorted) items, written as `shard-0000i-of-0000n.npz`, so joining
+them in shard order restores the catalogue order.
+"""
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from beau_tf.common import files
+from beau_tf.data import catalog as catalog_lib
+from beau_tf.retrieval.index_dir import EmbeddedCatalog
+from beau_tf.serving import embedding as embedding_lib
+
+SHARD_PATTERN = "shard-{index:05d}-of-{count:05d}.npz"
+
+
+def shard_bounds(
+    num_items: int, num_shards: int, shard_index: int
+) -> tuple[int, int]:
+    """`[start, stop)` of shard `shard_index` of `num_shards` contiguous ones.
+
+    Raises:
+        ValueError: a shard index outside `[0, num_shards)`.
+    """
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(
+            f"shard_index={shard_index} with num_shards={num_shards}; "
+            "0 <= shard_index < num_shards expected."
+        )
+    start = num_items * shard_index // num_shards
+    stop = num_items * (shard_index + 1) // num_shards
+    return start, stop
+
+
+def embed_catalog_shard(
+    saved_model_dir: str,
+    model_identity: dict,
+    items: list[catalog_lib.CatalogItem],
+    num_shards: int = 1,
+    shard_index: int = 0,
+    batch_size: int = 32,
+) -> EmbeddedCatalog:
+    """Embeds shard `shard_index` of `num_shards` of a catalogue.
+
+    Shards are contiguous runs of the catalogue's (sorted) items, so merging
+    them in shard order restores the catalogue order.
+    """
+    start, stop = shard_bounds(
+        len(items), num_shards, shard_index
+    )
+    shard = items[start:stop]
+    embeddings, kept = embedding_lib.embed_files(
+        embedding_lib.load_embed_fn(saved_model_dir),
+        [item.path for item in shard],
+        batch_size=batch_size,
+        description=f"Embedding catalogue shard {shard_index + 1}/{num_shards}",
+    )
+    return EmbeddedCatalog(
+        embeddings=embeddings,
+        item_ids=[shard[i].item_id for i in kept],
+        paths=[shard[i].path for i in kept],
+        model_identity=model_identity,
+    )
+
+
+def save_shard(
+    embedded: EmbeddedCatalog, shard_dir: str, num_shards: int, shard_index: int
+) -> str:
+    """Writes one shard's embeddings as `.npz`, atomically; returns its path."""
+    path = os.path.join(
+        shard_dir, SHARD_PATTERN.format(index=shard_index, count=num_shards)
+    )
+    with files.atomic_path(path, ".npz") as temporary:
+        np.savez(
+            temporary,
+            embeddings=embedded.embeddings,
+            item_ids=np.asarray(embedded.item_ids, dtype=str),
+            paths=np.asarray(embedded.paths, dtype=str),
+            model_identity=json.dumps(embedded.model_identity),
+        )
+    return path
+
+
+def merge_shards(shard_dir: str) -> EmbeddedCatalog:
+    """Joins all shards of one run, checking none is missing or foreign.
+
+    Raises:
+        FileNotFoundError: no shard, or a shard of the run is missing.
+        ValueError: shards embedded by different models.
+    """
+    paths = sorted(glob.glob(os.path.join(shard_dir, "shard-*-of-*.npz")))
+    if not paths:
+        raise FileNotFoundError(
+            f"No shard-*-of-*.npz under {shard_dir} (python -m beau_tf.index "
+            "--num_shards=N --shard_index=I writes them)."
+        )
+    count = int(os.path.basename(paths[0]).split("-of-")[1].split(".")[0])
+    expected = [
+        os.path.join(shard_dir, SHARD_PATTERN.format(index=i, count=count))
+        for i in range(count)
+    ]
+    missing = sorted(set(expected) - set(paths))
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {count} shards missing under {shard_dir}: "
+            f"{', '.join(os.path.basename(p) for p in missing[:5])}"
+        )
+    parts = [np.load(path) for path in expected]
+    identities = {str(part["model_identity"]) for part in parts}
+    if len(identities) > 1:
+        raise ValueError(
+            f"Shards under {shard_dir} come from different models; re-embed "
+            "them all with one exported model version."
+        )
+    return EmbeddedCatalog(
+        embeddings=np.concatenate([p["embeddings"] for p in parts]),
+        item_ids=[str(i) for p in parts for i in p["item_ids"]],
+        paths=[str(i) for p in parts for i in p["paths"]],
+        model_identity=json.loads(identities.pop()),
+    )

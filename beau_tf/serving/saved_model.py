@@ -1,0 +1,235 @@
+"""Writes a model as a TF Serving SavedModel version: bytes in, embeddings out.
+
+`export_saved_model` writes
+
+  <export_base>/<model_name>/<version>/saved_model.pb, variables/
+  <export_base>/<model_name>/<version>/assets.extra/beau_tf.json
+
+the layout TF Serving watches (it loads the highest integer version), with the
+signatures and identity that `beau_tf.serving.contract` describes. Images are
+decoded inside the signatures by `beau_tf.serving.preprocess`, the evaluation's
+own preprocessing.
+
+A version is written to a hidden temporary folder beside it (TF Serving only
+looks at integer names) and renamed into place, so the server never sees half
+a model, and an existing version is never overwritten.
+"""
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from beau_tf.serving import contract
+from beau_tf.serving import preprocess
+
+
+class _ServingModule(tf.Module):
+    """The Keras model behind the bytes-in signatures."""
+
+    def __init__(
+        self, model: keras.Model, image_size: int, zooms: tuple[float, ...]
+    ):
+        super().__init__(name="beau_tf_serving")
+        self.model = model
+        self._image_size = image_size
+        self._zooms = zooms  # checked by export_saved_model
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)]
+    )
+    def serve(self, images):
+        pixels = preprocess.decode_batch(
+            images, self._image_size
+        )  # (B,) -> (B, S, S, 3)
+        outputs = self.model(pixels, training=False)
+        return {
+            "embedding": tf.cast(outputs["embedding"], tf.float32),
+            "mask": tf.cast(outputs["mask"], tf.float32),
+        }
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)]
+    )
+    def serve_multiscale(self, images):
+        size, num_zooms = self._image_size, len(self._zooms)
+        views = preprocess.decode_batch_zoomed(
+            images, size, self._zooms
+        )  # (B,) -> (B, Z, S, S, 3)
+        outputs = self.model(
+            tf.reshape(views, [-1, size, size, 3]), training=False
+        )  # (B * Z, S, S, 3) -> {"embedding": (B * Z, D)}
+        embeddings = tf.cast(outputs["embedding"], tf.float32)
+        embeddings = tf.reshape(
+            embeddings, [-1, num_zooms, tf.shape(embeddings)[-1]]
+        )  # (B, Z, D)
+        mean = tf.reduce_mean(embeddings, axis=1)  # (B, D)
+        return {"embedding": tf.math.l2_normalize(mean, axis=-1)}
+
+
+def _describe(spec) -> list:
+    return [tf.as_dtype(spec.dtype).name, list(spec.shape.as_list())]
+
+
+def _next_version(model_dir: str) -> int:
+    versions = [
+        int(name)
+        for name in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
+        if name.isdigit()
+    ]
+    return max(versions, default=0) + 1
+
+
+def free_version_dir(
+    export_base: str, model_name: str, version: int | None = None
+) -> tuple[int, str]:
+    """The version to write and its folder, checked to be free.
+
+    Args:
+      export_base: the folder holding one folder per model name.
+      model_name: the model's name (TF Serving's MODEL_NAME).
+      version: the version wanted; None: 1 + the highest existing integer
+        version (1 for the first).
+
+    Returns:
+      `(version, <export_base>/<model_name>/<version>)`.
+
+    Raises:
+      FileExistsError: the version already exists.
+      ValueError: for a bad model name or version.
+    """
+    if not model_name or os.sep in model_name or model_name.startswith("."):
+        raise ValueError(
+            f"model_name={model_name!r}; a plain folder name expected "
+            "(TF Serving's MODEL_NAME)."
+        )
+    model_dir = os.path.join(export_base, model_name)
+    if version is None:
+        version = _next_version(model_dir)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version={version!r}; a positive integer expected.")
+    version_dir = os.path.join(model_dir, str(version))
+    if os.path.exists(version_dir):
+        raise FileExistsError(
+            f"{version_dir} exists; versions are never overwritten: pick "
+            "another --version or leave it unset for the next free one."
+        )
+    return version, version_dir
+
+
+def image_size_of(model: keras.Model) -> int:
+    """S of a model that takes (B, S, S, 3) images; ValueError otherwise."""
+    shape = tuple(model.input.shape[1:])
+    if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1] or not shape[0]:
+        raise ValueError(
+            f"Model {model.name} takes images of shape {shape}; a fixed "
+            "square RGB input (S, S, 3) is needed to export it."
+        )
+    return int(shape[0])
+
+
+def export_saved_model(
+    model: keras.Model,
+    export_base: str,
+    model_name: str,
+    version: int | None = None,
+    members: Sequence[Mapping] = (),
+    query_zooms: Sequence[float] = contract.DEFAULT_QUERY_ZOOMS,
+) -> str:
+    """Writes `model` as a new version of a TF Serving model.
+
+    Args:
+      model: a model with the extractor's interface: "image" (B, S, S, 3)
+        pixels in [0, 255] to `{"embedding": (B, D), "mask": (B, S, S, 1)}`
+        (an extractor or an ensemble); images are decoded to its S.
+      export_base: the folder holding one folder per model name.
+      model_name: the model's name (TF Serving's MODEL_NAME).
+      version: the version to write; None writes 1 + the highest existing
+        integer version (1 for the first).
+      members: what the model was built from, recorded in its identity, e.g.
+        `[{"workdir": "runs/a", "weight": 1.0}]`.
+      query_zooms: the central-crop fractions the `query_multiscale`
+        signature averages over.
+
+    Returns:
+      The version folder, `<export_base>/<model_name>/<version>`.
+
+    Raises:
+      FileExistsError: the version already exists.
+      ValueError: for a bad version, model name or zoom, or a model whose
+        input is not (B, S, S, 3).
+    """
+    query_zooms = contract.check_zooms(query_zooms)
+    image_size = image_size_of(model)
+    version, version_dir = free_version_dir(export_base, model_name, version)
+    model_dir = os.path.dirname(version_dir)
+    os.makedirs(model_dir, exist_ok=True)
+
+    module = _ServingModule(model, image_size, query_zooms)
+    serve = module.serve.get_concrete_function()
+    serve_multiscale = module.serve_multiscale.get_concrete_function()
+    signature = {
+        "inputs": {
+            contract.INPUT_NAME: _describe(serve.structured_input_signature[0][0])
+        },
+        "outputs": {
+            name: _describe(tensor)
+            for name, tensor in serve.structured_outputs.items()
+        },
+    }
+    identity = {
+        "model_name": model_name,
+        "model_version": version,
+        "signature_name": contract.SIGNATURE_NAME,
+        "signature": signature,
+        "signature_fingerprint": contract.signature_fingerprint(signature),
+        "embedding_dim": signature["outputs"]["embedding"][1][-1],
+        "image_size": image_size,
+        "query_zooms": list(query_zooms),
+        "members": [dict(member) for member in members],
+    }
+
+    temporary = os.path.join(
+        model_dir, f".tmp-{version}-{os.getpid()}-{secrets.token_hex(4)}"
+    )
+    try:
+        tf.saved_model.save(
+            module,
+            temporary,
+            signatures={
+                contract.SIGNATURE_NAME: serve,
+                contract.MULTISCALE_SIGNATURE_NAME: serve_multiscale,
+            },
+        )
+        identity_path = os.path.join(temporary, contract.IDENTITY_FILE)
+        os.makedirs(os.path.dirname(identity_path), exist_ok=True)
+        with open(identity_path, "w") as stream:
+            json.dump(identity, stream, indent=2, sort_keys=True)
+        if os.path.exists(version_dir):
+            raise FileExistsError(
+                f"{version_dir} appeared while exporting; versions are never "
+                "overwritten."
+            )
+        try:
+            os.rename(temporary, version_dir)
+        except OSError as error:  # a non-empty folder took the name meanwhile
+            raise FileExistsError(
+                f"{version_dir} exists; versions are never overwritten."
+            ) from error
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(temporary)
+    logging.info(
+        "Exported %s version %d (embedding size %d) to %s",
+        model_name,
+        version,
+        identity["embedding_dim"],
+        version_dir,
+    )
+    return version_dir

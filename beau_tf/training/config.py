@@ -1,0 +1,190 @@
+"""A training run's configuration, and the workdir files that record it.
+
+A workdir holds everything a run needs and makes:
+
+  <workdir>/train_config.json   the resolved configuration (export reads it)
+  <workdir>/flags.txt           the command line's flags, for people
+  <workdir>/checkpoints/        model + optimizer every `checkpoint_every` steps
+  <workdir>/tensorboard/        losses, learning rate, input and mask images
+  <workdir>/extractor.keras     the trained extractor, written at the end
+"""
+
+import dataclasses
+import json
+import os
+
+from beau_tf.common import files
+from beau_tf.data import products as products_lib
+from beau_tf.models import extractor as extractor_lib
+
+CONFIG_FILE = "train_config.json"
+EXTRACTOR_FILE = "extractor.keras"
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+LR_SCHEDULES = ("cosine", "constant")
+# Settings a resumed run may change without invalidating its checkpoints.
+_RESUMABLE_CHANGES = frozenset(
+    {
+        "steps",
+        "strategy",
+        "tpu",
+        "summary_every",
+        "summary_images_every",
+        "keep_checkpoints",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (the CLI's flags, resolved).
+
+    Attributes:
+      extractor: the model.
+      catalog: catalogue folder or CSV (see `beau_tf.data.catalog`).
+      background_dir: background photos; procedural scenes when empty.
+      max_backgrounds: at most this many background photos kept in memory.
+      bad_mask_policy: "skip" or "full_frame" (see `beau_tf.data.products`).
+      batch_size: global batch size (split across replicas).
+      steps: total optimizer steps; a multiple of `checkpoint_every`.
+      learning_rate: peak learning rate (AdamW).
+      lr_schedule: "cosine" (linear warm-up, cosine decay to 0) or "constant".
+      warmup_steps: warm-up length for the cosine schedule.
+      weight_decay: AdamW's decoupled weight decay.
+      mask_loss_weight: weight of the mask MSE (the paper's loss).
+      identity_loss_weight: weight of the cosine-margin identity loss; 0 turns
+        it off (the paper-faithful setting).
+      identity_margin, identity_scale: ArcFace margin (radians) and scale.
+      checkpoint_every: steps between checkpoints.
+      keep_checkpoints: checkpoints kept on disk.
+      summary_every: steps between TensorBoard loss and learning-rate points.
+      summary_images_every: steps between TensorBoard image summaries.
+      seed: seeds data order, augmentation and initialisation.
+      strategy: tf.distribute strategy (default, mirrored, multi_worker with
+        TF_CONFIG, tpu).
+      tpu: TPU address for the tpu strategy ("" = local / from the environment).
+      mixed_precision: "none", "mixed_float16" (GPU) or "mixed_bfloat16" (TPU).
+    """
+
+    extractor: extractor_lib.ExtractorConfig
+    catalog: str
+    background_dir: str = ""
+    max_backgrounds: int = 4000
+    bad_mask_policy: str = "skip"
+    batch_size: int = 32
+    steps: int = 20000
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 500
+    weight_decay: float = 1e-4
+    mask_loss_weight: float = 1.0
+    identity_loss_weight: float = 0.0
+    identity_margin: float = 0.2
+    identity_scale: float = 30.0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    summary_every: int = 50
+    summary_images_every: int = 500
+    seed: int = 0
+    strategy: str = "default"
+    tpu: str = ""
+    mixed_precision: str = "none"
+
+    def __post_init__(self):
+        for name in (
+            "batch_size",
+            "steps",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "summary_every",
+            "summary_images_every",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name}={getattr(self, name)}; at least 1 expected."
+                )
+        if self.steps % self.checkpoint_every:
+            raise ValueError(
+                f"steps={self.steps} is not a multiple of checkpoint_every="
+                f"{self.checkpoint_every}; make it one (checkpoints mark the "
+                "resumable points of a run)."
+            )
+        for name, allowed in (
+            ("strategy", STRATEGIES),
+            ("mixed_precision", MIXED_PRECISION),
+            ("lr_schedule", LR_SCHEDULES),
+            ("bad_mask_policy", products_lib.BAD_MASK_POLICIES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r}; one of {allowed} "
+                    "expected."
+                )
+        if self.mask_loss_weight < 0 or self.identity_loss_weight < 0:
+            raise ValueError("Loss weights must be >= 0.")
+        if self.mask_loss_weight == 0 and self.identity_loss_weight == 0:
+            raise ValueError("Both loss weights are 0: nothing to train.")
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["extractor"] = self.extractor.to_dict()
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        values = dict(values)
+        values["extractor"] = extractor_lib.ExtractorConfig.from_dict(
+            values["extractor"]
+        )
+        return cls(**values)
+
+
+def write_json_atomically(path: str, value: dict) -> None:
+    """Writes JSON so that readers see the old file or the new, never half."""
+    with files.atomic_path(path) as temporary:
+        with open(temporary, "w") as stream:
+            json.dump(value, stream, indent=2, sort_keys=True)
+
+
+def load_train_config(workdir: str) -> TrainConfig:
+    """The configuration a workdir was trained with."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} not found: {workdir} is not a beau_tf training workdir "
+            "(python -m beau_tf.train writes it)."
+        )
+    with open(path) as stream:
+        return TrainConfig.from_dict(json.load(stream))
+
+
+def record_config(workdir: str, config: TrainConfig, flags_text: str) -> None:
+    """Writes the run's configuration, refusing to mix two runs in one workdir.
+
+    Raises:
+      ValueError: the workdir holds a run with other settings (other than the
+        ones a resumed run may change, such as `steps`).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, CONFIG_FILE)
+    if os.path.exists(path):
+        previous = load_train_config(workdir).to_dict()
+        current = config.to_dict()
+        changed = sorted(
+            key
+            for key in current
+            if current[key] != previous.get(key)
+            and key not in _RESUMABLE_CHANGES
+        )
+        if changed:
+            details = ", ".join(
+                f"{key}: {previous.get(key)!r} -> {current[key]!r}"
+                for key in changed
+            )
+            raise ValueError(
+                f"{workdir} holds a run with other settings ({details}). Use a new "
+                "--workdir, or the same flags to resume."
+            )
+    write_json_atomically(path, config.to_dict())
+    with open(os.path.join(workdir, "flags.txt"), "w") as stream:
+        stream.write(flags_text)

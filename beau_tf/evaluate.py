@@ -78,14 +78,7 @@ def main(argv):
     if _JSON.value:
         print(json.dumps(rows, indent=2))
     else:
-        flat = []
-        for row in rows:
-            flat.append(row)
-            for group, metrics in row.get("by_group", {}).items():
-                flat.append(
-                    {**metrics, "method": f"  {row['method']} [{group}]"}
-                )
-        print(metrics.format_table(flat, _COLUMNS))
+        print(metrics.format_table(evaluation.table_rows(rows), _COLUMNS))
     if _VISUALIZE.value:
         shown = slice(0, 12)
         ids, scores = query.search(

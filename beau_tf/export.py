@@ -4,7 +4,7 @@ r"""Exports trained extractors as a TF Serving SavedModel version.
       --pca_dim=256 --pca_catalog=catalog.csv \
       --export_dir=exported --model_name=beau_tf
 
-writes exported/beau_tf/<next version>/ (see `beau_tf.exporting`). One workdir
+writes exported/beau_tf/<next version>/ (see `beau_tf.serving.contract`). One workdir
 exports its extractor alone; several are combined into one ensemble
 (`beau_tf.models.ensemble`), PCA-whitened on the catalogue's embeddings when
 --pca_dim > 0. Serve it as export/README.md shows.
@@ -17,7 +17,6 @@ from beau_tf.common import cli
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.serving import build as build_lib
 from beau_tf.serving import contract
-from beau_tf.serving import preprocess
 from beau_tf.serving import saved_model
 
 _WORKDIRS = flags.DEFINE_list(
@@ -82,7 +81,7 @@ def parse_weights(values: list[str], count: int) -> list[float] | None:
 def parse_zooms(values: list[str]) -> tuple[float, ...]:
     """`--query_zooms` as floats in (0, 1]."""
     zooms = parse_floats("query_zooms", values, "numbers in (0, 1]")
-    return preprocess.check_zooms(zooms)
+    return contract.check_zooms(zooms)
 
 
 def main(argv):
@@ -105,7 +104,7 @@ def main(argv):
         pca_paths = [
             item.path for item in catalog_lib.list_catalog(pca_catalog)
         ]
-    model, image_size, members = build_lib.build_export_model(
+    model, members = build_lib.build_export_model(
         workdirs,
         weights=parse_weights(_MEMBER_WEIGHTS.value, len(workdirs)),
         pca_dim=pca_dim,
@@ -114,7 +113,6 @@ def main(argv):
     )
     version_dir = saved_model.export_saved_model(
         model,
-        image_size,
         export_dir,
         model_name,
         version=version,

@@ -175,7 +175,6 @@ def cached(out_dir: str, name: str, compute) -> dict:
 
 def export(
     model: keras.Model,
-    image_size: int,
     name: str,
     out_dir: str,
     members: list[dict] = (),
@@ -183,7 +182,6 @@ def export(
     """Exports `model` under <out_dir>/exported/<name>; frees its graph."""
     model_dir = saved_model.export_saved_model(
         model,
-        image_size,
         os.path.join(out_dir, "exported"),
         name,
         members=members,
@@ -221,8 +219,8 @@ def train_run(
 
 def trained_model_dir(name: str, workdirs: list[str], out_dir: str) -> str:
     """Exports the trained extractors of `workdirs` (one, or an ensemble)."""
-    model, image_size, members = build_lib.build_export_model(workdirs)
-    return export(model, image_size, name, out_dir, members)
+    model, members = build_lib.build_export_model(workdirs)
+    return export(model, name, out_dir, members)
 
 
 def draw_masks(
@@ -342,9 +340,7 @@ def main(argv):
             name,
             lambda: score_model(
                 name,
-                export(
-                    off_the_shelf(backbone, pooling, size), size, name, out_dir
-                ),
+                export(off_the_shelf(backbone, pooling, size), name, out_dir),
                 csvs,
                 split,
                 out_dir,
@@ -411,7 +407,7 @@ def main(argv):
     def imagenet_ensemble():
         members = [off_the_shelf(b, "gap", size) for b in _ENSEMBLE_BACKBONES]
         model = ensemble_lib.build_ensemble(members, [1.0] * len(members))
-        model_dir = export(model, size, name, out_dir)
+        model_dir = export(model, name, out_dir)
         return score_model(name, model_dir, csvs, split, out_dir, qe=True)
 
     result = cached(out_dir, name, imagenet_ensemble)

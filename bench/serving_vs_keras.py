@@ -74,7 +74,7 @@ def main(argv):
         )
     )
     with tempfile.TemporaryDirectory() as base:
-        version_dir = saved_model.export_saved_model(model, size, base, "bench")
+        version_dir = saved_model.export_saved_model(model, base, "bench")
         serving = tf.saved_model.load(version_dir).signatures["serving_default"]
         encoded = photo_bytes(batch_size, width, height)
         decoded = preprocess.decode_batch(encoded, size)  # (B, S, S, 3)

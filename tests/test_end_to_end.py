@@ -223,9 +223,9 @@ def test_index_is_never_overwritten(chain):
 
 
 def test_search_through_tf_serving_grpc(chain):
-    from tests import serving_test_server  # pylint: disable=g-import-not-at-top
+    from tests.serving import prediction_server  # pylint: disable=g-import-not-at-top
 
-    server, address = serving_test_server.start_server(
+    server, address = prediction_server.start_server(
         chain["model"], "beau_tf", 1
     )
     try:

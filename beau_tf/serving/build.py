@@ -78,7 +78,7 @@ def build_export_model(
     pca_dim: int = 0,
     pca_paths: Sequence[str] = (),
     batch_size: int = 32,
-) -> tuple[keras.Model, int, list[dict]]:
+) -> tuple[keras.Model, list[dict]]:
     """The model to export from training workdirs: one extractor or more.
 
     Args:
@@ -90,7 +90,8 @@ def build_export_model(
       batch_size: batch size for embedding `pca_paths`.
 
     Returns:
-      `(model, image size, members for the identity)`.
+      `(model, members for the identity)`; the model's input fixes the
+      image size.
 
     Raises:
       ValueError, FileNotFoundError: for bad workdirs, weights or PCA
@@ -120,4 +121,4 @@ def build_export_model(
         {"workdir": os.path.abspath(workdir), "weight": float(weight)}
         for workdir, weight in zip(workdirs, weights)
     ]
-    return model, image_size, members
+    return model, members

@@ -1,4 +1,4 @@
-"""Tests for beau_tf.serving_client against an in-process PredictionService."""
+"""Tests for beau_tf.serving.grpc_client against an in-process PredictionService."""
 
 import socket
 import tempfile
@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from beau_tf.serving import grpc_client
-from tests import serving_test_server
+from tests.serving import prediction_server
 
 _MODEL_NAME = "beau_tf"
 _VERSION = 7
@@ -66,7 +66,7 @@ class ServingClientTest(tf.test.TestCase):
         tf.saved_model.save(
             module, cls.model_dir, signatures={"serving_default": module.serve}
         )
-        cls.server, cls.address = serving_test_server.start_server(
+        cls.server, cls.address = prediction_server.start_server(
             cls.model_dir, _MODEL_NAME, _VERSION
         )
         cls.signature = tf.saved_model.load(cls.model_dir).signatures[
@@ -85,7 +85,7 @@ class ServingClientTest(tf.test.TestCase):
         return self.signature(images=tf.constant(images))["embedding"].numpy()
 
     def _start(self, **kwargs):
-        server, address = serving_test_server.start_server(
+        server, address = prediction_server.start_server(
             self.model_dir, _MODEL_NAME, _VERSION, **kwargs
         )
         self.addCleanup(server.stop, 0)

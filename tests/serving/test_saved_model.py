@@ -1,4 +1,4 @@
-"""Tests for beau_tf.exporting and the beau_tf.export command line."""
+"""Tests for beau_tf.serving.saved_model, serving.build and the beau_tf.export command line."""
 
 import io
 import os
@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 
+import keras
 import numpy as np
 from PIL import Image
 import tensorflow as tf
@@ -62,7 +63,6 @@ class ExportSavedModelTest(tf.test.TestCase):
         cls.base = os.path.join(cls.tempdir.name, "exported")
         cls.version_dir = saved_model.export_saved_model(
             cls.model,
-            64,
             cls.base,
             "beau_tf",
             members=[{"workdir": "runs/a", "weight": 1.0}],
@@ -168,19 +168,19 @@ class ExportSavedModelTest(tf.test.TestCase):
     def test_versions_increment_and_are_never_overwritten(self):
         base = os.path.join(self.get_temp_dir(), "versions")
         model = self.model
-        first = saved_model.export_saved_model(model, 64, base, "m")
+        first = saved_model.export_saved_model(model, base, "m")
         self.assertEqual(first, os.path.join(base, "m", "1"))
         self.assertEqual(
-            saved_model.export_saved_model(model, 64, base, "m", version=7),
+            saved_model.export_saved_model(model, base, "m", version=7),
             os.path.join(base, "m", "7"),
         )
         self.assertEqual(
-            saved_model.export_saved_model(model, 64, base, "m"),
+            saved_model.export_saved_model(model, base, "m"),
             os.path.join(base, "m", "8"),
         )
         before = os.path.getmtime(os.path.join(first, "saved_model.pb"))
         with self.assertRaisesRegex(FileExistsError, "never overwritten"):
-            saved_model.export_saved_model(model, 64, base, "m", version=1)
+            saved_model.export_saved_model(model, base, "m", version=1)
         self.assertEqual(
             os.path.getmtime(os.path.join(first, "saved_model.pb")), before
         )
@@ -189,11 +189,16 @@ class ExportSavedModelTest(tf.test.TestCase):
             os.listdir(os.path.join(base, "m")), ["1", "7", "8"]
         )
 
-    def test_wrong_image_size_is_refused(self):
-        with self.assertRaisesRegex(ValueError, "image_size=64"):
-            saved_model.export_saved_model(
-                self.model, 32, self.get_temp_dir(), "m"
-            )
+    def test_image_size_comes_from_the_model(self):
+        self.assertEqual(
+            contract.model_identity(self.version_dir)["image_size"], 64
+        )
+
+    def test_non_square_input_is_refused(self):
+        inputs = keras.Input((64, 48, 3))
+        model = keras.Model(inputs, {"embedding": inputs, "mask": inputs})
+        with self.assertRaisesRegex(ValueError, "square RGB input"):
+            saved_model.export_saved_model(model, self.get_temp_dir(), "m")
 
     def test_missing_identity_is_a_clear_error(self):
         with self.assertRaisesRegex(FileNotFoundError, "beau_tf.export"):

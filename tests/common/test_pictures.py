@@ -1,4 +1,4 @@
-"""Tests for beau_tf.pictures."""
+"""Tests for beau_tf.common.pictures."""
 
 import os
 import tempfile

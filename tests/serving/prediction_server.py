@@ -6,7 +6,7 @@ the status codes TF Serving uses: NOT_FOUND for an unknown model or version,
 FAILED_PRECONDITION for an unknown signature, INVALID_ARGUMENT for bad inputs
 (e.g. undecodable image bytes). Only Predict is implemented.
 
-    server, address = serving_test_server.start_server(path, "beau_tf", 1)
+    server, address = prediction_server.start_server(path, "beau_tf", 1)
     try:
         ...  # talk to `address`, e.g. "127.0.0.1:40123"
     finally:

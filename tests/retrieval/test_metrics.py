@@ -1,4 +1,4 @@
-"""Tests for beau_tf.evaluation: hand-computed tables and NumPy oracles."""
+"""Tests for beau_tf.retrieval.metrics: hand-computed tables and NumPy oracles."""
 
 import unittest
 from unittest import mock
@@ -266,7 +266,7 @@ class RankExactTest(parameterized.TestCase):
         database = rng.integers(-1, 2, size=(30, 3)).astype(np.float32)
         want_indices, want_scores = _brute_force_rank(queries, database, k)
         with mock.patch.object(
-            evaluation,
+            metrics,
             "_SCORE_BLOCK_ELEMENTS",
             block_elements or metrics._SCORE_BLOCK_ELEMENTS,
         ):

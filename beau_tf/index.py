@@ -52,6 +52,7 @@ def main(argv):
     if _MERGE_SHARDS.value:
         if not _INDEX_DIR.value:
             raise app.UsageError("--merge_shards needs --index_dir.")
+        index_dir_lib.check_free(_INDEX_DIR.value)
         index_dir_lib.build_and_save(
             shards.merge_shards(_MERGE_SHARDS.value), _INDEX_DIR.value
         )
@@ -63,6 +64,8 @@ def main(argv):
         raise app.UsageError("--num_shards > 1 needs --shard_dir.")
     if not sharded and not _INDEX_DIR.value:
         raise app.UsageError("--index_dir is required.")
+    if not sharded:
+        index_dir_lib.check_free(_INDEX_DIR.value)  # before hours of embedding
     embedded = shards.embed_catalog_shard(
         _MODEL.value,
         contract.model_identity(_MODEL.value),

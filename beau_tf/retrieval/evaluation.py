@@ -47,8 +47,8 @@ def evaluate(
 
     def add(method: str, indices: np.ndarray, **extra):
         ranked = [[item_ids[i] for i in row] for row in indices]
-        metrics = metrics.evaluate_rankings(ranked, relevant, groups, k=k)
-        rows.append({"method": method, **metrics, **extra})
+        scores = metrics.evaluate_rankings(ranked, relevant, groups, k=k)
+        rows.append({"method": method, **scores, **extra})
 
     add("exact", exact_indices)
     # Fewer items than k: ScaNN and the recall below use what there is.

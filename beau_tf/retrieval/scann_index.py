@@ -1,22 +1,11 @@
-"""The catalogue index: a ScaNN searcher over item embeddings, as an artifact.
+"""A ScaNN searcher over catalogue embeddings, with the ids of its rows.
 
-An index directory holds everything search needs and nothing it must guess:
-
-```
-<directory>/
-  scann/          ScaNN's serialized searcher (paths relative, so it moves)
-  item_ids.json   row i of the catalogue embeddings is item_ids[i]
-  manifest.json   the model it was built from, sizes, build params, versions,
-                  and the size and SHA-256 of every other file
-```
-
-It is written to a sibling temporary directory and renamed into place, so a
-reader never sees half an index. `CatalogIndex.check_compatible` refuses a
-model whose name, version, signature or embedding size differ from the ones
-the index was built with, since its vectors would live in another space.
-
-The checksums are verified before ScaNN reads its files, because ScaNN
-crashes the process (segmentation fault) on a corrupt file instead of raising.
+`build_index` picks ScaNN's configuration from the catalogue's size and builds
+a `CatalogIndex` in memory; `beau_tf.retrieval.index_dir` writes it (with the
+embeddings and item ids) to an index folder and loads it back.
+`CatalogIndex.check_compatible` refuses a model whose name, version, signature
+or embedding size differ from the ones the index was built with, since its
+vectors would live in another space.
 
 Embeddings are L2-normalised, so the inner product ScaNN scores with is the
 cosine similarity.
@@ -24,22 +13,14 @@ cosine similarity.
 
 import dataclasses
 import datetime
-import hashlib
 import importlib.metadata
 import json
-import os
-import secrets
-import shutil
 from collections.abc import Sequence
 
 from absl import logging
 import numpy as np
 from scann.scann_ops.py import scann_ops_pybind
 
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-ITEM_IDS_FILE = "item_ids.json"
-SCANN_DIR = "scann"
 MODES = ("brute_force", "ah", "tree_ah")
 IDENTITY_KEYS = (
     "model_name",
@@ -308,7 +289,6 @@ def build_index(
     )
     searcher = _make_searcher(embeddings, params)
     manifest = {
-        "format_version": FORMAT_VERSION,
         "model_identity": json.loads(json.dumps(model_identity)),
         "num_items": num_items,
         "embedding_dim": dim,
@@ -340,7 +320,7 @@ class CatalogIndex:
 
     Attributes:
       manifest: model identity, num_items, embedding_dim, params, created
-        (UTC ISO time), scann_version and format_version.
+        (UTC ISO time) and scann_version.
       item_ids: the id of each indexed row.
       directory: where it was saved or loaded from, or None.
     """
@@ -429,135 +409,42 @@ class CatalogIndex:
             rows[short], scores[short] = more_rows, more_scores
         return self._ids[rows].tolist(), scores
 
-    def save(self, directory: str, overwrite: bool = False) -> str:
-        """Writes the index to `directory`, all at once.
+    def write_searcher(self, scann_dir: str) -> None:
+        """Serialises the ScaNN searcher into the existing folder `scann_dir`.
 
-        The files are written to `<directory>.tmp-<random>` beside it and
-        renamed into place. With `overwrite`, an existing index is moved
-        aside, the new one renamed in, and the old one deleted.
-
-        Args:
-          directory: the index directory; missing or empty unless overwrite.
-          overwrite: replace a non-empty `directory`.
-
-        Returns:
-          `directory`.
-
-        Raises:
-          FileExistsError: when `directory` is a file, or a non-empty
-            directory and `overwrite` is False.
+        Asset paths are recorded relative to it, so the folder can be renamed
+        or moved afterwards.
         """
-        directory = os.path.normpath(directory)
-        if os.path.exists(directory) and not os.path.isdir(directory):
-            raise FileExistsError(
-                f"{directory} is a file; choose a directory for the index."
-            )
-        occupied = os.path.isdir(directory) and bool(os.listdir(directory))
-        if occupied and not overwrite:
-            raise FileExistsError(
-                f"{directory} already exists and is not empty; pass "
-                "overwrite=True to replace it, or choose another directory."
-            )
-        parent = os.path.dirname(os.path.abspath(directory))
-        os.makedirs(parent, exist_ok=True)
-        temporary = f"{directory}.tmp-{secrets.token_hex(4)}"
-        try:
-            os.makedirs(os.path.join(temporary, SCANN_DIR))
-            # Relative asset paths, or ScaNN would look in the temporary
-            # directory after the rename.
-            self._searcher.serialize(
-                os.path.join(temporary, SCANN_DIR), relative_path=True
-            )
-            with open(os.path.join(temporary, ITEM_IDS_FILE), "w") as stream:
-                json.dump(self.item_ids, stream)
-            manifest = dict(self.manifest, files=_describe_files(temporary))
-            with open(os.path.join(temporary, MANIFEST_FILE), "w") as stream:
-                json.dump(manifest, stream, indent=2, sort_keys=True)
-            if occupied:
-                old = f"{directory}.old-{secrets.token_hex(4)}"
-                os.rename(directory, old)
-                try:
-                    os.rename(temporary, directory)
-                except OSError:
-                    os.rename(old, directory)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                # Replaces a missing or empty directory in one step.
-                os.rename(temporary, directory)
-        finally:
-            shutil.rmtree(temporary, ignore_errors=True)
-        self.directory = directory
-        self.manifest = manifest
-        logging.info("Saved the %d-item index to %s", self.num_items, directory)
-        return directory
+        self._searcher.serialize(scann_dir, relative_path=True)
 
     @classmethod
-    def load(cls, directory: str) -> "CatalogIndex":
-        """Reads an index written by `save`.
+    def read_searcher(
+        cls, scann_dir: str, item_ids: list[str], manifest: dict, directory: str
+    ) -> "CatalogIndex":
+        """Loads a searcher `write_searcher` wrote, with its rows' ids.
 
-        Args:
-          directory: the index directory.
-
-        Returns:
-          The index.
+        ScaNN crashes the process on a corrupt file instead of raising, so
+        the caller verifies the files first (`index_dir.load_index` does).
 
         Raises:
-          FileNotFoundError: when the directory or one of its files is
-            missing.
-          ValueError: when a file is corrupt or disagrees with the manifest.
+          ValueError: ScaNN cannot read the folder, or it holds another
+            number of items than `item_ids`.
         """
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(
-                f"Index directory {directory} does not exist; build one with "
-                "python -m beau_tf.index."
-            )
-        for name in (MANIFEST_FILE, ITEM_IDS_FILE, SCANN_DIR):
-            if not os.path.exists(os.path.join(directory, name)):
-                raise FileNotFoundError(
-                    f"Index directory {directory} has no {name}; it is not "
-                    f"a complete index ({REBUILD_HINT})."
-                )
-        manifest = _read_json(directory, MANIFEST_FILE, dict)
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"Index {directory} has format_version {version!r}; this "
-                f"code reads version {FORMAT_VERSION} ({REBUILD_HINT})."
-            )
-        _verify_files(directory, manifest.get("files"))
-        item_ids = _read_json(directory, ITEM_IDS_FILE, list)
-        try:
-            num_items = int(manifest["num_items"])
-            IndexParams(**manifest["params"])
-            int(manifest["embedding_dim"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"Index {directory} has a corrupt {MANIFEST_FILE}: {error}"
-            ) from error
-        if len(item_ids) != num_items:
-            raise ValueError(
-                f"Index {directory} lists {len(item_ids)} ids in "
-                f"{ITEM_IDS_FILE} but its manifest says {num_items} items; "
-                f"it is corrupt ({REBUILD_HINT})."
-            )
         try:
             searcher = scann_ops_pybind.load_searcher(
-                os.path.join(directory, SCANN_DIR),
-                assets_backcompat_shim=False,
+                scann_dir, assets_backcompat_shim=False
             )
         except Exception as error:  # ScaNN raises bare RuntimeErrors.
             raise ValueError(
                 f"Index {directory} has an unreadable ScaNN searcher in "
-                f"{SCANN_DIR}/: {error} ({REBUILD_HINT})."
+                f"{scann_dir}: {error} ({REBUILD_HINT})."
             ) from error
-        if searcher.size() != num_items:
+        if searcher.size() != len(item_ids):
             raise ValueError(
                 f"Index {directory} has a ScaNN searcher of "
-                f"{searcher.size()} items but its manifest says {num_items};"
-                f" it is corrupt ({REBUILD_HINT})."
+                f"{searcher.size()} items but lists {len(item_ids)} item "
+                f"ids; it is corrupt ({REBUILD_HINT})."
             )
-        logging.info("Loaded the %d-item index %s", num_items, directory)
         return cls(searcher, item_ids, manifest, directory)
 
     def check_compatible(self, model_identity: dict) -> None:
@@ -582,66 +469,3 @@ class CatalogIndex:
                 f"but the model is {_describe(model_identity)} (differs in "
                 f"{', '.join(differ)}); {REBUILD_HINT}."
             )
-
-
-def _describe_files(directory: str) -> dict:
-    """Returns {relative path: {"bytes", "sha256"}} for files under it."""
-    described = {}
-    for folder, _, names in os.walk(directory):
-        for name in sorted(names):
-            path = os.path.join(folder, name)
-            with open(path, "rb") as stream:
-                digest = hashlib.file_digest(stream, "sha256").hexdigest()
-            relative = os.path.relpath(path, directory).replace(os.sep, "/")
-            described[relative] = {
-                "bytes": os.path.getsize(path),
-                "sha256": digest,
-            }
-    return described
-
-
-def _verify_files(directory: str, expected) -> None:
-    """Raises unless every file listed in the manifest is there, intact."""
-    if not isinstance(expected, dict) or not expected:
-        raise ValueError(
-            f"Index {directory} has a corrupt {MANIFEST_FILE}: no file "
-            f"checksums; {REBUILD_HINT}."
-        )
-    for relative, want in sorted(expected.items()):
-        path = os.path.join(directory, *relative.split("/"))
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"Index directory {directory} has no {relative}; it is not "
-                f"a complete index ({REBUILD_HINT})."
-            )
-        if os.path.getsize(path) != want.get("bytes"):
-            raise ValueError(
-                f"Index {directory} has a corrupt {relative}: "
-                f"{os.path.getsize(path)} bytes, the manifest says "
-                f"{want.get('bytes')}; {REBUILD_HINT}."
-            )
-        with open(path, "rb") as stream:
-            digest = hashlib.file_digest(stream, "sha256").hexdigest()
-        if digest != want.get("sha256"):
-            raise ValueError(
-                f"Index {directory} has a corrupt {relative}: its SHA-256 "
-                f"differs from the manifest's; {REBUILD_HINT}."
-            )
-
-
-def _read_json(directory: str, name: str, kind: type):
-    try:
-        with open(os.path.join(directory, name)) as stream:
-            value = json.load(stream)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(
-            f"Index {directory} has a corrupt {name} ({error}); "
-            f"{REBUILD_HINT}."
-        ) from error
-    if not isinstance(value, kind):
-        raise ValueError(
-            f"Index {directory} has a corrupt {name}: expected a JSON "
-            f"{'object' if kind is dict else 'list'}, got "
-            f"{type(value).__name__}; {REBUILD_HINT}."
-        )
-    return value

@@ -54,9 +54,7 @@ def embed_catalog_shard(
     Shards are contiguous runs of the catalogue's (sorted) items, so merging
     them in shard order restores the catalogue order.
     """
-    start, stop = shard_bounds(
-        len(items), num_shards, shard_index
-    )
+    start, stop = shard_bounds(len(items), num_shards, shard_index)
     shard = items[start:stop]
     embeddings, kept = embedding_lib.embed_files(
         embedding_lib.load_embed_fn(saved_model_dir),

@@ -42,7 +42,9 @@ class _ServingModule(tf.Module):
         self._zooms = zooms  # checked by export_saved_model
 
     @tf.function(
-        input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)]
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)
+        ]
     )
     def serve(self, images):
         pixels = preprocess.decode_batch(
@@ -55,7 +57,9 @@ class _ServingModule(tf.Module):
         }
 
     @tf.function(
-        input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)]
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)
+        ]
     )
     def serve_multiscale(self, images):
         size, num_zooms = self._image_size, len(self._zooms)
@@ -176,7 +180,9 @@ def export_saved_model(
     serve_multiscale = module.serve_multiscale.get_concrete_function()
     signature = {
         "inputs": {
-            contract.INPUT_NAME: _describe(serve.structured_input_signature[0][0])
+            contract.INPUT_NAME: _describe(
+                serve.structured_input_signature[0][0]
+            )
         },
         "outputs": {
             name: _describe(tensor)

@@ -43,7 +43,9 @@ def build_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"strategy={name!r}; one of {config_lib.STRATEGIES} expected.")
+    raise ValueError(
+        f"strategy={name!r}; one of {config_lib.STRATEGIES} expected."
+    )
 
 
 def build_learning_rate(config: config_lib.TrainConfig):
@@ -200,7 +202,9 @@ def build_models(config: config_lib.TrainConfig, num_classes: int):
     return extractor, model, model.optimizer
 
 
-def train(config: config_lib.TrainConfig, workdir: str, flags_text: str = "") -> str:
+def train(
+    config: config_lib.TrainConfig, workdir: str, flags_text: str = ""
+) -> str:
     """Trains (or resumes) a run in `workdir`; returns the extractor's path."""
     items = catalog_lib.list_catalog(config.catalog)  # fails before writing
     keras.utils.set_random_seed(config.seed)

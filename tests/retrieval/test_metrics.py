@@ -96,9 +96,7 @@ class AveragePrecisionTest(parameterized.TestCase):
             want_hits,
         )
         self.assertAlmostEqual(
-            metrics.average_precision_at_k(
-                ranked, relevant, 7, "min_relevant"
-            ),
+            metrics.average_precision_at_k(ranked, relevant, 7, "min_relevant"),
             want_min,
         )
 
@@ -327,17 +325,11 @@ class RecallAgainstExactTest(unittest.TestCase):
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, "different numbers of queries"):
-            metrics.recall_against_exact(
-                np.zeros((2, 3)), np.zeros((3, 3)), 3
-            )
+            metrics.recall_against_exact(np.zeros((2, 3)), np.zeros((3, 3)), 3)
         with self.assertRaisesRegex(ValueError, r"\(2, 2\), fewer than k=3"):
-            metrics.recall_against_exact(
-                np.zeros((2, 2)), np.zeros((2, 3)), 3
-            )
+            metrics.recall_against_exact(np.zeros((2, 2)), np.zeros((2, 3)), 3)
         with self.assertRaisesRegex(ValueError, "k must be at least 1"):
-            metrics.recall_against_exact(
-                np.zeros((2, 3)), np.zeros((2, 3)), 0
-            )
+            metrics.recall_against_exact(np.zeros((2, 3)), np.zeros((2, 3)), 0)
 
 
 class QueryExpansionTest(unittest.TestCase):
@@ -382,9 +374,7 @@ class QueryExpansionTest(unittest.TestCase):
         # cancel q; max(-1, 0)^2 = 0 leaves q.
         database = np.array([[-1.0, 0.0]], np.float32)
         np.testing.assert_allclose(
-            metrics.alpha_query_expansion(
-                self.query, database, k=1, alpha=2.0
-            ),
+            metrics.alpha_query_expansion(self.query, database, k=1, alpha=2.0),
             self.query,
         )
 
@@ -401,9 +391,7 @@ class QueryExpansionTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "k must be at least 0"):
             metrics.alpha_query_expansion(self.query, self.database, k=-1)
         with self.assertRaisesRegex(ValueError, "alpha must be"):
-            metrics.alpha_query_expansion(
-                self.query, self.database, alpha=-1.0
-            )
+            metrics.alpha_query_expansion(self.query, self.database, alpha=-1.0)
         with self.assertRaisesRegex(ValueError, r"\(1, 2\).*\(3, 3\)"):
             metrics.alpha_query_expansion(self.query, np.zeros((3, 3)))
 
@@ -443,9 +431,7 @@ class DatabaseSideAugmentationTest(unittest.TestCase):
         # alpha = 1000: unit vectors score (0.6, 0.8)·(0, 1) = 0.8 and
         # 0.8^1000 ~ 1e-97, so neighbours vanish.
         np.testing.assert_allclose(
-            metrics.database_side_augmentation(
-                normalised, k=5, alpha=1000.0
-            ),
+            metrics.database_side_augmentation(normalised, k=5, alpha=1000.0),
             normalised,
             atol=1e-7,
         )

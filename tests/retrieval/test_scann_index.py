@@ -1,8 +1,4 @@
-"""Tests for beau_tf.scann_index against a NumPy brute-force oracle."""
-
-import json
-import os
-import tempfile
+"""Tests for beau_tf.retrieval.scann_index against a NumPy brute-force oracle."""
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -74,12 +70,6 @@ class ScannIndexTest(parameterized.TestCase):
         }
         cls.true_rows, cls.true_scores = _oracle(cls.embeddings, cls.queries, K)
 
-    def setUp(self):
-        super().setUp()
-        directory = tempfile.TemporaryDirectory()
-        self.addCleanup(directory.cleanup)
-        self.root = directory.name
-
     def test_brute_force_equals_the_oracle(self):
         ids, scores = self.indexes["brute_force"].search(self.queries, K)
         self.assertEqual(
@@ -103,93 +93,6 @@ class ScannIndexTest(parameterized.TestCase):
         self.assertEqual([len(row) for row in ids], [500] * 3)
         self.assertEqual([len(set(row)) for row in ids], [500] * 3)
         self.assertFalse(np.isnan(scores).any())
-
-    @parameterized.parameters("brute_force", "ah", "tree_ah")
-    def test_save_rename_load_gives_the_same_results(self, mode):
-        index = self.indexes[mode]
-        saved = os.path.join(self.root, "saved")
-        self.assertEqual(index.save(saved), saved)
-        self.assertEqual(os.listdir(self.root), ["saved"])
-        moved = os.path.join(self.root, "moved")
-        os.rename(saved, moved)  # ScaNN must not have recorded the path.
-        loaded = scann_index.CatalogIndex.load(moved)
-        self.assertEqual(loaded.directory, moved)
-        self.assertEqual(loaded.item_ids, self.ids)
-        self.assertEqual(loaded.manifest, index.manifest)
-        self.assertIn("scann/dataset.npy", loaded.manifest["files"])
-        want_ids, want_scores = index.search(self.queries, K)
-        got_ids, got_scores = loaded.search(self.queries, K)
-        self.assertEqual(got_ids, want_ids)
-        np.testing.assert_array_equal(got_scores, want_scores)
-
-    def test_manifest(self):
-        index = self.indexes["tree_ah"]
-        index.save(self.root)  # An empty directory is fine.
-        with open(os.path.join(self.root, "manifest.json")) as stream:
-            manifest = json.load(stream)
-        self.assertEqual(manifest["model_identity"], IDENTITY)
-        self.assertEqual(manifest["num_items"], NUM_ITEMS)
-        self.assertEqual(manifest["embedding_dim"], DIM)
-        self.assertEqual(manifest["params"]["mode"], "tree_ah")
-        self.assertEqual(manifest["params"]["num_leaves"], 20)
-        self.assertEqual(manifest["format_version"], 1)
-        self.assertEqual(manifest["scann_version"], "1.4.2")
-        self.assertRegex(manifest["created"], r"^\d{4}-\d\d-\d\dT.*\+00:00$")
-        with open(os.path.join(self.root, "item_ids.json")) as stream:
-            self.assertEqual(json.load(stream), self.ids)
-
-    def test_save_refuses_to_overwrite_unless_asked(self):
-        target = os.path.join(self.root, "index")
-        self.indexes["brute_force"].save(target)
-        with self.assertRaisesRegex(FileExistsError, "index.*overwrite=True"):
-            self.indexes["ah"].save(target)
-        loaded = scann_index.CatalogIndex.load(target)
-        self.assertEqual(loaded.params.mode, "brute_force")
-        self.indexes["ah"].save(target, overwrite=True)
-        self.assertEqual(
-            scann_index.CatalogIndex.load(target).params.mode, "ah"
-        )
-        self.assertEqual(os.listdir(self.root), ["index"])
-
-    def test_load_names_a_missing_directory(self):
-        missing = os.path.join(self.root, "nowhere")
-        with self.assertRaisesRegex(FileNotFoundError, "nowhere"):
-            scann_index.CatalogIndex.load(missing)
-
-    @parameterized.parameters("manifest.json", "item_ids.json", "scann")
-    def test_load_names_a_missing_part(self, part):
-        target = os.path.join(self.root, "index")
-        self.indexes["ah"].save(target)
-        path = os.path.join(target, part)
-        if os.path.isdir(path):
-            for name in os.listdir(path):
-                os.remove(os.path.join(path, name))
-            os.rmdir(path)
-        else:
-            os.remove(path)
-        with self.assertRaisesRegex(FileNotFoundError, f"{target}.*{part}"):
-            scann_index.CatalogIndex.load(target)
-
-    @parameterized.named_parameters(
-        ("manifest", "manifest.json", b"{not json", "manifest.json"),
-        ("ids", "item_ids.json", b'["a", "b"]', "item_ids.json"),
-        ("truncated", "scann/dataset.npy", b"garbage", "dataset.npy.*bytes"),
-        ("flipped", "scann/hashed_dataset.npy", None, "hashed.*SHA-256"),
-    )
-    def test_load_names_a_corrupt_part(self, part, content, message):
-        # ScaNN itself would crash the process on these; the manifest's
-        # checksums must catch them first.
-        target = os.path.join(self.root, "index")
-        self.indexes["tree_ah"].save(target)
-        path = os.path.join(target, part)
-        if content is None:
-            with open(path, "rb") as stream:
-                content = bytearray(stream.read())
-            content[-1] ^= 0xFF
-        with open(path, "wb") as stream:
-            stream.write(content)
-        with self.assertRaisesRegex(ValueError, f"{target}.*{message}"):
-            scann_index.CatalogIndex.load(target)
 
     def test_check_compatible(self):
         index = self.indexes["brute_force"]

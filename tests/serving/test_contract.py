@@ -81,7 +81,9 @@ class ImportBoundaryTest(parameterized.TestCase):
             {"beau_tf", "beau_tf.serving", "beau_tf.serving.contract"},
         )
 
-    @parameterized.parameters("beau_tf.search", "beau_tf.index", "beau_tf.evaluate")
+    @parameterized.parameters(
+        "beau_tf.search", "beau_tf.index", "beau_tf.evaluate"
+    )
     def test_query_clis_load_no_training_code(self, cli):
         loaded = _modules_loaded_by(cli)
         self.assertIn("beau_tf.retrieval.index_dir", loaded)

@@ -3,9 +3,9 @@ r"""GroceryStore, one command: baselines, trained models, ensembles, one table.
   python bench/grocery.py [--dataset_dir=../shared/data/grocery-store/dataset] \
       [--out_dir=out/bench_grocery] [--split=val] [--steps=200]
 
-Every row is a SavedModel exported with `beau_tf.exporting`, whose catalogue
-(the 81 iconic images) is indexed with `beau_tf.indexing` and whose query
-photos are scored with `beau_tf.searching`: the code behind `python -m
+Every row is a SavedModel exported with `beau_tf.serving.saved_model`, whose catalogue
+(the 81 iconic images) is indexed with `beau_tf.retrieval.index_dir` and whose query
+photos are scored with `beau_tf.retrieval.evaluation`: the code behind `python -m
 beau_tf.export / index / evaluate`. Exact search; MAP@7, recall@1 and
 recall@7, overall and for packages vs fruit and vegetables. Each model is
 scored twice: one view per query photo (`serving_default`) and the mean over

@@ -7,7 +7,7 @@ For each catalogue size, in one run on the same vectors and queries:
   exact numpy   float32 matmul + argpartition, in query batches (the ground
                 truth);
   exact tf      tf.matmul + tf.math.top_k, in query batches;
-  scann         `beau_tf.scann_index.build_index` with `choose_index_params`,
+  scann         `beau_tf.retrieval.scann_index.build_index` with `choose_index_params`,
                 then a sweep of the search-time knobs (leaves to search,
                 candidates rescored) to find the fastest setting that
                 reaches --target_recall;

@@ -4,7 +4,7 @@ r"""What serving from encoded bytes costs next to the in-memory Keras model.
       --image_size=224
 
 Exports an extractor (random weights: timing only) with
-`beau_tf.exporting.export_saved_model`, reloads it, and times side by side in
+`beau_tf.serving.saved_model.export_saved_model`, reloads it, and times side by side in
 alternating rounds on the same images and batch size:
   serving  `serving_default` on encoded JPEG bytes (decode + resize + pad +
            model, all inside the SavedModel, as TF Serving runs it);

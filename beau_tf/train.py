@@ -63,7 +63,9 @@ _POOLING = flags.DEFINE_enum(
     "pooling",
     "attention",
     list(layers.POOLING_NAMES),
-    "attention (the paper), gap, gem or mac.",
+    "Global pooling: "
+    + "; ".join(f"{s.name} = {s.description}" for s in layers.POOLINGS.values())
+    + ".",
 )
 _MASK_STRIDES = flags.DEFINE_list(
     "mask_strides", ["32"], "Backbone strides feeding the mask decoder."

@@ -10,8 +10,9 @@
       embedding (L2Normalize)                             -> embedding (B, D)
 
 The mask decoder exists in every configuration, since it is always trained
-with `losses.mask_mse`; only pooling="attention" (the paper) weights the pooled
-features by the predicted mask, the baselines ("gap", "gem", "mac") ignore it.
+with `losses.mask_mse`; only a pooling whose `layers.POOLINGS` entry takes the
+mask ("attention", the paper's) weights the pooled features by the predicted
+mask, the baselines ("gap", "gem", "mac", ...) ignore it.
 
 `build_training_model(extractor, num_classes)` adds the identity head
 (`CosineMarginClassifier`, one class per catalogue product) and exposes what
@@ -66,7 +67,8 @@ class ExtractorConfig:
         backbone_weights: "imagenet", "none" (random init) or the path of a
             weights file (see `backbones.build_backbone`). None means "none".
         image_size: Side S of the square input images, >= 32.
-        pooling: "attention" (mask-weighted, the paper), "gap", "gem" or "mac".
+        pooling: A key of `layers.POOLINGS`, e.g. "attention" (mask-weighted,
+            the paper) or "gap".
         mask_strides: Backbone strides whose features feed the mask decoder,
             e.g. (32,) or (8, 16, 32); each must be one of the backbone's.
         embedding_dim: 0 keeps the backbone's stride-32 channels as the
@@ -107,11 +109,7 @@ class ExtractorConfig:
                 f"image_size={self.image_size!r} is invalid; expected an int >= 32, "
                 f"e.g. {spec.default_image_size} for {self.backbone}."
             )
-        if self.pooling not in layers.POOLING_NAMES:
-            raise ValueError(
-                f"pooling={self.pooling!r} is unknown; expected one of "
-                f"{layers.POOLING_NAMES}."
-            )
+        layers.get_pooling_spec(self.pooling)
         strides = self.mask_strides
         if (
             isinstance(strides, int)
@@ -221,8 +219,9 @@ def build_extractor(config: ExtractorConfig) -> keras.Model:
     )  # (B, S, S, 1)
 
     top = features[backbones.feature_key(32)]
-    pooling = layers.build_pooling(config.pooling, name="pooling")
-    if config.pooling == "attention":
+    pooling_spec = layers.get_pooling_spec(config.pooling)
+    pooling = pooling_spec.build_fn(name="pooling")
+    if pooling_spec.takes_mask:
         pooled = pooling([top, mask])  # (B, h, w, C), (B, S, S, 1) -> (B, C)
     else:
         pooled = pooling(top)  # (B, h, w, C) -> (B, C)

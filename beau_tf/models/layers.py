@@ -14,8 +14,9 @@ top of a pretrained CNN backbone whose features are (B, h, w, C):
   `CosineMarginClassifier` is the optional identity head (ArcFace/CosFace, one
   class per catalogue product).
 
-`GlobalGeMPooling` and `build_pooling` give the mask-free baselines (GAP, GeM,
-MAC) the same interface.
+`GlobalGeMPooling` and the Keras GAP/MAC layers are the mask-free baselines.
+`POOLINGS` registers every global pooling by name, with whether it takes the
+mask; `build_pooling` builds one.
 
 Mixed precision: every layer accepts float16/bfloat16 inputs. Sigmoid, pooling
 sums and powers, normalisation and cosine logits are computed in float32;
@@ -25,8 +26,9 @@ policy and always return float32, because their outputs are the embedding and
 the loss logits.
 """
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import ops
@@ -407,36 +409,86 @@ class GlobalGeMPooling(keras.layers.Layer):
         return config
 
 
-POOLING_NAMES = ("gap", "gem", "mac", "attention")
+@dataclasses.dataclass(frozen=True)
+class PoolingSpec:
+    """What the registry knows about one global pooling.
+
+    Attributes:
+        name: The registry key, e.g. "gem"; the value of `--pooling`.
+        description: A few words for flag help, e.g. "generalised mean".
+        takes_mask: Whether the layer is called on [features (B, h, w, C),
+            mask (B, H, W, 1)] rather than on the features alone.
+        build_fn: `(**layer_kwargs) -> keras.layers.Layer` mapping the
+            inputs above to (B, C), usually the layer class itself.
+    """
+
+    name: str
+    description: str
+    takes_mask: bool
+    build_fn: Callable[..., keras.layers.Layer] = dataclasses.field(repr=False)
+
+
+# A new pooling is its layer class above plus one entry here.
+POOLINGS: dict[str, PoolingSpec] = {
+    spec.name: spec
+    for spec in (
+        PoolingSpec(
+            "gap",
+            "global average",
+            takes_mask=False,
+            build_fn=keras.layers.GlobalAveragePooling2D,
+        ),
+        PoolingSpec(
+            "gem",
+            "generalised mean",
+            takes_mask=False,
+            build_fn=GlobalGeMPooling,
+        ),
+        PoolingSpec(
+            "mac",
+            "global max",
+            takes_mask=False,
+            build_fn=keras.layers.GlobalMaxPooling2D,
+        ),
+        PoolingSpec(
+            "attention",
+            "mask-weighted average (the paper)",
+            takes_mask=True,
+            build_fn=AttentionPooling,
+        ),
+    )
+}
+POOLING_NAMES = tuple(POOLINGS)
+
+
+def get_pooling_spec(name: str) -> PoolingSpec:
+    """Returns the registry entry of `name`.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the known ones.
+    """
+    if not isinstance(name, str) or name not in POOLINGS:
+        raise ValueError(
+            f"pooling={name!r} is unknown; expected one of {POOLING_NAMES}."
+        )
+    return POOLINGS[name]
 
 
 def build_pooling(pooling: str, /, **kwargs) -> keras.layers.Layer:
     """Returns the global pooling layer called `pooling`.
 
     Args:
-        pooling: "gap" (keras.layers.GlobalAveragePooling2D), "gem"
-            (GlobalGeMPooling), "mac" (keras.layers.GlobalMaxPooling2D) or
-            "attention" (AttentionPooling, called on [features, attention]).
+        pooling: A key of `POOLINGS`, e.g. "gem".
         **kwargs: passed to the layer, e.g. `name="pool"` or `p=4.0`.
 
     Returns:
-        A layer mapping features (B, h, w, C) (plus the attention for
-        "attention") to (B, C).
+        A layer mapping features (B, h, w, C) to (B, C); called on
+        [features, mask (B, H, W, 1)] when its spec `takes_mask`.
 
     Raises:
         ValueError: for an unknown name.
     """
-    if pooling == "gap":
-        return keras.layers.GlobalAveragePooling2D(**kwargs)
-    if pooling == "gem":
-        return GlobalGeMPooling(**kwargs)
-    if pooling == "mac":
-        return keras.layers.GlobalMaxPooling2D(**kwargs)
-    if pooling == "attention":
-        return AttentionPooling(**kwargs)
-    raise ValueError(
-        f"pooling={pooling!r} is unknown; expected one of {POOLING_NAMES}."
-    )
+    return get_pooling_spec(pooling).build_fn(**kwargs)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -183,10 +183,9 @@ class ExtractorTest(tf.test.TestCase, parameterized.TestCase):
 
         self.assertAllClose(from_uint8["embedding"], from_float["embedding"])
 
-    @parameterized.named_parameters(
-        ("attention", "attention", True), ("gap", "gap", False)
-    )
-    def test_only_attention_pooling_depends_on_the_mask(self, pooling, depends):
+    @parameterized.parameters(*layers.POOLING_NAMES)
+    def test_embedding_depends_on_the_mask_iff_pooling_takes_it(self, pooling):
+        depends = layers.get_pooling_spec(pooling).takes_mask
         model = extractor.build_extractor(_config(pooling=pooling))
         images = _images()
         before = model(images, training=False)

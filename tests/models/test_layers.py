@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 
 import keras
 import numpy as np
@@ -286,22 +287,46 @@ class GlobalGeMPoolingTest(tf.test.TestCase, parameterized.TestCase):
             layers.GlobalGeMPooling(**kwargs)
 
 
-class BuildPoolingTest(tf.test.TestCase, parameterized.TestCase):
+class PoolingRegistryTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.parameters(
-        ("gap", keras.layers.GlobalAveragePooling2D),
-        ("gem", layers.GlobalGeMPooling),
-        ("mac", keras.layers.GlobalMaxPooling2D),
-        ("attention", layers.AttentionPooling),
+        ("gap", keras.layers.GlobalAveragePooling2D, False),
+        ("gem", layers.GlobalGeMPooling, False),
+        ("mac", keras.layers.GlobalMaxPooling2D, False),
+        ("attention", layers.AttentionPooling, True),
     )
-    def test_names(self, name, cls):
+    def test_existing_names_are_unchanged(self, name, cls, takes_mask):
         layer = layers.build_pooling(name, name="pool")
         self.assertIsInstance(layer, cls)
         self.assertEqual(layer.name, "pool")
+        self.assertEqual(layers.get_pooling_spec(name).takes_mask, takes_mask)
 
-    def test_unknown_name(self):
-        with self.assertRaisesRegex(ValueError, "'max'"):
-            layers.build_pooling("max")
+    @parameterized.parameters(*layers.POOLING_NAMES)
+    def test_builds_runs_and_round_trips_config(self, name):
+        spec = layers.get_pooling_spec(name)
+        self.assertEqual(spec.name, name)
+        features = _random((B, 4, 4, 3), 0, 0.0, 2.0)  # (B, h, w, C)
+        # The full-size mask (B, S, S, 1) of MaskDecoder, S > h.
+        arrays = [features, _random((B, 8, 8, 1), 1, 0, 1)]
+        if not spec.takes_mask:
+            arrays = arrays[:1]
+        layer = layers.build_pooling(name, name="pool")
+        out = _call(layer, arrays)
+        self.assertEqual(out.shape, (B, 3))
+        self.assertTrue(np.all(np.isfinite(out)))
+
+        restored = layer.__class__.from_config(layer.get_config())
+        self.assertEqual(restored.get_config(), layer.get_config())
+        self.assertAllClose(_call(restored, arrays), out, atol=1e-6)
+
+    @parameterized.parameters("max", "GAP", None)
+    def test_unknown_name_lists_the_choices(self, name):
+        with self.assertRaisesRegex(
+            ValueError,
+            f"pooling={re.escape(repr(name))} is unknown; expected one of "
+            + re.escape(str(layers.POOLING_NAMES)),
+        ):
+            layers.build_pooling(name)
 
 
 class L2NormalizeTest(tf.test.TestCase):

@@ -1,38 +1,26 @@
-"""Tests for the synthetic catalogue, at 64 px and a handful of products."""
+"""Tests for write_synthetic_catalog, at 64 px and a handful of products."""
 
-import ast
 import csv
 import hashlib
-import itertools
 import json
 import os
 import subprocess
 import sys
-from unittest import mock
 
 from absl.testing import absltest
-from absl.testing import parameterized
-import numpy as np
 from PIL import Image
-from PIL import ImageFont
-from scipy import ndimage
 
 from beau_tf.data import synthetic
+from beau_tf.data import synthetic_products
 from tests import testing
 
 _SIZE = 64
-# Products 0, 2, ..., 12 cycle through all seven shapes.
-_ONE_OF_EACH_SHAPE = tuple(range(0, 14, 2))
 
 
 def _clear_caches():
     """Makes the next call render again instead of recalling a cached layer."""
-    synthetic._product_layer.cache_clear()
-    synthetic._product_sprite.cache_clear()
-
-
-def _non_white_fraction(image: np.ndarray) -> float:
-    return float(np.mean(np.any(image < 250, axis=-1)))
+    synthetic_products._product_layer.cache_clear()
+    synthetic_products.product_sprite.cache_clear()
 
 
 def _read_csv(path: str) -> list[dict[str, str]]:
@@ -51,128 +39,6 @@ def _digest_tree(root: str) -> dict[str, str]:
                     f.read()
                 ).hexdigest()
     return digests
-
-
-class RenderProductTest(parameterized.TestCase):
-
-    @parameterized.parameters(*_ONE_OF_EACH_SHAPE)
-    def test_product_on_white(self, index):
-        image = synthetic.render_product(index, _SIZE)
-        self.assertEqual(image.shape, (_SIZE, _SIZE, 3))
-        self.assertEqual(image.dtype, np.uint8)
-        for corner in (image[0, 0], image[0, -1], image[-1, 0], image[-1, -1]):
-            np.testing.assert_array_equal(corner, [255, 255, 255])
-        self.assertBetween(_non_white_fraction(image), 0.1, 0.8)
-
-    def test_deterministic(self):
-        first = synthetic.render_product(5, _SIZE, seed=3)
-        _clear_caches()
-        np.testing.assert_array_equal(
-            first, synthetic.render_product(5, _SIZE, seed=3)
-        )
-
-    def test_seed_changes_the_catalogue(self):
-        self.assertGreater(
-            np.mean(
-                np.abs(
-                    synthetic.render_product(0, _SIZE, seed=0).astype(int)
-                    - synthetic.render_product(0, _SIZE, seed=1)
-                )
-            ),
-            2.0,
-        )
-
-    def test_products_differ(self):
-        images = [
-            synthetic.render_product(i, _SIZE).astype(np.float32)
-            for i in range(14)
-        ]
-        for (i, a), (j, b) in itertools.combinations(enumerate(images), 2):
-            with self.subTest(pair=(i, j)):
-                # Variants of one line differ only in label or colour: a few grey
-                # levels on average over the frame, far above 0.
-                self.assertGreater(np.mean(np.abs(a - b)), 2.0)
-
-    def test_some_white_print_inside_products(self):
-        # Mask extraction must keep white inside the product as foreground: the
-        # catalogue holds such white regions not connected to the background.
-        with_white_inside = 0
-        for i in range(14):
-            white = np.all(synthetic.render_product(i, 128) >= 250, axis=-1)
-            labels, _ = ndimage.label(white)
-            background = labels[0, 0]
-            inside = (labels > 0) & (labels != background)
-            with_white_inside += inside.sum() >= 10
-        self.assertGreaterEqual(with_white_inside, 3)
-
-    def test_without_a_scalable_font(self):
-        # Pillow built without FreeType only has the fixed-size bitmap font.
-        bitmap = getattr(ImageFont, "load_default_imagefont", None)
-        if bitmap is None:
-            self.skipTest("this Pillow cannot load its bitmap font alone")
-        _clear_caches()
-        self.addCleanup(_clear_caches)
-        with mock.patch.object(synthetic, "_font", lambda size: bitmap()):
-            image = synthetic.render_product(0, 128)
-        self.assertBetween(_non_white_fraction(image), 0.1, 0.8)
-
-    def test_rejects_bad_arguments(self):
-        with self.assertRaisesRegex(ValueError, "product_index=-1"):
-            synthetic.render_product(-1)
-        with self.assertRaisesRegex(ValueError, "size=8"):
-            synthetic.render_product(0, size=8)
-
-
-class RenderQueryTest(parameterized.TestCase):
-
-    @parameterized.parameters(*_ONE_OF_EACH_SHAPE)
-    def test_query_is_a_photo_not_the_catalogue_image(self, index):
-        query = synthetic.render_query(index, 14, 0, _SIZE)
-        self.assertEqual(query.shape, (_SIZE, _SIZE, 3))
-        self.assertEqual(query.dtype, np.uint8)
-        catalogue = synthetic.render_product(index, _SIZE)
-        self.assertGreater(np.mean(np.abs(query.astype(int) - catalogue)), 20)
-        self.assertLess(np.mean(np.all(query > 245, axis=-1)), 0.5)
-
-    def test_deterministic_and_distinct_per_query_index(self):
-        first = synthetic.render_query(3, 6, 1, _SIZE, seed=2)
-        _clear_caches()
-        np.testing.assert_array_equal(
-            first, synthetic.render_query(3, 6, 1, _SIZE, seed=2)
-        )
-        other = synthetic.render_query(3, 6, 0, _SIZE, seed=2)
-        self.assertGreater(np.mean(np.abs(first.astype(int) - other)), 10)
-
-    def test_single_product_catalogue(self):
-        query = synthetic.render_query(0, 1, 0, _SIZE)  # No distractors exist.
-        self.assertEqual(query.shape, (_SIZE, _SIZE, 3))
-
-    def test_rejects_index_outside_catalogue(self):
-        with self.assertRaisesRegex(ValueError, r"product_index=4.*\[0, 4\)"):
-            synthetic.render_query(4, 4, 0, _SIZE)
-
-    def test_background_has_texture(self):
-        background = synthetic.render_background(0, _SIZE)
-        self.assertEqual(background.shape, (_SIZE, _SIZE, 3))
-        self.assertGreater(background.astype(np.float32).std(), 5)
-
-    def test_independent_of_training_augmentation(self):
-        # Queries drawn by the training augmentation would make evaluation
-        # circular; the renderer must stay separate.
-        with open(synthetic.__file__) as f:
-            tree = ast.parse(f.read())
-        imported = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                imported.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                imported.add(node.module or "")
-                imported.update(
-                    f"{node.module}.{alias.name}" for alias in node.names
-                )
-        self.assertFalse(
-            [name for name in imported if name.startswith("beau_tf")]
-        )
 
 
 class WriteSyntheticCatalogTest(absltest.TestCase):

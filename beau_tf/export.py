@@ -8,11 +8,21 @@ writes exported/beau_tf/<next version>/ (see `beau_tf.serving.contract`). One wo
 exports its extractor alone; several are combined into one ensemble
 (`beau_tf.models.ensemble`), PCA-whitened on the catalogue's embeddings when
 --pca_dim > 0. Serve it as export/README.md shows.
+
+In-domain adaptation from unlabelled photos (`beau_tf.adaptation`):
+
+  python -m beau_tf.export --workdirs=runs/lite0 \
+      --adapt_photos=shop_photos/ --adapt_catalog=catalog.csv
+
+learns a projection by self-training on the shop's own photos (no labels)
+and bakes it into both signatures; the identity records what it learned from.
 """
 
 from absl import flags
 from absl import logging
 
+from beau_tf.adaptation import learn
+from beau_tf.adaptation.self_training import SelfTrainingConfig
 from beau_tf.common import cli
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.serving import build as build_lib
@@ -36,13 +46,43 @@ _PCA_CATALOG = flags.DEFINE_string(
     "Catalogue (folder or CSV) whose embeddings the whitening is learned on.",
 )
 _BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 32, "Batch size for embedding the PCA catalogue."
+    "batch_size",
+    32,
+    "Batch size for embedding the PCA catalogue and the adaptation photos.",
 )
 _QUERY_ZOOMS = flags.DEFINE_list(
     "query_zooms",
     [str(zoom) for zoom in contract.DEFAULT_QUERY_ZOOMS],
     "Central-crop fractions the query_multiscale signature averages over "
     "(1.0 = the whole photo).",
+)
+_ADAPT_PHOTOS = flags.DEFINE_string(
+    "adapt_photos",
+    "",
+    "Unlabelled in-domain photos (a folder, or a CSV with a path column) to "
+    "learn the adaptation projection from; empty: no adaptation. Never the "
+    "photos you will evaluate on.",
+)
+_ADAPT_CATALOG = flags.DEFINE_string(
+    "adapt_catalog",
+    "",
+    "The catalogue (folder or CSV) the index will hold; needed with "
+    "--adapt_photos.",
+)
+_ADAPT_DIM = flags.DEFINE_integer(
+    "adapt_dim", 80, "Size of the adapted embeddings (< catalogue size)."
+)
+_ADAPT_ROUNDS = flags.DEFINE_integer(
+    "adapt_rounds", 2, "Self-training rounds (assign, then fit)."
+)
+_ADAPT_RIDGE = flags.DEFINE_float(
+    "adapt_ridge", 0.01, "Ridge on the within-class covariance."
+)
+_ADAPT_PCA_DIM = flags.DEFINE_integer(
+    "adapt_pca_dim",
+    0,
+    "Reduce to this many principal directions before adapting (ensembles); "
+    "0: no reduction.",
 )
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", "exported", "Folder holding one folder per model name."
@@ -84,6 +124,31 @@ def parse_zooms(values: list[str]) -> tuple[float, ...]:
     return contract.check_zooms(zooms)
 
 
+def adaptation_inputs() -> tuple[list[str], list[str], SelfTrainingConfig]:
+    """The --adapt_* flags, checked before any model is built: (catalogue
+    paths, photo paths, recipe); empty lists when not adapting."""
+    if not _ADAPT_PHOTOS.value:
+        if _ADAPT_CATALOG.value:
+            raise ValueError(
+                "--adapt_catalog is only used with --adapt_photos."
+            )
+        return [], [], None
+    if not _ADAPT_CATALOG.value:
+        raise ValueError(
+            "--adapt_photos needs --adapt_catalog: the catalogue the index "
+            "will hold (its products are the classes photos are assigned to)."
+        )
+    config = SelfTrainingConfig(
+        dim=_ADAPT_DIM.value,
+        rounds=_ADAPT_ROUNDS.value,
+        ridge=_ADAPT_RIDGE.value,
+        pca_dim=_ADAPT_PCA_DIM.value,
+    )
+    catalogue = catalog_lib.list_catalog(_ADAPT_CATALOG.value)
+    photos = catalog_lib.list_photos(_ADAPT_PHOTOS.value)
+    return [item.path for item in catalogue], photos, config
+
+
 def main(argv):
     del argv
     workdirs = _WORKDIRS.value
@@ -104,6 +169,7 @@ def main(argv):
         pca_paths = [
             item.path for item in catalog_lib.list_catalog(pca_catalog)
         ]
+    adapt_catalogue, adapt_photos, adapt_config = adaptation_inputs()
     model, members = build_lib.build_export_model(
         workdirs,
         weights=parse_weights(_MEMBER_WEIGHTS.value, len(workdirs)),
@@ -111,6 +177,17 @@ def main(argv):
         pca_paths=pca_paths,
         batch_size=_BATCH_SIZE.value,
     )
+    projection = adaptation = None
+    if adapt_photos:
+        learned, adaptation = learn.learn_projection(
+            model,
+            query_zooms,
+            adapt_catalogue,
+            adapt_photos,
+            adapt_config,
+            batch_size=_BATCH_SIZE.value,
+        )
+        projection = (learned.mean, learned.matrix)
     version_dir = saved_model.export_saved_model(
         model,
         export_dir,
@@ -118,6 +195,8 @@ def main(argv):
         version=version,
         members=members,
         query_zooms=query_zooms,
+        projection=projection,
+        adaptation=adaptation,
     )
     logging.info(
         "Serve it with export/README.md's command; wrote %s", version_dir

@@ -312,3 +312,30 @@ def _check_files_exist(csv_path: str, entries: list[tuple[int, str]]) -> None:
         f"({listed}{more}); relative paths are resolved against "
         f"{os.path.dirname(os.path.abspath(csv_path))}"
     )
+
+
+def list_photos(source: str) -> list[str]:
+    """Unlabelled photos: a folder (searched recursively) or a CSV with a
+    `path` column (other columns, such as item_id, are ignored; relative
+    paths start at the CSV's folder).
+
+    Raises:
+      FileNotFoundError: `source`, or a listed photo, does not exist.
+      ValueError: a CSV without a path column, or no photo at all.
+    """
+    if os.path.isdir(source):
+        paths = decode.list_image_files(source)
+    else:
+        rows = _read_rows(source, ("path",))
+        base_dir = os.path.dirname(os.path.abspath(source))
+        entries = [
+            (line, _resolve(row["path"], base_dir)) for line, row in rows
+        ]
+        _check_files_exist(source, entries)
+        paths = [path for _, path in entries]
+    if not paths:
+        raise ValueError(
+            f"{source} holds no photos (a folder of images or a CSV with a "
+            "path column expected)"
+        )
+    return paths

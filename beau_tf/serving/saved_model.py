@@ -24,22 +24,64 @@ from collections.abc import Mapping, Sequence
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from beau_tf.serving import contract
 from beau_tf.serving import preprocess
 
 
-class _ServingModule(tf.Module):
-    """The Keras model behind the bytes-in signatures."""
+class ServingModule(tf.Module):
+    """The Keras model behind the bytes-in signatures.
+
+    Its two functions are the exported signatures; the adaptation step also
+    calls them in-process, so what it learns from is what is served.
+
+    Args:
+      model: a model with the extractor's interface (see
+        `export_saved_model`).
+      zooms: the central-crop fractions of `serve_multiscale`, checked.
+      projection: `(mean (D,), matrix (D, d))` or None: the learned
+        in-domain projection; every embedding leaving a signature becomes
+        `normalise((e - mean) @ matrix)`, the multiscale one after the mean
+        over views.
+    """
 
     def __init__(
-        self, model: keras.Model, image_size: int, zooms: tuple[float, ...]
+        self,
+        model: keras.Model,
+        zooms: tuple[float, ...],
+        projection: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         super().__init__(name="beau_tf_serving")
         self.model = model
-        self._image_size = image_size
-        self._zooms = zooms  # checked by export_saved_model
+        self._image_size = image_size_of(model)
+        self._zooms = zooms
+        self.projection_mean = self.projection_matrix = None
+        if projection is not None:
+            mean, matrix = (np.asarray(a, np.float32) for a in projection)
+            dim = model.output["embedding"].shape[-1]
+            if mean.shape != (dim,) or matrix.ndim != 2 or len(matrix) != dim:
+                raise ValueError(
+                    f"A projection of shapes {mean.shape} and {matrix.shape} "
+                    f"does not fit {dim}-d embeddings; ({dim},) and "
+                    f"({dim}, d) expected."
+                )
+            self.projection_mean = tf.Variable(
+                mean, trainable=False, name="projection_mean"
+            )
+            self.projection_matrix = tf.Variable(
+                matrix, trainable=False, name="projection_matrix"
+            )
+
+    def _project(self, embeddings: tf.Tensor) -> tf.Tensor:
+        """(B, D) unit embeddings -> (B, d) unit, adapted ones."""
+        if self.projection_matrix is None:
+            return embeddings
+        projected = tf.matmul(
+            embeddings - self.projection_mean, self.projection_matrix
+        )  # (B, D) -> (B, d)
+        return tf.math.l2_normalize(projected, axis=-1)
 
     @tf.function(
         input_signature=[
@@ -51,9 +93,10 @@ class _ServingModule(tf.Module):
             images, self._image_size
         )  # (B,) -> (B, S, S, 3)
         outputs = self.model(pixels, training=False)
+        embeddings = tf.cast(outputs["embedding"], tf.float32)  # (B, D)
         return {
-            "embedding": tf.cast(outputs["embedding"], tf.float32),
-            "mask": tf.cast(outputs["mask"], tf.float32),
+            contract.EMBEDDING_OUTPUT: self._project(embeddings),
+            contract.MASK_OUTPUT: tf.cast(outputs["mask"], tf.float32),
         }
 
     @tf.function(
@@ -73,8 +116,10 @@ class _ServingModule(tf.Module):
         embeddings = tf.reshape(
             embeddings, [-1, num_zooms, tf.shape(embeddings)[-1]]
         )  # (B, Z, D)
-        mean = tf.reduce_mean(embeddings, axis=1)  # (B, D)
-        return {"embedding": tf.math.l2_normalize(mean, axis=-1)}
+        mean = tf.math.l2_normalize(
+            tf.reduce_mean(embeddings, axis=1), axis=-1
+        )  # (B, D)
+        return {contract.EMBEDDING_OUTPUT: self._project(mean)}
 
 
 def _describe(spec) -> list:
@@ -145,6 +190,8 @@ def export_saved_model(
     version: int | None = None,
     members: Sequence[Mapping] = (),
     query_zooms: Sequence[float] = contract.DEFAULT_QUERY_ZOOMS,
+    projection: tuple[np.ndarray, np.ndarray] | None = None,
+    adaptation: Mapping | None = None,
 ) -> str:
     """Writes `model` as a new version of a TF Serving model.
 
@@ -160,6 +207,10 @@ def export_saved_model(
         `[{"workdir": "runs/a", "weight": 1.0}]`.
       query_zooms: the central-crop fractions the `query_multiscale`
         signature averages over.
+      projection: `(mean, matrix)` of a learned in-domain projection baked
+        into both signatures (see `ServingModule`), or None.
+      adaptation: what the projection was learned from, recorded in the
+        identity under "adaptation" (see `beau_tf.adaptation`).
 
     Returns:
       The version folder, `<export_base>/<model_name>/<version>`.
@@ -175,7 +226,7 @@ def export_saved_model(
     model_dir = os.path.dirname(version_dir)
     os.makedirs(model_dir, exist_ok=True)
 
-    module = _ServingModule(model, image_size, query_zooms)
+    module = ServingModule(model, query_zooms, projection)
     serve = module.serve.get_concrete_function()
     serve_multiscale = module.serve_multiscale.get_concrete_function()
     signature = {
@@ -199,6 +250,7 @@ def export_saved_model(
         "image_size": image_size,
         "query_zooms": list(query_zooms),
         "members": [dict(member) for member in members],
+        "adaptation": dict(adaptation) if adaptation is not None else None,
     }
 
     temporary = os.path.join(

@@ -237,6 +237,57 @@ class QueriesTest(absltest.TestCase):
                     catalog.read_queries(path)
 
 
+class PhotosTest(absltest.TestCase):
+
+    def test_a_folder_is_searched_recursively(self):
+        root = testing.make_tempdir(self, "beau_tf_catalog_")
+        _touch(root, "shop/a/1.jpg")
+        _touch(root, "shop/b/2.png")
+        _touch(root, "shop/notes.txt")
+        self.assertEqual(
+            catalog.list_photos(os.path.join(root, "shop")),
+            [
+                os.path.join(root, "shop", "a", "1.jpg"),
+                os.path.join(root, "shop", "b", "2.png"),
+            ],
+        )
+
+    def test_a_csv_lists_paths_and_ignores_other_columns(self):
+        root = testing.make_tempdir(self, "beau_tf_catalog_")
+        _touch(root, "photos/1.jpg")
+        path = _write_text(root, "p.csv", "path,item_id\nphotos/1.jpg,a\n")
+        self.assertEqual(
+            catalog.list_photos(path), [os.path.join(root, "photos/1.jpg")]
+        )
+
+    def test_errors(self):
+        root = testing.make_tempdir(self, "beau_tf_catalog_")
+        os.makedirs(os.path.join(root, "empty"))
+        cases = (
+            (
+                _write_text(root, "a.csv", "image\n1.jpg\n"),
+                ValueError,
+                "lacks column.*path",
+            ),
+            (
+                _write_text(root, "b.csv", "path\n2.jpg\n"),
+                FileNotFoundError,
+                "line 2: .*2.jpg",
+            ),
+            (
+                _write_text(root, "c.csv", "path\n"),
+                ValueError,
+                "holds no photos",
+            ),
+            (os.path.join(root, "empty"), ValueError, "holds no photos"),
+            (os.path.join(root, "nowhere"), FileNotFoundError, "nowhere"),
+        )
+        for source, error, pattern in cases:
+            with self.subTest(source=source):
+                with self.assertRaisesRegex(error, pattern):
+                    catalog.list_photos(source)
+
+
 class WriteCsvTest(absltest.TestCase):
 
     def test_round_trip(self):

@@ -20,7 +20,9 @@ from beau_tf.serving import saved_model
 from beau_tf.training import config as config_lib
 from beau_tf.training import trainer
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 SAVED_MODEL_CLI = os.path.join(
     os.path.dirname(sys.executable), "saved_model_cli"
 )
@@ -199,6 +201,47 @@ class ExportSavedModelTest(tf.test.TestCase):
         model = keras.Model(inputs, {"embedding": inputs, "mask": inputs})
         with self.assertRaisesRegex(ValueError, "square RGB input"):
             saved_model.export_saved_model(model, self.get_temp_dir(), "m")
+
+    def test_a_projection_is_applied_after_the_views_are_averaged(self):
+        rng = np.random.default_rng(0)
+        dim = self.model.output["embedding"].shape[-1]
+        mean = rng.standard_normal(dim).astype(np.float32) * 0.1
+        matrix = rng.standard_normal((dim, 5)).astype(np.float32)
+        version_dir = saved_model.export_saved_model(
+            self.model,
+            self.get_temp_dir(),
+            "adapted",
+            query_zooms=(1.0, 0.5),
+            projection=(mean, matrix),
+            adaptation={"num_photos": 7},
+        )
+        identity = contract.model_identity(version_dir)
+        self.assertEqual(identity["embedding_dim"], 5)
+        self.assertEqual(identity["adaptation"], {"num_photos": 7})
+        signatures = tf.saved_model.load(version_dir).signatures
+        plain = saved_model.ServingModule(self.model, (1.0, 0.5))
+        images = real_image_bytes()
+
+        def project(embeddings):
+            projected = (embeddings - mean) @ matrix
+            return projected / np.linalg.norm(projected, axis=1, keepdims=True)
+
+        for name, function in [
+            ("serving_default", plain.serve),
+            ("query_multiscale", plain.serve_multiscale),
+        ]:
+            served = signatures[name](images=images)["embedding"].numpy()
+            want = project(function(images)["embedding"].numpy())
+            self.assertAllClose(served, want, atol=1e-5)
+
+    def test_a_projection_of_the_wrong_size_is_refused(self):
+        with self.assertRaisesRegex(ValueError, "does not fit"):
+            saved_model.export_saved_model(
+                self.model,
+                self.get_temp_dir(),
+                "m",
+                projection=(np.zeros(3), np.zeros((3, 2))),
+            )
 
     def test_missing_identity_is_a_clear_error(self):
         with self.assertRaisesRegex(FileNotFoundError, "beau_tf.export"):

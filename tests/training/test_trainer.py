@@ -20,7 +20,9 @@ from beau_tf.training import config as config_lib
 from beau_tf.training import trainer
 from tests import testing
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 _ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -96,7 +98,9 @@ class TrainConfigTest(parameterized.TestCase):
     def test_workdir_refuses_another_run_but_accepts_more_steps(self):
         workdir = testing.make_tempdir(self)
         config_lib.record_config(workdir, tiny_config(self.catalog), "")
-        config_lib.record_config(workdir, tiny_config(self.catalog, steps=8), "")
+        config_lib.record_config(
+            workdir, tiny_config(self.catalog, steps=8), ""
+        )
         with self.assertRaisesRegex(ValueError, "learning_rate: 0.001 -> 0.5"):
             config_lib.record_config(
                 workdir, tiny_config(self.catalog, learning_rate=0.5), ""

@@ -1,0 +1,71 @@
+"""Learning an export's in-domain projection from unlabelled photos.
+
+The catalogue and the photos are embedded through the very functions the
+export will serve (`saved_model.ServingModule`: catalogue shots one view each,
+photos as queries are, with the multiscale signature), so the projection is
+learned on what the index and the queries will hold; then
+`self_training.self_train` learns it.
+"""
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from beau_tf.adaptation import self_training
+from beau_tf.serving import embedding as embedding_lib
+from beau_tf.serving import saved_model
+
+
+def learn_projection(
+    model: keras.Model,
+    query_zooms: Sequence[float],
+    catalogue_paths: Sequence[str],
+    photo_paths: Sequence[str],
+    config: self_training.SelfTrainingConfig,
+    batch_size: int = 32,
+) -> tuple[self_training.Projection, dict]:
+    """Embeds catalogue and photos with `model`, then self-trains.
+
+    Args:
+      model: the model to export (extractor interface).
+      query_zooms: the export's query zooms (photos are embedded as queries).
+      catalogue_paths: the catalogue images the index will hold.
+      photo_paths: unlabelled in-domain photos; never a query set that will
+        be scored.
+      config: the self-training recipe.
+      batch_size: images per model call.
+
+    Returns:
+      `(projection, record)`: the record (for the model identity) says what
+      was learned from: photo and catalogue counts, the first photo folders,
+      the recipe and each round's pseudo-label summary.
+    """
+    module = saved_model.ServingModule(model, tuple(query_zooms))
+
+    def embed(function, paths, description) -> np.ndarray:
+        embeddings, _ = embedding_lib.embed_files(
+            lambda images: function(images)["embedding"].numpy(),
+            list(paths),
+            batch_size=batch_size,
+            description=description,
+        )
+        return embeddings
+
+    catalogue = embed(module.serve, catalogue_paths, "Adaptation: catalogue")
+    photos = embed(
+        module.serve_multiscale, photo_paths, "Adaptation: unlabelled photos"
+    )
+    projection, history = self_training.self_train(catalogue, photos, config)
+    folders = sorted({os.path.dirname(os.path.abspath(p)) for p in photo_paths})
+    record = {
+        "method": "self-trained discriminant projection",
+        "num_photos": int(len(photos)),
+        "num_catalogue": int(len(catalogue)),
+        "photo_folders": folders[:5] + (["..."] if len(folders) > 5 else []),
+        "config": dataclasses.asdict(config),
+        "rounds": history,
+    }
+    return projection, record

@@ -36,7 +36,8 @@ _CATALOG = flags.DEFINE_string(
 _BACKGROUND_DIR = flags.DEFINE_string(
     "background_dir",
     "",
-    "Background photos (recursive); procedural scenes " "when empty.",
+    "Background photos: a folder (recursive) or a CSV with a path column; "
+    "procedural scenes when empty.",
 )
 _MAX_BACKGROUNDS = flags.DEFINE_integer(
     "max_backgrounds", 4000, "Background photos kept in memory at most."

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from beau_tf.common import progress
+from beau_tf.data import catalog
 from beau_tf.data import decode
 from beau_tf.data import products as products_lib
 
@@ -60,7 +61,8 @@ def load_backgrounds(
     """Decodes background photos into a `(N, size, size, 3)` uint8 array.
 
     Args:
-      background_dir: folder searched recursively for images.
+      background_dir: folder searched recursively for images, or a CSV
+        with a path column (see `catalog.list_photos`).
       size: side of each stored background (a little above the training size
         leaves room for random crops).
       max_count: keep at most this many (a seeded random subset), bounding
@@ -75,7 +77,7 @@ def load_backgrounds(
       FileNotFoundError: `background_dir` does not exist.
       ValueError: no usable image in it.
     """
-    paths = decode.list_image_files(background_dir)
+    paths = catalog.list_photos(background_dir)
     if max_count is not None and len(paths) > max_count:
         chosen = np.random.default_rng(seed).choice(
             len(paths), max_count, replace=False

@@ -9,6 +9,11 @@ converter writes, into `--out_dir`:
 * `queries_val.csv`, `queries_train.csv` (`path,item_id`): the in-store photos
   listed in `val.txt` and `train.txt`, their fine class mapped to the same item
   ids. `queries_test.csv` too when the dataset has a `test.txt`.
+* `queries_dev2.csv` (`path,item_id`): every 8th photo of `train.txt` (its
+  lines 1, 9, 17, ...), the second development query set, and
+  `photos_unlabelled.csv` (`path` only): the other `train.txt` photos, with
+  no label, for training backgrounds and in-domain adaptation. dev2 photos
+  are in neither of the latter uses.
 * `coarse.csv` (`item_id,coarse_class_name,group`): the coarse class of each
   item, and its group, "packages" (cartons under
   `iconic-images-and-descriptions/Packages`) or "fruit_vegetables", for
@@ -41,6 +46,8 @@ _COARSE_ID = "Coarse Class ID (int)"
 _ICONIC_PATH = "Iconic Image Path (str)"
 
 COARSE_COLUMNS = ("item_id", "coarse_class_name", "group")
+# Every 8th train.txt photo, from the first, is the second development set.
+DEV2_EVERY = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +71,8 @@ def convert_grocery_store(dataset_dir: str, out_dir: str) -> dict[str, str]:
 
     Returns:
       Written file paths by name: "catalog", "queries_val", "queries_train",
-      ("queries_test" when the dataset has test.txt) and "coarse".
+      ("queries_test" when the dataset has test.txt), "queries_dev2",
+      "photos_unlabelled" and "coarse".
 
     Raises:
       FileNotFoundError: `dataset_dir`, or a file it lists, does not exist.
@@ -89,6 +97,12 @@ def convert_grocery_store(dataset_dir: str, out_dir: str) -> dict[str, str]:
     }
     for split, rows in queries.items():
         tables[f"queries_{split}"] = (catalog.QUERY_COLUMNS, rows)
+    train = queries["train"]
+    tables["queries_dev2"] = (catalog.QUERY_COLUMNS, train[::DEV2_EVERY])
+    tables["photos_unlabelled"] = (
+        ("path",),
+        [(path,) for i, (path, _) in enumerate(train) if i % DEV2_EVERY],
+    )
     tables["coarse"] = (
         COARSE_COLUMNS,
         [(p.item_id, p.coarse_name, p.group) for p in by_id],

@@ -75,6 +75,8 @@ class FakeLayoutTest(absltest.TestCase):
                     "catalog",
                     "queries_val",
                     "queries_train",
+                    "queries_dev2",
+                    "photos_unlabelled",
                     "coarse",
                 )
             },
@@ -129,6 +131,29 @@ class FakeLayoutTest(absltest.TestCase):
             [(i.item_id, i.label) for i in items],
             [("Granny-Smith", 0), ("Oatly-Milk", 1), ("Pink-Lady", 2)],
         )
+
+    def test_dev2_is_every_eighth_train_photo_and_the_rest_unlabelled(self):
+        train = [
+            f"train/Fruit/Apple/Granny-Smith/Granny-Smith_{i:03d}.jpg, 0, 0"
+            for i in range(17)
+        ]
+        for line in train:
+            _write(self.dataset, line.split(",")[0])
+        _write(self.dataset, "train.txt", "\n".join(train) + "\n")
+        written = grocery.convert_grocery_store(self.dataset, self.out)
+        dev2 = catalog.read_queries(written["queries_dev2"])
+        self.assertEqual(
+            [os.path.basename(q.path) for q in dev2],
+            [
+                "Granny-Smith_000.jpg",
+                "Granny-Smith_008.jpg",
+                "Granny-Smith_016.jpg",
+            ],
+        )
+        unlabelled = _read(written["photos_unlabelled"])
+        self.assertEqual(unlabelled[0], ["path"])
+        self.assertLen(unlabelled, 1 + 14)
+        self.assertNotIn(dev2[1].path, [row[0] for row in unlabelled])
 
     def test_optional_test_split(self):
         _write(self.dataset, "test/Pink-Lady_9.jpg")
@@ -234,6 +259,16 @@ class RealDatasetTest(absltest.TestCase):
         train = catalog.read_queries(written["queries_train"])
         self.assertLen(train, 2640)
         self.assertEqual({q.item_id for q in train}, catalogue_ids)
+        # dev2 is train.txt's lines 1, 9, 17, ...; the rest is unlabelled.
+        dev2 = catalog.read_queries(written["queries_dev2"])
+        self.assertLen(dev2, 330)
+        self.assertEqual(dev2[:2], [train[0], train[8]])
+        unlabelled = catalog.list_photos(written["photos_unlabelled"])
+        self.assertLen(unlabelled, 2310)
+        self.assertEqual(_read(written["photos_unlabelled"])[0], ["path"])
+        self.assertEqual(
+            set(unlabelled) | {q.path for q in dev2}, {q.path for q in train}
+        )
 
         groups = [row[2] for row in _read(written["coarse"])[1:]]
         self.assertEqual(

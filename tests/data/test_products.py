@@ -239,6 +239,19 @@ class LoadBackgroundsTest(parameterized.TestCase):
         self.assertEqual(report.counts(), {"undecodable": 1})
         self.assertTrue(any("empty.jpg" in line for line in logs.output))
 
+    def test_a_csv_of_paths_picks_the_photos(self):
+        root = testing.make_tempdir(self)
+        for name, value in [("kept.png", 50), ("left_out.png", 200)]:
+            _save(
+                os.path.join(root, name), np.full((16, 16, 3), value, np.uint8)
+            )
+        listing = os.path.join(root, "backgrounds.csv")
+        with open(listing, "w") as stream:
+            stream.write("path\nkept.png\n")
+        photos, _ = backgrounds_lib.load_backgrounds(listing, 16)
+        self.assertEqual(photos.shape, (1, 16, 16, 3))
+        self.assertEqual(int(photos.mean()), 50)
+
     def test_max_count_takes_a_seeded_subset(self):
         root = testing.make_tempdir(self)
         for i in range(5):

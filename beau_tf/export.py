@@ -73,16 +73,19 @@ _ADAPT_DIM = flags.DEFINE_integer(
     "adapt_dim", 80, "Size of the adapted embeddings (< catalogue size)."
 )
 _ADAPT_ROUNDS = flags.DEFINE_integer(
-    "adapt_rounds", 2, "Self-training rounds (assign, then fit)."
+    "adapt_rounds", 5, "Self-training rounds (assign, then fit)."
 )
 _ADAPT_RIDGE = flags.DEFINE_float(
-    "adapt_ridge", 0.01, "Ridge on the within-class covariance."
+    "adapt_ridge",
+    None,
+    "Ridge on the within-class covariance, in units of its mean eigenvalue; "
+    "unset: 3 for one model, 1 for an ensemble (measured best).",
 )
 _ADAPT_PCA_DIM = flags.DEFINE_integer(
     "adapt_pca_dim",
-    0,
-    "Reduce to this many principal directions before adapting (ensembles); "
-    "0: no reduction.",
+    None,
+    "Reduce to this many principal directions before adapting; 0: none; "
+    "unset: none for one model, 512 for an ensemble (measured best).",
 )
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", "exported", "Folder holding one folder per model name."
@@ -124,9 +127,12 @@ def parse_zooms(values: list[str]) -> tuple[float, ...]:
     return contract.check_zooms(zooms)
 
 
-def adaptation_inputs() -> tuple[list[str], list[str], SelfTrainingConfig]:
+def adaptation_inputs(
+    num_members: int,
+) -> tuple[list[str], list[str], SelfTrainingConfig | None]:
     """The --adapt_* flags, checked before any model is built: (catalogue
-    paths, photo paths, recipe); empty lists when not adapting."""
+    paths, photo paths, recipe for a model of `num_members` members); empty
+    lists and None when not adapting."""
     if not _ADAPT_PHOTOS.value:
         if _ADAPT_CATALOG.value:
             raise ValueError(
@@ -138,11 +144,13 @@ def adaptation_inputs() -> tuple[list[str], list[str], SelfTrainingConfig]:
             "--adapt_photos needs --adapt_catalog: the catalogue the index "
             "will hold (its products are the classes photos are assigned to)."
         )
+    ensemble = num_members > 1
+    ridge, pca_dim = _ADAPT_RIDGE.value, _ADAPT_PCA_DIM.value
     config = SelfTrainingConfig(
         dim=_ADAPT_DIM.value,
         rounds=_ADAPT_ROUNDS.value,
-        ridge=_ADAPT_RIDGE.value,
-        pca_dim=_ADAPT_PCA_DIM.value,
+        ridge=(1.0 if ensemble else 3.0) if ridge is None else ridge,
+        pca_dim=(512 if ensemble else 0) if pca_dim is None else pca_dim,
     )
     catalogue = catalog_lib.list_catalog(_ADAPT_CATALOG.value)
     photos = catalog_lib.list_photos(_ADAPT_PHOTOS.value)
@@ -169,7 +177,9 @@ def main(argv):
         pca_paths = [
             item.path for item in catalog_lib.list_catalog(pca_catalog)
         ]
-    adapt_catalogue, adapt_photos, adapt_config = adaptation_inputs()
+    adapt_catalogue, adapt_photos, adapt_config = adaptation_inputs(
+        len(workdirs)
+    )
     model, members = build_lib.build_export_model(
         workdirs,
         weights=parse_weights(_MEMBER_WEIGHTS.value, len(workdirs)),

@@ -8,6 +8,10 @@ those classes together with the catalogue shots (within-class whitening, then
 the directions along which the classes differ most); the photos are assigned
 again in the new space and the projection learned again, for a few rounds.
 
+The defaults are the recipe measured best on GroceryStore (bench/RESULTS.md):
+balanced soft pseudo-labels (Sinkhorn), each catalogue shot weighing five
+photos, 80 directions, five rounds.
+
 The result is one linear map, `normalise((x - mean) @ matrix)`, applied to
 catalogue and query embeddings alike; `beau_tf.serving.saved_model` bakes it
 into the exported signatures.
@@ -30,23 +34,26 @@ class SelfTrainingConfig:
       rounds: assign-then-fit rounds (the first assigns with the unadapted
         embeddings).
       ridge: added to the within-class covariance's diagonal before
-        whitening (embeddings are unit vectors, so it is on their scale), so
-        that directions with little within-class spread are not blown up.
+        whitening, in units of its mean eigenvalue, so that directions with
+        little within-class spread are not blown up.
       assignment: "hard" (each photo to its nearest product) or "sinkhorn"
         (balanced: a soft assignment under which every product receives the
         same total share of photos, so that a few "attractor" products do
         not absorb the pool).
       temperature: softness of the "sinkhorn" assignment (cosine units).
+      catalogue_weight: how many photos each catalogue shot counts for in
+        its class (the one sample known to be right).
       pca_dim: > 0 first reduces the embeddings to this many principal
         directions (of photos and catalogue together): for high-dimensional
         ensembles, where the covariances are poorly estimated.
     """
 
     dim: int = 80
-    rounds: int = 2
-    ridge: float = 0.01
-    assignment: str = "hard"
-    temperature: float = 0.05
+    rounds: int = 5
+    ridge: float = 3.0
+    assignment: str = "sinkhorn"
+    temperature: float = 0.03
+    catalogue_weight: float = 5.0
     pca_dim: int = 0
 
     def __post_init__(self):
@@ -55,10 +62,11 @@ class SelfTrainingConfig:
                 f"dim={self.dim}, rounds={self.rounds}, pca_dim={self.pca_dim};"
                 " dim and rounds of at least 1 and pca_dim >= 0 expected."
             )
-        if self.ridge <= 0 or self.temperature <= 0:
+        if min(self.ridge, self.temperature, self.catalogue_weight) <= 0:
             raise ValueError(
-                f"ridge={self.ridge}, temperature={self.temperature}; both "
-                "must be positive."
+                f"ridge={self.ridge}, temperature={self.temperature}, "
+                f"catalogue_weight={self.catalogue_weight}; all must be "
+                "positive."
             )
         if self.assignment not in ASSIGNMENTS:
             raise ValueError(
@@ -118,21 +126,25 @@ def fit_discriminant_projection(
     catalogue: np.ndarray,
     dim: int,
     ridge: float,
+    catalogue_weight: float = 1.0,
 ) -> Projection:
     """Within-class whitening, then the top `dim` between-class directions.
 
     Classes are the K catalogue products; class k holds its catalogue shot
-    and the photos in proportion to their responsibility for k. The returned
+    (weighing `catalogue_weight` photos) and the photos in proportion to
+    their responsibility for k. The returned
     directions v solve `S_b v = lambda (S_w + r I) v` for the largest
     lambda, scaled so that `v^T (S_w + r I) v = 1`, where S_w and S_b are the
-    within- and between-class covariances and r is `ridge`.
+    within- and between-class covariances and r is `ridge` times the mean
+    eigenvalue of S_w.
 
     Args:
       photos: (N, D) photo embeddings.
       responsibilities: (N, K), rows summing to 1.
       catalogue: (K, D) catalogue embeddings, row k for product k.
       dim: directions kept, at most K - 1.
-      ridge: regularisation of S_w.
+      ridge: regularisation of S_w, relative to its mean eigenvalue.
+      catalogue_weight: the weight of each catalogue shot.
 
     Returns:
       The projection (mean: the weighted mean of all samples).
@@ -150,20 +162,21 @@ def fit_discriminant_projection(
             f"{size}-d embeddings; between 1 and {min(classes - 1, size)} "
             "expected."
         )
-    counts = responsibilities.sum(0) + 1.0  # (K,) photos + the catalogue shot
-    means = (responsibilities.T @ photos + catalogue) / counts[:, None]
+    weight = catalogue_weight
+    counts = responsibilities.sum(0) + weight  # (K,) photos + catalogue shot
+    means = (responsibilities.T @ photos + weight * catalogue) / counts[:, None]
     total = counts.sum()
-    mean = (photos.sum(0) + catalogue.sum(0)) / total  # (D,)
+    mean = (photos.sum(0) + weight * catalogue.sum(0)) / total  # (D,)
     centred_photos, centred_catalogue = photos - mean, catalogue - mean
     centred_means = means - mean
     # S_w = E[x x^T] - sum_k n_k m_k m_k^T / n, all centred on `mean`.
-    within = centred_photos.T @ centred_photos + centred_catalogue.T @ (
-        centred_catalogue
+    within = centred_photos.T @ centred_photos + weight * (
+        centred_catalogue.T @ centred_catalogue
     )
     between = (centred_means * counts[:, None]).T @ centred_means
     within = (within - between) / total
     between /= total
-    regularised = within + ridge * np.eye(size)
+    regularised = within + ridge * np.trace(within) / size * np.eye(size)
     values, vectors = np.linalg.eigh(regularised)
     whitening = vectors / np.sqrt(np.maximum(values, 1e-12))  # (D, D)
     spread, directions = np.linalg.eigh(whitening.T @ between @ whitening)
@@ -239,7 +252,12 @@ def self_train(
             similarities, config.assignment, config.temperature
         )
         projection = fit_discriminant_projection(
-            photos, responsibilities, catalogue, config.dim, config.ridge
+            photos,
+            responsibilities,
+            catalogue,
+            config.dim,
+            config.ridge,
+            config.catalogue_weight,
         )
         nearest = similarities.argmax(1)
         history.append(

@@ -71,7 +71,8 @@ class FitDiscriminantProjectionTest(parameterized.TestCase):
                 classes
             ]
         )
-        within = centred.T @ centred / len(samples) + ridge * np.eye(D)
+        within = centred.T @ centred / len(samples)
+        within += ridge * np.trace(within) / D * np.eye(D)
         whitened = projection.matrix.T @ within @ projection.matrix
         np.testing.assert_allclose(whitened, np.eye(5), atol=1e-4)
 
@@ -113,20 +114,21 @@ class SelfTrainTest(parameterized.TestCase):
 
     def test_pca_then_projection_is_one_linear_map(self):
         catalogue, photos, _ = _domain()
-        config = self_training.SelfTrainingConfig(
-            dim=5, rounds=1, ridge=1e-3, pca_dim=10
-        )
+        config = self_training.SelfTrainingConfig(dim=5, rounds=1, pca_dim=10)
         projection, _ = self_training.self_train(catalogue, photos, config)
         base = self_training._pca(np.concatenate([photos, catalogue]), 10)
         responsibilities = self_training.assign(
-            base.linear(photos) @ base.linear(catalogue).T, "hard", 0.05
+            base.linear(photos) @ base.linear(catalogue).T,
+            config.assignment,
+            config.temperature,
         )
         second = self_training.fit_discriminant_projection(
             base.linear(photos),
             responsibilities,
             base.linear(catalogue),
-            5,
-            1e-3,
+            config.dim,
+            config.ridge,
+            config.catalogue_weight,
         )
         np.testing.assert_allclose(
             projection(photos), second(base.linear(photos)), atol=1e-4

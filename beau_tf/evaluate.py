@@ -44,6 +44,12 @@ _MULTISCALE = flags.DEFINE_boolean(
     "Embed each query as the mean over central crops (the model's "
     "query_zooms; the query_multiscale signature); --nomultiscale: one view.",
 )
+_ALLOW_UNKNOWN_IDS = flags.DEFINE_boolean(
+    "allow_unknown_ids",
+    False,
+    "Score queries whose product the index lacks as misses instead of "
+    "refusing the query list.",
+)
 _JSON = flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
 _VISUALIZE = flags.DEFINE_string(
     "visualize", None, "Contact sheet PNG of the first 12 queries."
@@ -59,6 +65,13 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     bundle = index_dir_lib.load_index(_INDEX.value)
     queries = catalog_lib.read_queries(_QUERIES.value)
+    # Before any image is embedded: a query list of another catalogue.
+    evaluation.check_known_ids(
+        [q.item_id for q in queries],
+        bundle.index.item_ids,
+        _QUERIES.value,
+        allow=_ALLOW_UNKNOWN_IDS.value,
+    )
     embedded = query.embed_locally(
         _MODEL.value,
         bundle,

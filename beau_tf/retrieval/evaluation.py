@@ -23,6 +23,40 @@ def read_groups(path: str) -> dict[str, str]:
     return {row["item_id"]: row["group"] for row in rows}
 
 
+def check_known_ids(
+    true_ids: list[str], item_ids: list[str], source: str, allow: bool
+) -> int:
+    """Raises unless every query's product is in the index (or `allow`).
+
+    A query whose product the catalogue lacks can never be found, so
+    counting it as a miss would silently lower every metric; a query list
+    from another catalogue would score all zeros.
+
+    Args:
+      true_ids: each query's product id.
+      item_ids: the index's ids.
+      source: the query list, for the message.
+      allow: count unknown ids as misses instead of raising.
+
+    Returns:
+      The number of queries whose product is not in the index.
+
+    Raises:
+      ValueError: some products are unknown and `allow` is False.
+    """
+    known = set(item_ids)
+    unknown = [item_id for item_id in true_ids if item_id not in known]
+    if unknown and not allow:
+        first = sorted(set(unknown))[:5]
+        raise ValueError(
+            f"{source}: {len(unknown)} of {len(true_ids)} queries name "
+            f"products the index does not hold (e.g. {', '.join(first)}); "
+            "is it the catalogue's query list? Pass --allow_unknown_ids to "
+            "score them as misses."
+        )
+    return len(unknown)
+
+
 def evaluate(
     bundle: index_dir_lib.IndexBundle,
     queries: np.ndarray,

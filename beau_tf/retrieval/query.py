@@ -32,6 +32,10 @@ def list_query_paths(queries: list[str], query_dirs: list[str]) -> list[str]:
     for folder in query_dirs:
         paths.extend(decode.list_image_files(folder))
     for path in paths:
+        if os.path.isdir(path):
+            raise IsADirectoryError(
+                f"query image {path} is a folder; pass it as --query_dir."
+            )
         if not os.path.isfile(path):
             raise FileNotFoundError(f"query image {path} does not exist.")
     if not paths:

@@ -466,6 +466,6 @@ class CatalogIndex:
         if differ:
             raise ValueError(
                 f"index {self._where()} was built with {_describe(built)}, "
-                f"but the model is {_describe(model_identity)} (differs in "
+                f"but the model given is {_describe(model_identity)} (differs in "
                 f"{', '.join(differ)}); {REBUILD_HINT}."
             )

@@ -1,4 +1,4 @@
-"""Tests for beau_tf.files.atomic_path."""
+"""Tests for beau_tf.common.files.atomic_path."""
 
 import os
 import tempfile

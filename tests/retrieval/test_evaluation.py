@@ -64,6 +64,16 @@ class SearchTest(unittest.TestCase):
         self.assertEqual(text.splitlines()[1], "   1. 0.9000  a")
 
 
+class ListQueryPathsTest(unittest.TestCase):
+
+    def test_a_folder_passed_as_a_query_says_use_query_dir(self):
+        with tempfile.TemporaryDirectory() as root:
+            with self.assertRaisesRegex(IsADirectoryError, "--query_dir"):
+                query.list_query_paths([root], [])
+            with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
+                query.list_query_paths([os.path.join(root, "x.jpg")], [])
+
+
 class EvaluateTest(unittest.TestCase):
 
     def test_hand_computed_metrics(self):
@@ -78,6 +88,21 @@ class EvaluateTest(unittest.TestCase):
             self.assertAlmostEqual(row["recall@1"], 0.5)
         self.assertEqual(rows[1]["scann_recall@3_vs_exact"], 1.0)
         self.assertAlmostEqual(rows[0]["by_group"]["g2"]["map@3_hits"], 0.5)
+
+    def test_unknown_products_are_refused_unless_allowed(self):
+        with self.assertRaisesRegex(
+            ValueError, r"q.csv: 2 of 3 queries .* \(e.g. x, y\).*--allow"
+        ):
+            evaluation.check_known_ids(
+                ["a", "y", "x"], ["a", "b"], "q.csv", False
+            )
+        self.assertEqual(
+            evaluation.check_known_ids(["a", "y"], ["a", "b"], "q.csv", True), 1
+        )
+        self.assertEqual(
+            evaluation.check_known_ids(["a", "b"], ["a", "b"], "q.csv", False),
+            0,
+        )
 
     def test_table_rows_indent_each_group_below_its_method(self):
         rows = [{"method": "exact", "x": 1, "by_group": {"g": {"x": 2}}}]

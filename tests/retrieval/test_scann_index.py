@@ -103,7 +103,7 @@ class ScannIndexTest(parameterized.TestCase):
         message = str(caught.exception)
         self.assertIn("built with model beau version 3", message)
         self.assertIn("signature abc123def456…", message)
-        self.assertIn("the model is model beau version 4", message)
+        self.assertIn("the model given is model beau version 4", message)
         self.assertIn("signature def", message)
         self.assertIn("model_version, signature_fingerprint", message)
         self.assertIn("python -m beau_tf.index", message)

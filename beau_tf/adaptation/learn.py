@@ -43,7 +43,7 @@ def learn_projection(
       was learned from: photo and catalogue counts, the first photo folders,
       the recipe and each round's pseudo-label summary.
     """
-    module = saved_model.ServingModule(model, tuple(query_zooms))
+    module = saved_model.ServingModule(model, query_zooms)
 
     def embed(function, paths, description) -> np.ndarray:
         embeddings, _ = embedding_lib.embed_files(

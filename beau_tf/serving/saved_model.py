@@ -40,7 +40,8 @@ class ServingModule(tf.Module):
     Args:
       model: a model with the extractor's interface (see
         `export_saved_model`).
-      zooms: the central-crop fractions of `serve_multiscale`, checked.
+      zooms: the central-crop fractions of `serve_multiscale`; checked here,
+        the one place every path to a signature goes through.
       projection: `(mean (D,), matrix (D, d))` or None: the learned
         in-domain projection; every embedding leaving a signature becomes
         `normalise((e - mean) @ matrix)`, the multiscale one after the mean
@@ -50,13 +51,13 @@ class ServingModule(tf.Module):
     def __init__(
         self,
         model: keras.Model,
-        zooms: tuple[float, ...],
+        zooms: Sequence[float],
         projection: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         super().__init__(name="beau_tf_serving")
         self.model = model
         self._image_size = image_size_of(model)
-        self._zooms = zooms
+        self.zooms = contract.check_zooms(zooms)
         self.projection_mean = self.projection_matrix = None
         if projection is not None:
             mean, matrix = (np.asarray(a, np.float32) for a in projection)
@@ -105,9 +106,9 @@ class ServingModule(tf.Module):
         ]
     )
     def serve_multiscale(self, images):
-        size, num_zooms = self._image_size, len(self._zooms)
+        size, num_zooms = self._image_size, len(self.zooms)
         views = preprocess.decode_batch_zoomed(
-            images, size, self._zooms
+            images, size, self.zooms
         )  # (B,) -> (B, Z, S, S, 3)
         outputs = self.model(
             tf.reshape(views, [-1, size, size, 3]), training=False
@@ -220,13 +221,12 @@ def export_saved_model(
       ValueError: for a bad version, model name or zoom, or a model whose
         input is not (B, S, S, 3).
     """
-    query_zooms = contract.check_zooms(query_zooms)
     image_size = image_size_of(model)
+    module = ServingModule(model, query_zooms, projection)  # checks them
     version, version_dir = free_version_dir(export_base, model_name, version)
     model_dir = os.path.dirname(version_dir)
     os.makedirs(model_dir, exist_ok=True)
 
-    module = ServingModule(model, query_zooms, projection)
     serve = module.serve.get_concrete_function()
     serve_multiscale = module.serve_multiscale.get_concrete_function()
     signature = {
@@ -248,7 +248,7 @@ def export_saved_model(
         "signature_fingerprint": contract.signature_fingerprint(signature),
         "embedding_dim": signature["outputs"]["embedding"][1][-1],
         "image_size": image_size,
-        "query_zooms": list(query_zooms),
+        "query_zooms": list(module.zooms),
         "members": [dict(member) for member in members],
         "adaptation": dict(adaptation) if adaptation is not None else None,
     }

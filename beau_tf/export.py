@@ -1,4 +1,4 @@
-r"""Exports trained extractors as a TF Serving SavedModel version.
+r"""Exports extractors as a TF Serving SavedModel version.
 
   python -m beau_tf.export --workdirs=runs/r50,runs/lite2 --member_weights=1,1 \
       --pca_dim=256 --pca_catalog=catalog.csv \
@@ -9,15 +9,20 @@ exports its extractor alone; several are combined into one ensemble
 (`beau_tf.models.ensemble`), PCA-whitened on the catalogue's embeddings when
 --pca_dim > 0. Serve it as export/README.md shows.
 
-In-domain adaptation from unlabelled photos (`beau_tf.adaptation`):
+Untrained ImageNet backbones export without a workdir, and in-domain
+adaptation from unlabelled photos (`beau_tf.adaptation`) is one flag; the
+best measured recipe on GroceryStore (bench/RESULTS.md) is
 
-  python -m beau_tf.export --workdirs=runs/lite0 \
+  python -m beau_tf.export \
+      --backbones=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2 \
       --adapt_photos=shop_photos/ --adapt_catalog=catalog.csv
 
-learns a projection by self-training on the shop's own photos (no labels)
-and bakes it into both signatures; the identity records what it learned from.
+--adapt_photos learns a projection by self-training on the shop's own photos
+(no labels) and bakes it into both signatures; the identity records what it
+learned from.
 """
 
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -30,7 +35,18 @@ from beau_tf.serving import contract
 from beau_tf.serving import saved_model
 
 _WORKDIRS = flags.DEFINE_list(
-    "workdirs", None, "Training workdirs, comma-separated.", required=True
+    "workdirs", [], "Training workdirs, comma-separated."
+)
+_BACKBONES = flags.DEFINE_list(
+    "backbones",
+    [],
+    "ImageNet backbones to export untrained (GAP pooling), alone or beside "
+    "--workdirs, e.g. efficientnet_lite0,efficientnet_lite1,efficientnet_lite2.",
+)
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size",
+    224,
+    "Image size of --backbones members when no workdir sets it.",
 )
 _MEMBER_WEIGHTS = flags.DEFINE_list(
     "member_weights",
@@ -109,14 +125,14 @@ def parse_floats(flag: str, values: list[str], expected: str) -> list[float]:
 
 
 def parse_weights(values: list[str], count: int) -> list[float] | None:
-    """`--member_weights` as floats, one per workdir (None when empty)."""
+    """`--member_weights` as floats, one per member (None when empty)."""
     if not values:
         return None
     weights = parse_floats("member_weights", values, "numbers")
     if len(weights) != count:
         raise ValueError(
             f"--member_weights has {len(weights)} values for {count} "
-            "workdirs; give one per workdir."
+            "members; give one per workdir and backbone."
         )
     return weights
 
@@ -159,7 +175,10 @@ def adaptation_inputs(
 
 def main(argv):
     del argv
-    workdirs = _WORKDIRS.value
+    workdirs, backbones = _WORKDIRS.value, _BACKBONES.value
+    if not workdirs and not backbones:
+        raise app.UsageError("Pass --workdirs, --backbones or both.")
+    num_members = len(workdirs) + len(backbones)
     query_zooms = parse_zooms(_QUERY_ZOOMS.value)
     pca_dim = _PCA_DIM.value
     pca_catalog = _PCA_CATALOG.value
@@ -177,15 +196,15 @@ def main(argv):
         pca_paths = [
             item.path for item in catalog_lib.list_catalog(pca_catalog)
         ]
-    adapt_catalogue, adapt_photos, adapt_config = adaptation_inputs(
-        len(workdirs)
-    )
+    adapt_catalogue, adapt_photos, adapt_config = adaptation_inputs(num_members)
     model, members = build_lib.build_export_model(
         workdirs,
-        weights=parse_weights(_MEMBER_WEIGHTS.value, len(workdirs)),
+        weights=parse_weights(_MEMBER_WEIGHTS.value, num_members),
         pca_dim=pca_dim,
         pca_paths=pca_paths,
         batch_size=_BATCH_SIZE.value,
+        backbones=backbones,
+        image_size=_IMAGE_SIZE.value,
     )
     projection = adaptation = None
     if adapt_photos:

@@ -13,11 +13,9 @@ import keras
 import numpy as np
 
 from beau_tf.models import ensemble as ensemble_lib
+from beau_tf.models import extractor as extractor_lib
 from beau_tf.serving import preprocess
 from beau_tf.training import config as config_lib
-
-# Registers the extractor's Keras layers, which load_model needs.
-import beau_tf.models.extractor  # noqa: F401  pylint: disable=unused-import
 
 
 def load_members(
@@ -72,22 +70,48 @@ def embed_images(
     return np.concatenate(embeddings), embedded
 
 
+def untrained_members(
+    backbones: Sequence[str], image_size: int
+) -> list[keras.Model]:
+    """Extractors of ImageNet backbones with global average pooling and no
+    training: measured on GroceryStore, an ensemble of them, adapted, beats
+    every CPU-trained model (bench/RESULTS.md)."""
+    return [
+        extractor_lib.build_extractor(
+            extractor_lib.ExtractorConfig(
+                backbone=backbone,
+                backbone_weights="imagenet",
+                image_size=image_size,
+                pooling="gap",
+            )
+        )
+        for backbone in backbones
+    ]
+
+
 def build_export_model(
-    workdirs: Sequence[str],
+    workdirs: Sequence[str] = (),
     weights: Sequence[float] | None = None,
     pca_dim: int = 0,
     pca_paths: Sequence[str] = (),
     batch_size: int = 32,
+    backbones: Sequence[str] = (),
+    image_size: int = 224,
 ) -> tuple[keras.Model, list[dict]]:
-    """The model to export from training workdirs: one extractor or more.
+    """The model to export: trained extractors of training workdirs and/or
+    untrained ImageNet backbones, one or an ensemble.
 
     Args:
       workdirs: training workdirs (see `beau_tf.training`).
-      weights: one weight per workdir; None weighs them equally.
+      weights: one weight per member (workdirs first, then backbones); None
+        weighs them equally.
       pca_dim: > 0 adds PCA whitening to this size, learned on the
         embeddings of `pca_paths`.
       pca_paths: catalogue images to learn the whitening on.
       batch_size: batch size for embedding `pca_paths`.
+      backbones: names of ImageNet backbones to add untrained (see
+        `untrained_members`).
+      image_size: their image size, when there is no workdir to take it from.
 
     Returns:
       `(model, members for the identity)`; the model's input fixes the
@@ -97,11 +121,18 @@ def build_export_model(
       ValueError, FileNotFoundError: for bad workdirs, weights or PCA
         settings.
     """
-    if not workdirs:
-        raise ValueError("No workdirs given; name at least one training run.")
+    if not workdirs and not backbones:
+        raise ValueError(
+            "Nothing to export: name training workdirs (--workdirs) or "
+            "ImageNet backbones (--backbones)."
+        )
+    count = len(workdirs) + len(backbones)
     if weights is None:
-        weights = [1.0] * len(workdirs)
-    extractors, image_size = load_members(workdirs)
+        weights = [1.0] * count
+    extractors = []
+    if workdirs:
+        extractors, image_size = load_members(workdirs)
+    extractors += untrained_members(backbones, image_size)
     model = ensemble_lib.build_ensemble(extractors, weights)
     if pca_dim > 0:
         if not pca_paths:
@@ -117,8 +148,12 @@ def build_export_model(
         )
         whitening = ensemble_lib.fit_pca_whitening(embeddings, pca_dim)
         model = ensemble_lib.build_ensemble(extractors, weights, whitening)
+    sources = [{"workdir": os.path.abspath(w)} for w in workdirs] + [
+        {"backbone": b, "weights": "imagenet", "pooling": "gap"}
+        for b in backbones
+    ]
     members = [
-        {"workdir": os.path.abspath(workdir), "weight": float(weight)}
-        for workdir, weight in zip(workdirs, weights)
+        dict(source, weight=float(weight))
+        for source, weight in zip(sources, weights)
     ]
     return model, members

@@ -101,6 +101,18 @@ class AdaptationTest(tf.test.TestCase):
                 text=True,
             )
 
+        no_members = subprocess.run(
+            [sys.executable, "-m", "beau_tf.export", "--export_dir=x"],
+            cwd=REPO,
+            env=ENVIRONMENT,
+            capture_output=True,
+            text=True,
+        )
+        self.assertEqual(no_members.returncode, 1)
+        self.assertRegex(
+            no_members.stderr, "error: Pass --workdirs, --backbones or both"
+        )
+
         missing = run()
         self.assertEqual(missing.returncode, 1)
         self.assertRegex(

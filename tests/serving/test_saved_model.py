@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from beau_tf.data import synthetic
 from beau_tf.models import extractor as extractor_lib
+from beau_tf.serving import build as build_lib
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import preprocess
@@ -246,6 +247,34 @@ class ExportSavedModelTest(tf.test.TestCase):
     def test_missing_identity_is_a_clear_error(self):
         with self.assertRaisesRegex(FileNotFoundError, "beau_tf.export"):
             contract.model_identity(self.get_temp_dir())
+
+
+class BuildExportModelTest(tf.test.TestCase):
+
+    def test_untrained_backbones_need_no_workdir(self):
+        model, members = build_lib.build_export_model(
+            backbones=["efficientnet_lite0", "efficientnet_lite0"],
+            image_size=64,
+            weights=[1.0, 2.0],
+        )
+        self.assertEqual(saved_model.image_size_of(model), 64)
+        self.assertEqual(model.output["embedding"].shape[-1], 2 * 1280)
+        self.assertEqual(
+            members,
+            [
+                {
+                    "backbone": "efficientnet_lite0",
+                    "weights": "imagenet",
+                    "pooling": "gap",
+                    "weight": weight,
+                }
+                for weight in (1.0, 2.0)
+            ],
+        )
+
+    def test_nothing_to_export_is_a_clear_error(self):
+        with self.assertRaisesRegex(ValueError, "--workdirs.*--backbones"):
+            build_lib.build_export_model()
 
 
 class ExportCommandTest(tf.test.TestCase):

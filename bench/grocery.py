@@ -1,40 +1,46 @@
-r"""GroceryStore, one command: baselines, trained models, ensembles, one table.
+r"""GroceryStore, one command: baselines, trained models, adapted models,
+ensembles, one table.
 
   python bench/grocery.py [--dataset_dir=../shared/data/grocery-store/dataset] \
-      [--out_dir=out/bench_grocery] [--split=val] [--steps=200]
+      [--out_dir=out/bench_grocery] [--splits=val,dev2] [--steps=200]
 
-Every row is a SavedModel exported with `beau_tf.serving.saved_model`, whose catalogue
-(the 81 iconic images) is indexed with `beau_tf.retrieval.index_dir` and whose query
-photos are scored with `beau_tf.retrieval.evaluation`: the code behind `python -m
-beau_tf.export / index / evaluate`. Exact search; MAP@7, recall@1 and
-recall@7, overall and for packages vs fruit and vegetables. Each model is
-scored twice: one view per query photo (`serving_default`) and the mean over
-central crops (`query_multiscale`, zooms 1.0, 0.75, 0.5); the ensembles also
-with alpha-query-expansion.
+Every row is a SavedModel exported with `beau_tf.serving.saved_model`, whose
+catalogue (the 81 iconic images) is indexed with `beau_tf.retrieval.index_dir`
+and whose query photos are scored with `beau_tf.retrieval.evaluation`: the
+code behind `python -m beau_tf.export / index / evaluate`. Exact search;
+MAP@7, recall@1 and recall@7 on each split, and per group (packages vs fruit
+and vegetables) on the first. Each model is scored with one view per query
+photo (`serving_default`) and with the mean over central crops
+(`query_multiscale`, zooms 1.0, 0.75, 0.5).
+
+Splits: `val` (296 photos) and `dev2` (every 8th photo of train.txt, 330
+photos), the two development sets; `--splits=test` scores a held-out
+`test.txt` when the dataset folder has one.
 
 Rows:
-  - off-the-shelf ImageNet EfficientNet-Lite0/1/2, GAP, GeM and MAC pooling,
-    no training (the baseline a user would otherwise pick);
-  - the paper-faithful model (configs/efficientnet_lite0.flags: mask loss,
-    attention pooling) and the recommended one (+ configs/recommended.flags:
-    the identity loss), both shortened for this CPU by
-    configs/grocery_cpu.flags (a frozen backbone, --steps); the paper-faithful
-    one also with procedural backgrounds instead of the train/ photos;
-  - ensembles of three backbones at one image size: off-the-shelf GAP
-    members, and paper-faithful trained members.
+  - off-the-shelf ImageNet EfficientNet-Lite0/1/2 with GAP, no training (the
+    baseline a user would otherwise pick);
+  - trained with `python -m beau_tf.train`: the paper-faithful model
+    (configs/efficientnet_lite0.flags: mask loss, attention pooling) and one
+    with the identity loss too (+ configs/identity_loss.flags), shortened for
+    this CPU by configs/grocery_cpu.flags (a frozen backbone, --steps); the
+    paper-faithful one also with procedural backgrounds;
+  - adapted (`beau_tf.adaptation`, as `python -m beau_tf.export
+    --adapt_photos` does): a projection self-trained on the unlabelled
+    train/ photos (dev2 excluded) baked into the export;
+  - ensembles of three backbones at one image size, plain and adapted.
 
-Honesty: `beau_tf.train` reads the 81 catalogue images and the `train/`
-photos as unlabelled backgrounds only (it never reads train.txt's labels);
-the labels of the query split are read only to score. `val` is the
-development split; `--split=test` scores a held-out `test.txt` when the
-dataset folder has one.
+Honesty: training reads the 81 catalogue images and, as backgrounds, the
+unlabelled train/ photos less dev2 (`photos_unlabelled.csv`); adaptation
+reads the same photos, unlabelled. Labels of the scored splits are read only
+to score.
 
 The run resumes: each finished row is kept in <out_dir>/rows/<name>.json and
 each training run in <out_dir>/runs/<name>_<steps> (an interrupted one resumes
 from its last checkpoint); delete them to measure again.
-Writes <out_dir>/table.md, <out_dir>/masks.png (the two paper-faithful
-decoders' masks on query photos) and <out_dir>/contact_sheet.png (queries,
-multiscale, and their top 5 with the best ensemble; correct ones marked OK).
+Writes <out_dir>/table.md, <out_dir>/masks.png (the trained decoders' masks on
+query photos) and <out_dir>/contact_sheet.png (queries, multiscale, and their
+top 5 with the best ensemble; correct ones marked OK).
 """
 
 import json
@@ -50,6 +56,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from beau_tf.adaptation import learn
+from beau_tf.adaptation import self_training
 from beau_tf.common import pictures
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import grocery
@@ -76,8 +84,8 @@ _DATASET_DIR = flags.DEFINE_string(
 _OUT_DIR = flags.DEFINE_string(
     "out_dir", "out/bench_grocery", "Where everything is written."
 )
-_SPLIT = flags.DEFINE_enum(
-    "split", "val", ["val", "test"], "The query photos scored."
+_SPLITS = flags.DEFINE_list(
+    "splits", ["val", "dev2"], "The query sets scored (val, dev2, test)."
 )
 _STEPS = flags.DEFINE_integer(
     "steps", 200, "Training steps of each trained model (batch 16)."
@@ -94,30 +102,25 @@ _NATIVE_SIZES = {
     "efficientnet_lite1": 240,
     "efficientnet_lite2": 260,
 }
-_BASELINES = [
-    ("efficientnet_lite0", "gap"),
-    ("efficientnet_lite0", "gem"),
-    ("efficientnet_lite0", "mac"),
-    ("efficientnet_lite1", "gap"),
-    ("efficientnet_lite2", "gap"),
-    ("efficientnet_lite2", "gem"),
-    ("efficientnet_lite2", "mac"),
-]
-_ENSEMBLE_BACKBONES = (
-    "efficientnet_lite0",
-    "efficientnet_lite1",
-    "efficientnet_lite2",
-)
+_BASELINES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+_ENSEMBLE_BACKBONES = _BASELINES
+# The adaptation recipes (see bench/RESULTS.md for how they were chosen).
+_ADAPT_SINGLE = self_training.SelfTrainingConfig()
+_ADAPT_ENSEMBLE = self_training.SelfTrainingConfig(pca_dim=512, ridge=1.0)
 
 
 def score_model(
-    name: str, model_dir: str, csvs: dict, split: str, out_dir: str, qe=False
+    name: str,
+    model_dir: str,
+    csvs: dict,
+    splits: list[str],
+    out_dir: str,
 ) -> dict:
-    """Indexes the catalogue with `model_dir` and scores the query photos.
+    """Indexes the catalogue with `model_dir` and scores each split's photos.
 
     Returns:
-      `{"name", "seconds", "views": {"single": row, "multiscale": row[,
-      "multiscale+qe": row]}}`, each row `evaluation.evaluate`'s exact row.
+      `{"name", "model_dir", "seconds", "views": {split: {"single": row,
+      "multiscale": row}}}`, each row `evaluation.evaluate`'s exact row.
     """
     start = time.perf_counter()
     identity = contract.model_identity(model_dir)
@@ -130,29 +133,23 @@ def score_model(
             shards.embed_catalog_shard(model_dir, identity, items), index_dir
         )
     bundle = index_dir_lib.load_index(index_dir)
-    queries = catalog_lib.read_queries(csvs[f"queries_{split}"])
-    true_id = {query.path: query.item_id for query in queries}
     group_of = evaluation.read_groups(csvs["coarse"])
     views = {}
-    for multiscale in (False, True):
-        embedded = query.embed_locally(
-            model_dir, bundle, list(true_id), multiscale=multiscale
-        )
-        true_ids = [true_id[path] for path in embedded.paths]
-        groups = [group_of.get(item_id, "other") for item_id in true_ids]
-        rows = evaluation.evaluate(
-            bundle,
-            embedded.embeddings,
-            true_ids,
-            groups,
-            qe_k=1 if qe and multiscale else 0,
-            k=_K,
-        )
-        by_method = {row["method"]: row for row in rows}
-        view = "multiscale" if multiscale else "single"
-        views[view] = by_method["exact"]
-        if "exact+qe" in by_method:
-            views["multiscale+qe"] = by_method["exact+qe"]
+    for split in splits:
+        queries = catalog_lib.read_queries(csvs[f"queries_{split}"])
+        true_id = {q.path: q.item_id for q in queries}
+        views[split] = {}
+        for multiscale in (False, True):
+            embedded = query.embed_locally(
+                model_dir, bundle, list(true_id), multiscale=multiscale
+            )
+            true_ids = [true_id[path] for path in embedded.paths]
+            groups = [group_of.get(item_id, "other") for item_id in true_ids]
+            rows = evaluation.evaluate(
+                bundle, embedded.embeddings, true_ids, groups, k=_K
+            )
+            view = "multiscale" if multiscale else "single"
+            views[split][view] = rows[0]  # exact search
     return {
         "name": name,
         "model_dir": model_dir,
@@ -169,7 +166,7 @@ def cached(out_dir: str, name: str, compute) -> dict:
             return json.load(stream)
     result = compute()
     config_lib.write_json_atomically(path, result)
-    logging.info("%s: %s", name, json.dumps(result["views"]["single"]))
+    logging.info("%s: %s", name, json.dumps(result["views"]))
     return result
 
 
@@ -178,26 +175,64 @@ def export(
     name: str,
     out_dir: str,
     members: list[dict] = (),
+    adaptation: tuple | None = None,
 ) -> str:
-    """Exports `model` under <out_dir>/exported/<name>; frees its graph."""
-    model_dir = saved_model.export_saved_model(
+    """Exports `model` under <out_dir>/exported/<name>.
+
+    `adaptation`: `(projection, record)` from `learn.learn_projection`.
+    """
+    projection, record = adaptation or (None, None)
+    return saved_model.export_saved_model(
         model,
         os.path.join(out_dir, "exported"),
         name,
         members=members,
+        projection=projection and (projection.mean, projection.matrix),
+        adaptation=record,
     )
+
+
+def plain_and_adapted(
+    model: keras.Model,
+    name: str,
+    csvs: dict,
+    recipe: self_training.SelfTrainingConfig,
+    out_dir: str,
+    members: list[dict] = (),
+) -> tuple[str, str]:
+    """Exports `model` as it is and adapted to the unlabelled photos (the
+    same model, so the rows differ by the adaptation alone); frees its graph.
+    """
+    model_dirs = {}
+    for variant in ("plain", "adapted"):
+        existing = os.path.join(out_dir, "exported", f"{name}_{variant}", "1")
+        if os.path.isdir(existing):
+            model_dirs[variant] = existing
+            continue
+        adaptation = None
+        if variant == "adapted":
+            adaptation = learn.learn_projection(
+                model,
+                contract.DEFAULT_QUERY_ZOOMS,
+                [i.path for i in catalog_lib.list_catalog(csvs["catalog"])],
+                catalog_lib.list_photos(csvs["photos_unlabelled"]),
+                recipe,
+            )
+        model_dirs[variant] = export(
+            model, f"{name}_{variant}", out_dir, members, adaptation
+        )
     keras.backend.clear_session()
-    return model_dir
+    return model_dirs["plain"], model_dirs["adapted"]
 
 
-def off_the_shelf(backbone: str, pooling: str, image_size: int):
-    """An extractor with ImageNet weights and no training."""
+def off_the_shelf(backbone: str, image_size: int):
+    """An extractor with ImageNet weights, GAP and no training."""
     return extractor_lib.build_extractor(
         extractor_lib.ExtractorConfig(
             backbone=backbone,
             backbone_weights="imagenet",
             image_size=image_size,
-            pooling=pooling,
+            pooling="gap",
         )
     )
 
@@ -215,12 +250,6 @@ def train_run(
     logging.info("Training %s: %s", name, " ".join(command))
     subprocess.run(command, check=True)
     return workdir
-
-
-def trained_model_dir(name: str, workdirs: list[str], out_dir: str) -> str:
-    """Exports the trained extractors of `workdirs` (one, or an ensemble)."""
-    model, members = build_lib.build_export_model(workdirs)
-    return export(model, name, out_dir, members)
 
 
 def draw_masks(
@@ -285,26 +314,25 @@ def spread(queries: list, count: int) -> list:
     return queries[::step][:count]
 
 
-def table(results: list[tuple[str, str, dict]]) -> str:
-    """A markdown table: one line per (model, query view), overall and per
-    group (packages, fruit_vegetables)."""
+def table(results: list[tuple[str, dict]], splits: list[str]) -> str:
+    """A markdown table: one line per (model, query view); MAP@7, R@1 and
+    R@7 on each split, and per group on the first split."""
     rows = []
-    for label, view, row in results:
-        line = {
-            "model": label,
-            "queries": view,
-            "MAP@7": row[f"map@{_K}_hits"],
-            "recall@1": row["recall@1"],
-            "recall@7": row[f"recall@{_K}"],
-        }
-        for group in _GROUPS:
-            metrics = row.get("by_group", {}).get(group, {})
-            line[f"{group} MAP@7"] = metrics.get(f"map@{_K}_hits", "")
-            line[f"{group} R@1"] = metrics.get("recall@1", "")
-            line[f"{group} R@7"] = metrics.get(f"recall@{_K}", "")
-        rows.append(line)
-    columns = list(rows[0])
-    return metrics.format_table(rows, columns, markdown=True)
+    for label, views in results:
+        for view in ("single", "multiscale"):
+            line = {"model": label, "queries": view}
+            for split in splits:
+                row = views[split][view]
+                line[f"{split} MAP@7"] = row[f"map@{_K}_hits"]
+                line[f"{split} R@1"] = row["recall@1"]
+                line[f"{split} R@7"] = row[f"recall@{_K}"]
+            by_group = views[splits[0]][view].get("by_group", {})
+            for group in _GROUPS:
+                line[f"{splits[0]} {group} MAP@7"] = by_group.get(
+                    group, {}
+                ).get(f"map@{_K}_hits", "")
+            rows.append(line)
+    return metrics.format_table(rows, list(rows[0]), markdown=True)
 
 
 def main(argv):
@@ -318,143 +346,158 @@ def main(argv):
         )
         return
     started = time.perf_counter()
-    out_dir, split, steps = _OUT_DIR.value, _SPLIT.value, _STEPS.value
+    out_dir, splits, steps = _OUT_DIR.value, _SPLITS.value, _STEPS.value
     csvs = grocery.convert_grocery_store(
         _DATASET_DIR.value, os.path.join(out_dir, "csv")
     )
-    if f"queries_{split}" not in csvs:
-        raise ValueError(f"{_DATASET_DIR.value} has no {split}.txt.")
+    for split in splits:
+        if f"queries_{split}" not in csvs:
+            raise ValueError(f"{_DATASET_DIR.value} has no {split} split.")
+    tag = "_".join(splits)
     results = []
 
-    def add(label: str, result: dict):
-        for view in ("single", "multiscale", "multiscale+qe"):
-            if view in result["views"]:
-                results.append((label, view, result["views"][view]))
-
-    # 1. Off-the-shelf ImageNet backbones: the baseline.
-    for backbone, pooling in _BASELINES:
-        size = _NATIVE_SIZES[backbone]
-        name = f"{split}_{backbone}_{size}_{pooling}"
+    def add(label: str, name: str, model_dir: str) -> dict:
         result = cached(
             out_dir,
-            name,
-            lambda: score_model(
-                name,
-                export(off_the_shelf(backbone, pooling, size), name, out_dir),
-                csvs,
-                split,
-                out_dir,
-            ),
+            f"{tag}_{name}",
+            lambda: score_model(name, model_dir(), csvs, splits, out_dir),
         )
-        add(f"{backbone} {size}px {pooling.upper()}, ImageNet", result)
+        results.append((label, result["views"]))
+        return result
 
-    # 2. Trained: paper-faithful and recommended, on the same backbone.
-    background_dir = os.path.join(_DATASET_DIR.value, "train")
+    def add_pair(label: str, name: str, build, recipe):
+        """Rows for a model, plain and adapted; `build()` gives `(model,
+        members)` and is called only when a row is not cached."""
+        exported = {}
+
+        def model_dir(variant):
+            def get():
+                if not exported:
+                    model, members = build()
+                    exported.update(
+                        zip(
+                            ("plain", "adapted"),
+                            plain_and_adapted(
+                                model, name, csvs, recipe, out_dir, members
+                            ),
+                        )
+                    )
+                return exported[variant]
+
+            return get
+
+        plain = add(label, f"{name}_plain", model_dir("plain"))
+        adapted = add(
+            f"{label} + adapted", f"{name}_adapted", model_dir("adapted")
+        )
+        return plain, adapted
+
+    # 1. Off-the-shelf ImageNet backbones: the baseline, plain and adapted.
+    for backbone in _BASELINES:
+        size = _NATIVE_SIZES[backbone]
+        add_pair(
+            f"{backbone} {size}px GAP, ImageNet",
+            f"{backbone}_{size}_gap",
+            lambda: (off_the_shelf(backbone, size), []),
+            _ADAPT_SINGLE,
+        )
+
+    # 2. Trained with python -m beau_tf.train; backgrounds never hold dev2.
     common = [
         f"--catalog={csvs['catalog']}",
-        f"--background_dir={background_dir}",
+        f"--background_dir={csvs['photos_unlabelled']}",
         f"--steps={steps}",
     ]
     lite0 = "configs/efficientnet_lite0.flags"
     cpu = "configs/grocery_cpu.flags"
     runs = {
-        "paper_lite0": ([lite0, cpu], []),
-        # The same, on procedural scenes instead of the train/ photos.
-        "paper_lite0_procedural": ([lite0, cpu], ["--background_dir="]),
-        "recommended_lite0": ([lite0, "configs/recommended.flags", cpu], []),
+        "paper_lite0": (
+            [lite0, cpu],
+            [],
+            "Lite0 paper-faithful (mask loss, attention)",
+        ),
+        "paper_lite0_procedural": (
+            [lite0, cpu],
+            ["--background_dir="],
+            "Lite0 paper-faithful, procedural backgrounds",
+        ),
+        "identity_lite0": (
+            [lite0, "configs/identity_loss.flags", cpu],
+            [],
+            "Lite0 paper-faithful + identity loss",
+        ),
     }
     size = _ENSEMBLE_SIZE.value
     for backbone in _ENSEMBLE_BACKBONES[1:]:
-        config = f"configs/{backbone}.flags"
-        if not os.path.exists(os.path.join(REPO, config)):
-            config = lite0
         runs[f"paper_{backbone[-5:]}_{size}"] = (
-            [config, cpu],
+            [lite0, cpu],
             [f"--backbone={backbone}", f"--image_size={size}"],
+            None,  # an ensemble member only
         )
-    workdirs = {}
-    for run_name, (flagfiles, overrides) in runs.items():
+    workdirs, trained = {}, {}
+    for run_name, (flagfiles, overrides, label) in runs.items():
         workdirs[run_name] = train_run(
             f"{run_name}_{steps}", flagfiles, common + overrides, out_dir
         )
-    trained_dirs = {}
-    for run_name, label in [
-        ("paper_lite0", "Lite0 paper-faithful (mask loss, attention)"),
-        (
-            "paper_lite0_procedural",
-            "Lite0 paper-faithful, procedural backgrounds",
-        ),
-        ("recommended_lite0", "Lite0 recommended (+ identity loss)"),
-    ]:
-        name = f"{split}_{run_name}_{steps}"
-        result = cached(
-            out_dir,
-            name,
-            lambda: score_model(
-                name,
-                trained_model_dir(name, [workdirs[run_name]], out_dir),
-                csvs,
-                split,
-                out_dir,
-            ),
+        if label is None:
+            continue
+        plain, _ = add_pair(
+            f"{label}, {steps} steps",
+            f"{run_name}_{steps}",
+            lambda: build_lib.build_export_model([workdirs[run_name]]),
+            _ADAPT_SINGLE,
         )
-        add(f"{label}, {steps} steps", result)
-        trained_dirs[run_name] = result["model_dir"]
+        trained[run_name] = plain["model_dir"]
 
-    # 3. Ensembles of three backbones at one image size.
-    name = f"{split}_ensemble_imagenet_gap_{size}"
-
+    # 3. Ensembles of three backbones at one image size, plain and adapted.
     def imagenet_ensemble():
-        members = [off_the_shelf(b, "gap", size) for b in _ENSEMBLE_BACKBONES]
-        model = ensemble_lib.build_ensemble(members, [1.0] * len(members))
-        model_dir = export(model, name, out_dir)
-        return score_model(name, model_dir, csvs, split, out_dir, qe=True)
+        members = [off_the_shelf(b, size) for b in _ENSEMBLE_BACKBONES]
+        return ensemble_lib.build_ensemble(members, [1.0] * len(members)), []
 
-    result = cached(out_dir, name, imagenet_ensemble)
-    add(f"ensemble Lite0+1+2 {size}px GAP, ImageNet", result)
-    best_dir, best_name = result["model_dir"], name
-
-    name = f"{split}_ensemble_paper_{size}_{steps}"
+    _, best = add_pair(
+        f"ensemble Lite0+1+2 {size}px GAP, ImageNet",
+        f"ensemble_imagenet_gap_{size}",
+        imagenet_ensemble,
+        _ADAPT_ENSEMBLE,
+    )
     paper_runs = ["paper_lite0"] + [
         f"paper_{b[-5:]}_{size}" for b in _ENSEMBLE_BACKBONES[1:]
     ]
-    result = cached(
-        out_dir,
-        name,
-        lambda: score_model(
-            name,
-            trained_model_dir(name, [workdirs[r] for r in paper_runs], out_dir),
-            csvs,
-            split,
-            out_dir,
-            qe=True,
-        ),
+    add_pair(
+        f"ensemble Lite0+1+2 {size}px paper-faithful, {steps} steps",
+        f"ensemble_paper_{size}_{steps}",
+        lambda: build_lib.build_export_model([workdirs[r] for r in paper_runs]),
+        _ADAPT_ENSEMBLE,
     )
-    add(f"ensemble Lite0+1+2 {size}px paper-faithful, {steps} steps", result)
 
     # 4. Pictures and the table.
-    queries = catalog_lib.read_queries(csvs[f"queries_{split}"])
+    queries = catalog_lib.read_queries(csvs[f"queries_{splits[0]}"])
     masks_png = draw_masks(
         {
-            "train/ backgrounds": trained_dirs["paper_lite0"],
-            "procedural": trained_dirs["paper_lite0_procedural"],
+            "unlabelled photos": trained["paper_lite0"],
+            "procedural": trained["paper_lite0_procedural"],
         },
         [q.path for q in spread(queries, 16)],
         os.path.join(out_dir, "masks.png"),
     )
+    best_dir = best["model_dir"]
     identity = contract.model_identity(best_dir)
     sheet_png = draw_contact_sheet(
         best_dir,
         os.path.join(
-            out_dir, "indexes", best_name, str(identity["model_version"])
+            out_dir, "indexes", best["name"], str(identity["model_version"])
         ),
         spread(queries, 12),
         os.path.join(out_dir, "contact_sheet.png"),
     )
+    sizes = ", ".join(
+        f"{split} {len(catalog_lib.read_queries(csvs[f'queries_{split}']))}"
+        for split in splits
+    )
     text = (
-        f"GroceryStore {split}: {len(queries)} query photos, 81 catalogue "
-        "images; exact search; MAP@7 with one correct product per query.\n\n"
-        + table(results)
+        f"GroceryStore ({sizes} query photos), 81 catalogue images; exact "
+        "search; MAP@7 with one correct product per query.\n\n"
+        + table(results, splits)
     )
     with open(os.path.join(out_dir, "table.md"), "w") as stream:
         stream.write(text + "\n")

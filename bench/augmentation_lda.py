@@ -82,8 +82,8 @@ from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import grocery
 from beau_tf.data import pipelines
 from beau_tf.data import products as products_lib
-from beau_tf.models import extractor as extractor_lib
 from beau_tf.retrieval import metrics
+from beau_tf.serving import build as build_lib
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import saved_model
@@ -126,18 +126,6 @@ _MAX_BACKGROUNDS = 600
 _BATCH = 32
 _SERVED_CHECK_PHOTOS = 32
 _FIT_REPEATS = 3
-
-
-def off_the_shelf():
-    """ImageNet EfficientNet-Lite0, 224 px, GAP, no training."""
-    return extractor_lib.build_extractor(
-        extractor_lib.ExtractorConfig(
-            backbone="efficientnet_lite0",
-            backbone_weights="imagenet",
-            image_size=_IMAGE_SIZE,
-            pooling="gap",
-        )
-    )
 
 
 def export_once(model, export_base: str, name: str, **kwargs) -> str:
@@ -300,9 +288,9 @@ def map_at_k(
     """MAP@7 (`map@7_hits`) of exact search."""
     indices, _ = metrics.rank_exact(queries, catalogue, _K)
     ranked = [[catalogue_ids[j] for j in row] for row in indices]
-    return metrics.evaluate_rankings(
-        ranked, [{i} for i in true_ids], k=_K
-    )[f"map@{_K}_hits"]
+    return metrics.evaluate_rankings(ranked, [{i} for i in true_ids], k=_K)[
+        f"map@{_K}_hits"
+    ]
 
 
 def score(embedded: dict, projection=None) -> dict:
@@ -426,7 +414,7 @@ def main(argv):
     csvs = grocery.convert_grocery_store(
         _DATASET_DIR.value, os.path.join(out_dir, "csv")
     )
-    model = off_the_shelf()
+    (model,) = build_lib.untrained_members(["efficientnet_lite0"], _IMAGE_SIZE)
     exported = os.path.join(out_dir, "exported")
     plain_dir = export_once(model, exported, "efficientnet_lite0_224_gap")
     embedded = cached_npz(

@@ -61,8 +61,6 @@ from beau_tf.adaptation import self_training
 from beau_tf.common import pictures
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import grocery
-from beau_tf.models import ensemble as ensemble_lib
-from beau_tf.models import extractor as extractor_lib
 from beau_tf.retrieval import evaluation
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import metrics
@@ -223,18 +221,6 @@ def plain_and_adapted(
         )
     keras.backend.clear_session()
     return model_dirs["plain"], model_dirs["adapted"]
-
-
-def off_the_shelf(backbone: str, image_size: int):
-    """An extractor with ImageNet weights, GAP and no training."""
-    return extractor_lib.build_extractor(
-        extractor_lib.ExtractorConfig(
-            backbone=backbone,
-            backbone_weights="imagenet",
-            image_size=image_size,
-            pooling="gap",
-        )
-    )
 
 
 def train_run(
@@ -398,7 +384,9 @@ def main(argv):
         add_pair(
             f"{backbone} {size}px GAP, ImageNet",
             f"{backbone}_{size}_gap",
-            lambda: (off_the_shelf(backbone, size), []),
+            lambda: build_lib.build_export_model(
+                backbones=[backbone], image_size=size
+            ),
             _ADAPT_SINGLE,
         )
 
@@ -451,8 +439,9 @@ def main(argv):
 
     # 3. Ensembles of three backbones at one image size, plain and adapted.
     def imagenet_ensemble():
-        members = [off_the_shelf(b, size) for b in _ENSEMBLE_BACKBONES]
-        return ensemble_lib.build_ensemble(members, [1.0] * len(members)), []
+        return build_lib.build_export_model(
+            backbones=_ENSEMBLE_BACKBONES, image_size=size
+        )
 
     _, best = add_pair(
         f"ensemble Lite0+1+2 {size}px GAP, ImageNet",

@@ -5,7 +5,6 @@ Serving over gRPC; either way the index must come from the same model
 version, or search refuses and says which is which.
 """
 
-import csv
 import dataclasses
 import os
 

@@ -22,6 +22,8 @@ best measured recipe on GroceryStore (bench/RESULTS.md) is
 learned from.
 """
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -215,6 +217,7 @@ def main(argv):
             adapt_photos,
             adapt_config,
             batch_size=_BATCH_SIZE.value,
+            source=os.path.abspath(_ADAPT_PHOTOS.value),
         )
         projection = (learned.mean, learned.matrix)
     version_dir = saved_model.export_saved_model(

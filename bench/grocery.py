@@ -215,6 +215,7 @@ def plain_and_adapted(
                 [i.path for i in catalog_lib.list_catalog(csvs["catalog"])],
                 catalog_lib.list_photos(csvs["photos_unlabelled"]),
                 recipe,
+                source=csvs["photos_unlabelled"],
             )
         model_dirs[variant] = export(
             model, f"{name}_{variant}", out_dir, members, adaptation

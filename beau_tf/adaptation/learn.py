@@ -26,6 +26,7 @@ def learn_projection(
     photo_paths: Sequence[str],
     config: self_training.SelfTrainingConfig,
     batch_size: int = 32,
+    source: str = "",
 ) -> tuple[self_training.Projection, dict]:
     """Embeds catalogue and photos with `model`, then self-trains.
 
@@ -37,11 +38,13 @@ def learn_projection(
         be scored.
       config: the self-training recipe.
       batch_size: images per model call.
+      source: where the photos were listed from (a folder or CSV), for the
+        record; by default the folder that holds them all.
 
     Returns:
       `(projection, record)`: the record (for the model identity) says what
-      was learned from: photo and catalogue counts, the first photo folders,
-      the recipe and each round's pseudo-label summary.
+      was learned from: the photos' source, photo and catalogue counts, the
+      recipe and each round's pseudo-label summary.
     """
     module = saved_model.ServingModule(model, query_zooms)
 
@@ -59,12 +62,15 @@ def learn_projection(
         module.serve_multiscale, photo_paths, "Adaptation: unlabelled photos"
     )
     projection, history = self_training.self_train(catalogue, photos, config)
-    folders = sorted({os.path.dirname(os.path.abspath(p)) for p in photo_paths})
+    if not source:
+        source = os.path.commonpath(
+            [os.path.dirname(os.path.abspath(p)) for p in photo_paths]
+        )
     record = {
         "method": "self-trained discriminant projection",
+        "photos": source,
         "num_photos": int(len(photos)),
         "num_catalogue": int(len(catalogue)),
-        "photo_folders": folders[:5] + (["..."] if len(folders) > 5 else []),
         "config": dataclasses.asdict(config),
         "rounds": history,
     }

@@ -60,9 +60,7 @@ class AdaptationTest(tf.test.TestCase):
         self.assertEqual(record["num_catalogue"], 5)
         self.assertEqual(record["config"]["dim"], 3)
         self.assertLen(record["rounds"], 2)
-        self.assertEqual(
-            record["photo_folders"], [os.path.dirname(self.photo_paths[0])]
-        )
+        self.assertEqual(record["photos"], os.path.dirname(self.photo_paths[0]))
 
     @pytest.mark.slow
     def test_export_with_adapt_photos(self):
@@ -127,6 +125,10 @@ class AdaptationTest(tf.test.TestCase):
         identity = contract.model_identity(version_dir)
         self.assertEqual(identity["embedding_dim"], 2)
         self.assertEqual(identity["adaptation"]["num_photos"], 15)
+        self.assertEqual(
+            identity["adaptation"]["photos"],
+            os.path.abspath(self.catalog.queries_csv),
+        )
         served = tf.saved_model.load(version_dir).signatures[
             "query_multiscale"
         ](images=tf.constant([open(self.photo_paths[0], "rb").read()]))

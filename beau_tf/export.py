@@ -145,6 +145,15 @@ def parse_zooms(values: list[str]) -> tuple[float, ...]:
     return contract.check_zooms(zooms)
 
 
+def pca_paths() -> list[str]:
+    """The --pca_catalog images, checked before any model is built."""
+    if _PCA_DIM.value <= 0:
+        return []
+    if not _PCA_CATALOG.value:
+        raise ValueError(f"--pca_dim={_PCA_DIM.value} needs --pca_catalog.")
+    return [item.path for item in catalog_lib.list_catalog(_PCA_CATALOG.value)]
+
+
 def adaptation_inputs(
     num_members: int,
 ) -> tuple[list[str], list[str], SelfTrainingConfig | None]:
@@ -182,28 +191,20 @@ def main(argv):
         raise app.UsageError("Pass --workdirs, --backbones or both.")
     num_members = len(workdirs) + len(backbones)
     query_zooms = parse_zooms(_QUERY_ZOOMS.value)
-    pca_dim = _PCA_DIM.value
-    pca_catalog = _PCA_CATALOG.value
     export_dir, model_name, version = (
         _EXPORT_DIR.value,
         _MODEL_NAME.value,
         _VERSION.value,
     )
-    # Fails before the slow work when the version is taken.
+    # Every input is checked before the slow work.
     saved_model.free_version_dir(export_dir, model_name, version)
-    if pca_dim > 0 and not pca_catalog:
-        raise ValueError(f"--pca_dim={pca_dim} needs --pca_catalog.")
-    pca_paths = []
-    if pca_dim > 0:
-        pca_paths = [
-            item.path for item in catalog_lib.list_catalog(pca_catalog)
-        ]
+    whitening_paths = pca_paths()
     adapt_catalogue, adapt_photos, adapt_config = adaptation_inputs(num_members)
     model, members = build_lib.build_export_model(
         workdirs,
         weights=parse_weights(_MEMBER_WEIGHTS.value, num_members),
-        pca_dim=pca_dim,
-        pca_paths=pca_paths,
+        pca_dim=_PCA_DIM.value,
+        pca_paths=whitening_paths,
         batch_size=_BATCH_SIZE.value,
         backbones=backbones,
         image_size=_IMAGE_SIZE.value,
@@ -211,25 +212,15 @@ def main(argv):
     projection = adaptation = None
     if adapt_photos:
         learned, adaptation = learn.learn_projection(
-            model,
-            query_zooms,
-            adapt_catalogue,
-            adapt_photos,
-            adapt_config,
+            model, query_zooms, adapt_catalogue, adapt_photos, adapt_config,
             batch_size=_BATCH_SIZE.value,
             source=os.path.abspath(_ADAPT_PHOTOS.value),
-        )
+        )  # fmt: skip
         projection = (learned.mean, learned.matrix)
     version_dir = saved_model.export_saved_model(
-        model,
-        export_dir,
-        model_name,
-        version=version,
-        members=members,
-        query_zooms=query_zooms,
-        projection=projection,
-        adaptation=adaptation,
-    )
+        model, export_dir, model_name, version=version, members=members,
+        query_zooms=query_zooms, projection=projection, adaptation=adaptation,
+    )  # fmt: skip
     logging.info(
         "Serve it with export/README.md's command; wrote %s", version_dir
     )

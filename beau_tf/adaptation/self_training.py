@@ -132,11 +132,11 @@ def fit_discriminant_projection(
 
     Classes are the K catalogue products; class k holds its catalogue shot
     (weighing `catalogue_weight` photos) and the photos in proportion to
-    their responsibility for k. The returned
-    directions v solve `S_b v = lambda (S_w + r I) v` for the largest
-    lambda, scaled so that `v^T (S_w + r I) v = 1`, where S_w and S_b are the
-    within- and between-class covariances and r is `ridge` times the mean
-    eigenvalue of S_w.
+    their responsibility for k. The returned directions v solve
+    `S_b v = lambda (S_w + r I) v` for the largest lambda, scaled so that
+    `v^T (S_w + r I) v = 1`, where S_w and S_b are the within- and
+    between-class covariances and r is `ridge` times the mean eigenvalue of
+    S_w.
 
     Args:
       photos: (N, D) photo embeddings.

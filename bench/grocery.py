@@ -179,13 +179,16 @@ def export(
 
     `adaptation`: `(projection, record)` from `learn.learn_projection`.
     """
-    projection, record = adaptation or (None, None)
+    arrays = record = None
+    if adaptation is not None:
+        projection, record = adaptation
+        arrays = (projection.mean, projection.matrix)
     return saved_model.export_saved_model(
         model,
         os.path.join(out_dir, "exported"),
         name,
         members=members,
-        projection=projection and (projection.mean, projection.matrix),
+        projection=arrays,
         adaptation=record,
     )
 

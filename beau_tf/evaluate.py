@@ -4,6 +4,10 @@ r"""Scores retrieval on query photos with known products.
       --queries=out/grocery/queries_val.csv [--groups=out/grocery/coarse.csv] \
       [--qe_k=3 --dba_k=3] [--json] [--visualize=val.png]
 
+With --server=localhost:8500 instead of --model, the queries are embedded by
+TF Serving over gRPC (see `beau_tf.search`). Query photos that cannot be used
+are skipped with a warning naming each, and the rest are scored.
+
 Prints MAP@7 in both conventions (AP over the hits found in the top 7, as the
 Perfect-500K teams computed it; and over min(|relevant|, 7)), recall@1 and
 @7, for exact search and ScaNN side by side (with ScaNN's recall against
@@ -11,21 +15,28 @@ exact search), overall and per group.
 """
 
 import json
+import sys
 
 from absl import app
 from absl import flags
 
 from beau_tf.common import cli
+from beau_tf.common import files
 from beau_tf.common import pictures
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.retrieval import evaluation
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import metrics
 from beau_tf.retrieval import query
+from beau_tf.serving import grpc_client
 
 _MODEL = flags.DEFINE_string(
-    "model", None, "Exported SavedModel version directory.", required=True
+    "model", None, "Exported SavedModel version directory (local embedding)."
 )
+_SERVER = flags.DEFINE_string(
+    "server", None, "TF Serving gRPC address host:port (remote embedding)."
+)
+_TIMEOUT = flags.DEFINE_float("timeout", 10.0, "gRPC timeout, seconds.")
 _INDEX = flags.DEFINE_string("index", None, "Index directory.", required=True)
 _QUERIES = flags.DEFINE_string(
     "queries", None, "CSV of path,item_id query photos.", required=True
@@ -63,6 +74,10 @@ _COLUMNS = [
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if bool(_MODEL.value) == bool(_SERVER.value):
+        raise app.UsageError("Pass exactly one of --model and --server.")
+    if _VISUALIZE.value:
+        files.check_writable(_VISUALIZE.value, "--visualize")
     bundle = index_dir_lib.load_index(_INDEX.value)
     queries = catalog_lib.read_queries(_QUERIES.value)
     # Before any image is embedded: a query list of another catalogue.
@@ -72,12 +87,17 @@ def main(argv):
         _QUERIES.value,
         allow=_ALLOW_UNKNOWN_IDS.value,
     )
-    embedded = query.embed_locally(
-        _MODEL.value,
-        bundle,
-        [q.path for q in queries],
-        multiscale=_MULTISCALE.value,
-    )
+    try:
+        embedded = query.embed_queries(
+            bundle,
+            [q.path for q in queries],
+            model_dir=_MODEL.value,
+            server=_SERVER.value,
+            timeout_seconds=_TIMEOUT.value,
+            multiscale=_MULTISCALE.value,
+        )
+    except grpc_client.ServingError as error:
+        sys.exit(f"error: {error}")
     true_id = {q.path: q.item_id for q in queries}
     true_ids = [true_id[path] for path in embedded.paths]
     groups = None

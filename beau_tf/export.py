@@ -31,6 +31,7 @@ from absl import logging
 from beau_tf.adaptation import learn
 from beau_tf.adaptation.self_training import SelfTrainingConfig
 from beau_tf.common import cli
+from beau_tf.common import files
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.serving import build as build_lib
 from beau_tf.serving import contract
@@ -197,6 +198,7 @@ def main(argv):
         _VERSION.value,
     )
     # Every input is checked before the slow work.
+    files.check_writable(export_dir, "--export_dir", folder=True)
     saved_model.free_version_dir(export_dir, model_name, version)
     whitening_paths = pca_paths()
     adapt_catalogue, adapt_photos, adapt_config = adaptation_inputs(num_members)

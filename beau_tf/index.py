@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 
 from beau_tf.common import cli
+from beau_tf.common import files
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import shards
@@ -62,6 +63,8 @@ def main(argv):
     sharded = _NUM_SHARDS.value > 1
     if sharded and not _SHARD_DIR.value:
         raise app.UsageError("--num_shards > 1 needs --shard_dir.")
+    if sharded:
+        files.check_writable(_SHARD_DIR.value, "--shard_dir", folder=True)
     if not sharded and not _INDEX_DIR.value:
         raise app.UsageError("--index_dir is required.")
     if not sharded:

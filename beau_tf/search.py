@@ -5,8 +5,10 @@ r"""Finds the catalogue products shown in photos.
       [--json] [--visualize=results.png]
 
 With --server=localhost:8500 the photos are embedded by TF Serving over gRPC
-instead of a local SavedModel. Search refuses an index built from another
-model version than the one embedding the queries.
+(or by `python -m beau_tf.dev_server` while developing) instead of a local
+SavedModel. Search refuses an index built from another model (name, version
+or weights) than the one embedding the queries. A photo that cannot be used
+is skipped with a warning naming it; the others are answered.
 """
 
 import json
@@ -16,6 +18,7 @@ from absl import app
 from absl import flags
 
 from beau_tf.common import cli
+from beau_tf.common import files
 from beau_tf.common import pictures
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import query
@@ -54,21 +57,19 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if bool(_MODEL.value) == bool(_SERVER.value):
         raise app.UsageError("Pass exactly one of --model and --server.")
+    if _VISUALIZE.value:
+        files.check_writable(_VISUALIZE.value, "--visualize")
     bundle = index_dir_lib.load_index(_INDEX.value)
     paths = query.list_query_paths(_QUERY.value, _QUERY_DIR.value)
     try:
-        if _SERVER.value:
-            queries = query.embed_with_server(
-                _SERVER.value,
-                bundle,
-                paths,
-                _TIMEOUT.value,
-                multiscale=_MULTISCALE.value,
-            )
-        else:
-            queries = query.embed_locally(
-                _MODEL.value, bundle, paths, multiscale=_MULTISCALE.value
-            )
+        queries = query.embed_queries(
+            bundle,
+            paths,
+            model_dir=_MODEL.value,
+            server=_SERVER.value,
+            timeout_seconds=_TIMEOUT.value,
+            multiscale=_MULTISCALE.value,
+        )
     except grpc_client.ServingError as error:
         sys.exit(f"error: {error}")
     ids, scores = query.search(

@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 
 from beau_tf.common import cli
+from beau_tf.common import files
 from beau_tf.data import products
 from beau_tf.models import backbones
 from beau_tf.models import extractor
@@ -176,6 +177,7 @@ def main(argv):
         config = config_from_flags()
     except ValueError as error:
         raise app.UsageError(str(error)) from None
+    files.check_writable(_WORKDIR.value, "--workdir", folder=True)
     own_flags = flags.FLAGS.get_flags_for_module(sys.modules[__name__])
     trainer.train(
         config,

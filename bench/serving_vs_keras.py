@@ -77,7 +77,7 @@ def main(argv):
         version_dir = saved_model.export_saved_model(model, base, "bench")
         serving = tf.saved_model.load(version_dir).signatures["serving_default"]
         encoded = photo_bytes(batch_size, width, height)
-        decoded = preprocess.decode_batch(encoded, size)  # (B, S, S, 3)
+        decoded, _ = preprocess.decode_batch(encoded, size)  # (B, S, S, 3)
         keras_fn = tf.function(lambda x: model(x, training=False))
         contenders = {
             "serving": lambda: images_per_second(

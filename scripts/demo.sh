@@ -33,4 +33,7 @@ $py -m beau_tf.evaluate --model="$out/exported/beau_tf/1" --index="$out/index" \
     --queries="$out/synthetic/queries.csv" --visualize="$out/evaluation.png"
 echo "Pictures: $out/preview.png (training pairs), $out/search.png (one query),"
 echo "  $out/evaluation.png (12 queries with their top 5)."
-echo "Serve it: see export/README.md; TensorBoard: tensorboard --logdir $out/workdir/tensorboard"
+echo "TF Serving: see export/README.md; TensorBoard: tensorboard --logdir $out/workdir/tensorboard"
+echo "Search it in a browser: start the service with"
+echo "  $py -m beau_tf.serve --index=$out/index --model=$out/exported/beau_tf/1"
+echo "  and open http://127.0.0.1:8080/ (Ctrl-C stops it)."

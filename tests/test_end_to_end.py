@@ -223,11 +223,11 @@ def test_index_is_never_overwritten(chain):
 
 
 def test_search_through_tf_serving_grpc(chain):
-    from tests.serving import prediction_server  # pylint: disable=g-import-not-at-top
+    from beau_tf.serving import (
+        dev_server,
+    )  # pylint: disable=g-import-not-at-top
 
-    server, address = prediction_server.start_server(
-        chain["model"], "beau_tf", 1
-    )
+    server, address = dev_server.start_server(chain["model"], "beau_tf", 1)
     try:
         queries = catalog_lib.read_queries(chain["data"].queries_csv)
         remote = run(
@@ -284,3 +284,42 @@ def test_search_of_an_undecodable_image_is_skipped_with_its_name(chain):
     )
     assert "not_an_image.jpg" in result.stderr
     assert [a["query"] for a in json.loads(result.stdout)] == [queries[0].path]
+
+
+def test_search_and_evaluate_over_grpc_skip_bad_photos_as_locally(chain):
+    from beau_tf.serving import (
+        dev_server,
+    )  # pylint: disable=g-import-not-at-top
+
+    bad = chain["root"] / "empty.jpg"
+    bad.write_bytes(b"")
+    query = catalog_lib.read_queries(chain["data"].queries_csv)[0].path
+    searches = [f"--query={bad}", f"--query={query}", "--json"]
+    evaluation = [f"--queries={chain['data'].queries_csv}", "--json"]
+    server, address = dev_server.start_server(chain["model"], "beau_tf", 1)
+    try:
+        remote = [
+            run(*args, f"--index={chain['index_dir']}", f"--server={address}")
+            for args in (
+                ["beau_tf.search", *searches],
+                ["beau_tf.evaluate", *evaluation],
+            )
+        ]
+    finally:
+        server.stop(0)
+    local = [
+        run(*args, f"--index={chain['index_dir']}", f"--model={chain['model']}")
+        for args in (
+            ["beau_tf.search", *searches],
+            ["beau_tf.evaluate", *evaluation],
+        )
+    ]
+    for result in (remote[0], local[0]):
+        assert result.stderr.count(f"Skipped: {bad} is empty (0 bytes)") == 1
+        assert [a["query"] for a in json.loads(result.stdout)] == [query]
+    remote_rows, local_rows = (
+        json.loads(r.stdout) for r in (remote[1], local[1])
+    )
+    assert [r["map@7_hits"] for r in remote_rows] == pytest.approx(
+        [r["map@7_hits"] for r in local_rows]
+    )

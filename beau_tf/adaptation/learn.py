@@ -50,7 +50,7 @@ def learn_projection(
 
     def embed(function, paths, description) -> np.ndarray:
         embeddings, _ = embedding_lib.embed_files(
-            lambda images: function(images)["embedding"].numpy(),
+            embedding_lib.as_embed_fn(function),
             list(paths),
             batch_size=batch_size,
             description=description,

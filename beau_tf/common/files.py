@@ -35,3 +35,42 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+
+
+def check_writable(path: str, flag: str, folder: bool = False) -> None:
+    """Raises unless this process can create `path` (a file, or a folder).
+
+    CLIs call it on their outputs before any long work, so a typo in an
+    output path costs nothing.
+
+    Args:
+      path: where an output will be written.
+      flag: how the user named it, e.g. "--visualize", for the message.
+      folder: whether the output is a folder (else a file).
+
+    Raises:
+      IsADirectoryError: a file output names an existing folder.
+      NotADirectoryError: a folder output, or a parent of `path`, is a file.
+      PermissionError: the nearest existing folder above `path` is not
+        writable.
+    """
+    if not folder and os.path.isdir(path):
+        raise IsADirectoryError(
+            f"{flag}={path} is a folder; a file name is expected."
+        )
+    if folder and os.path.isfile(path):
+        raise NotADirectoryError(
+            f"{flag}={path} is a file; a folder is expected."
+        )
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(
+            f"cannot write {flag}={path}: {existing} is a file, not a folder."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"cannot write {flag}={path}: no permission to write in "
+            f"{existing}."
+        )

@@ -300,7 +300,8 @@ def _check_files_exist(csv_path: str, entries: list[tuple[int, str]]) -> None:
     if not missing:
         return
     listed = "; ".join(
-        f"line {line}: {path}" for line, path in missing[:_MAX_LISTED]
+        f"line {line}: {path}{' (a folder)' if os.path.isdir(path) else ''}"
+        for line, path in missing[:_MAX_LISTED]
     )
     more = (
         f" and {len(missing) - _MAX_LISTED} more"
@@ -309,6 +310,7 @@ def _check_files_exist(csv_path: str, entries: list[tuple[int, str]]) -> None:
     )
     raise FileNotFoundError(
         f"{csv_path} lists {len(missing)} image file(s) that do not exist "
+        "or are folders "
         f"({listed}{more}); relative paths are resolved against "
         f"{os.path.dirname(os.path.abspath(csv_path))}"
     )

@@ -100,6 +100,21 @@ _PIL_DECODE_ERRORS = (
 
 _PIL_LIMIT_LOCK = threading.Lock()
 
+# The smallest side, in pixels, of an image any stage accepts (training,
+# index, search, evaluate and the serving signatures alike).
+MIN_SIDE = 8
+
+# The longest side of the pixels the query path sends a model
+# (`read_for_model`). An exported model sees S x S pixels (224 by default)
+# and its smallest query zoom keeps half of each side, so 1024 leaves every
+# view at least twice the detail the model can use.
+MODEL_INPUT_MAX_SIDE = 1024
+
+# Files the model's own decoder reads to the same pixels as `load_image`:
+# 8-bit colour or grey, no transparency. Anything else (TIFF, 16-bit, CMYK,
+# palette, alpha, EXIF-rotated, larger than the limit) is sent re-encoded.
+_PASS_THROUGH_MODES = {"JPEG": ("RGB", "L"), "PNG": ("RGB", "L")}
+
 
 class ImageDecodeError(ValueError):
     """An image file that cannot be used; the message names the file and why."""
@@ -120,7 +135,7 @@ class DecodedImage:
 
 
 def load_image(
-    path: str, max_side: int | None = None, min_side: int = 8
+    path: str, max_side: int | None = None, min_side: int = MIN_SIDE
 ) -> DecodedImage:
     """Decodes an image file to 8-bit RGB (+ alpha).
 
@@ -153,7 +168,10 @@ def load_image(
 
 
 def decode_image_bytes(
-    data: bytes, name: str, max_side: int | None = None, min_side: int = 8
+    data: bytes,
+    name: str,
+    max_side: int | None = None,
+    min_side: int = MIN_SIDE,
 ) -> DecodedImage:
     """Decodes encoded image bytes; same behaviour as `load_image`.
 
@@ -174,6 +192,88 @@ def decode_image_bytes(
     if not data:
         raise ImageDecodeError(f"{name} is empty (0 bytes)")
     return _decode(io.BytesIO(data), name, max_side, min_side)
+
+
+def read_for_model(path: str, max_side: int = MODEL_INPUT_MAX_SIDE) -> bytes:
+    """The encoded image that the query path sends a model for one file.
+
+    This is the one image contract of beau_tf: index, search, evaluate and
+    adaptation accept exactly the files training accepts (`load_image`:
+    the same formats, TIFF included, the same minimum size, the same
+    reasons in the same words), and a huge image is decoded at reduced size
+    here, so no stage holds it at full resolution inside TensorFlow.
+
+    A plain 8-bit JPEG or PNG no larger than `max_side`, upright, is sent as
+    its own bytes, so the served embedding equals what any TF Serving client
+    sending that file gets. Any other file is decoded here (EXIF orientation
+    applied, transparency composited over white, longest side at most
+    `max_side`) and sent as a lossless PNG.
+
+    Args:
+      path: an image file.
+      max_side: the longest side sent to the model.
+
+    Returns:
+      JPEG or PNG bytes that the exported signatures decode.
+
+    Raises:
+      FileNotFoundError: `path` does not exist.
+      IsADirectoryError: `path` is a folder.
+      ImageDecodeError: the file is not a usable image (see `load_image`).
+    """
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file {path} does not exist") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(
+            f"{path} is a folder, not an image file"
+        ) from None
+    return encode_for_model(data, path, max_side)
+
+
+def encode_for_model(
+    data: bytes, name: str, max_side: int = MODEL_INPUT_MAX_SIDE
+) -> bytes:
+    """`read_for_model` for bytes already in memory (an upload, say).
+
+    Args:
+      data: the encoded file contents.
+      name: what to call the image in error messages.
+      max_side: the longest side sent to the model.
+
+    Returns:
+      `data` itself or a lossless PNG; see `read_for_model`.
+
+    Raises:
+      ImageDecodeError: not a usable image (see `load_image`).
+    """
+    _check_sides(max_side, MIN_SIDE)
+    if not data:
+        raise ImageDecodeError(f"{name} is empty (0 bytes)")
+    image = _decode(io.BytesIO(data), name, max_side, MIN_SIDE)
+    if _passes_through(data, max_side):
+        return data
+    rgb = image.rgb
+    if image.alpha is not None:
+        opacity = image.alpha[..., np.newaxis].astype(np.float32) / 255.0
+        rgb = np.rint(rgb * opacity + 255.0 * (1.0 - opacity)).astype(np.uint8)
+    encoded = io.BytesIO()
+    Image.fromarray(rgb).save(encoded, format="PNG", compress_level=1)
+    return encoded.getvalue()
+
+
+def _passes_through(data: bytes, max_side: int) -> bool:
+    """Whether the model's decoder reads `data` as `load_image` would."""
+    with _pixel_limit_policy():
+        im = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
+    return (
+        im.mode in _PASS_THROUGH_MODES.get(im.format, ())
+        and not im.has_transparency_data
+        and max(im.size) <= max_side
+        and _exif_orientation(im, "") in (0, 1)
+    )
 
 
 def list_image_files(root: str) -> list[str]:

@@ -3,9 +3,9 @@
 ```
 <index_dir>/
   manifest.json    format version, the model it was built from (name, version,
-                   signature fingerprint, embedding size), item count, ScaNN
-                   build parameters and version, creation time, and the size
-                   and SHA-256 of every other file below
+                   signature and model fingerprints, embedding size), item
+                   count, ScaNN build parameters and version, creation time,
+                   and the size and SHA-256 of every other file below
   items.csv        item_id,path: row i of the embeddings is item i
   embeddings.npy   (N, D) float32 catalogue embeddings (exact search,
                    evaluation, DBA)
@@ -29,6 +29,7 @@ import tempfile
 from absl import logging
 import numpy as np
 
+from beau_tf.common import files
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.retrieval import scann_index
 
@@ -82,6 +83,7 @@ def check_free(index_dir: str) -> None:
             f"{index_dir} exists and is not empty; an index is never "
             "overwritten (remove it or pass another --index_dir)."
         )
+    files.check_writable(index_dir, "--index_dir", folder=True)
 
 
 def build_and_save(

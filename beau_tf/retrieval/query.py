@@ -1,8 +1,10 @@
 """Query photos against a catalogue index: embed, search, draw.
 
 Queries are embedded by the exported model, loaded locally or served by TF
-Serving over gRPC; either way the index must come from the same model
-version, or search refuses and says which is which.
+Serving over gRPC; either way the index must come from the same model (name,
+version and model fingerprint), or search refuses and says which is which.
+A photo that cannot be used is skipped with one warning naming it, the same
+way on both paths, and the others are answered.
 """
 
 import dataclasses
@@ -63,44 +65,103 @@ def embed_locally(
     return EmbeddedQueries(embeddings, [paths[i] for i in kept])
 
 
+def _short(fingerprint: str) -> str:
+    return fingerprint[:12] + "…"
+
+
 def embed_with_server(
     address: str,
     bundle: index_dir_lib.IndexBundle,
     paths: list[str],
     timeout_seconds: float,
     multiscale: bool = False,
+    batch_size: int = 32,
 ) -> EmbeddedQueries:
-    """Embeds through TF Serving's gRPC API, then checks the served version.
+    """Embeds through TF Serving's gRPC API, checking every answer's model.
 
-    The server reports the model name and version that answered; both must
-    match the index manifest (the signature fingerprint cannot be read over
-    gRPC, so a re-exported model under the same version is not caught).
+    Each answer names the model version and carries its model fingerprint;
+    both must be the index manifest's, so a model re-exported under the same
+    name and version is refused too.
+
+    Args:
+        address: TF Serving's gRPC endpoint, "host:port".
+        bundle: the index the queries will search.
+        paths: query image files.
+        timeout_seconds: deadline of each request.
+        multiscale: embed through `query_multiscale` (see `embed_locally`).
+        batch_size: images per request.
 
     Raises:
-        grpc_client.ServingError: the server failed or serves another
-            model version than the index was built from.
+        grpc_client.ServingError: the server failed, or serves another model
+            than the index was built from, or the index predates model
+            fingerprints.
     """
     identity = bundle.manifest["model_identity"]
-    images = []
-    for path in paths:
-        with open(path, "rb") as stream:
-            images.append(stream.read())
-    embeddings, served = grpc_client.embed_with_server(
-        address,
-        images,
-        model_name=identity["model_name"],
-        timeout_seconds=timeout_seconds,
-        version=int(identity["model_version"]),
-        signature_name=contract.query_signature(multiscale),
-    )
-    if served["model_version"] != int(identity["model_version"]):
+    name, version = identity["model_name"], int(identity["model_version"])
+    expected = identity.get("model_fingerprint")
+    if not expected:
         raise grpc_client.ServingError(
-            f"TF Serving at {address} answered with {served['model_name']} "
-            f"version {served['model_version']}, but index {bundle.directory} "
-            f"was built from version {identity['model_version']}; rebuild "
-            "the index with python -m beau_tf.index."
+            f"index {bundle.directory} was built from an export without a "
+            "model fingerprint (an older beau_tf), so it cannot be checked "
+            f"that TF Serving at {address} embeds as that model does; "
+            "re-export the model (python -m beau_tf.export), serve the new "
+            "version and rebuild the index from it (python -m beau_tf.index)."
         )
-    return EmbeddedQueries(embeddings, paths)
+    client = grpc_client.PredictionClient(
+        address,
+        model_name=name,
+        signature_name=contract.query_signature(multiscale),
+        timeout_seconds=timeout_seconds,
+        version=version,
+    )
+
+    def embed(images) -> embedding_lib.EmbeddedBatch:
+        batch = client(images)
+        if client.model_version != version:
+            raise grpc_client.ServingError(
+                f"TF Serving at {address} answered with {name} version "
+                f"{client.model_version}, but index {bundle.directory} was "
+                f"built from version {version}; serve that version, or "
+                "rebuild the index from the served one with python -m "
+                "beau_tf.index."
+            )
+        if batch.model_fingerprint != expected:
+            raise grpc_client.ServingError(
+                f"TF Serving at {address} serves {name} version {version} "
+                f"with model fingerprint {_short(batch.model_fingerprint)}, "
+                f"but index {bundle.directory} was built from {name} version "
+                f"{version} with model fingerprint {_short(expected)}: the "
+                "same name and version, but other weights or settings "
+                "(re-exported?). Serve the export the index was built from, "
+                "or rebuild the index from the served export with python -m "
+                "beau_tf.index."
+            )
+        return batch
+
+    with client:
+        embeddings, kept = embedding_lib.embed_files(
+            embed, paths, batch_size=batch_size, description="Queries"
+        )
+    return EmbeddedQueries(embeddings, [paths[i] for i in kept])
+
+
+def embed_queries(
+    bundle: index_dir_lib.IndexBundle,
+    paths: list[str],
+    model_dir: str | None = None,
+    server: str | None = None,
+    timeout_seconds: float = 10.0,
+    multiscale: bool = False,
+) -> EmbeddedQueries:
+    """`embed_locally` with `model_dir`, or `embed_with_server` with
+    `server` (exactly one of them)."""
+    if bool(model_dir) == bool(server):
+        raise ValueError("Pass exactly one of model_dir and server.")
+    if server:
+        return embed_with_server(
+            server, bundle, paths, timeout_seconds, multiscale=multiscale
+        )
+    return embed_locally(model_dir, bundle, paths, multiscale=multiscale)
 
 
 def search(
@@ -159,6 +220,13 @@ def _thumbnail(path: str | None, size: int) -> np.ndarray:
     return canvas
 
 
+def _folder_and_name(path: str) -> str:
+    """ "shelf/x.jpg" for ".../shelf/x.jpg"; the name alone at the top."""
+    folder = os.path.basename(os.path.dirname(path))
+    name = os.path.basename(path)
+    return f"{folder}/{name}" if folder else name
+
+
 def contact_sheet(
     bundle: index_dir_lib.IndexBundle,
     paths: list[str],
@@ -169,13 +237,14 @@ def contact_sheet(
 ):
     """One row per query: the query, then its top-k catalogue images.
 
-    Captions give rank, score and item id; with `relevant`, a correct result
-    is marked "OK".
+    A query's caption names its file with its folder (`query shelf/x.jpg`,
+    so two photos named alike differ); results' captions give score and item
+    id, and with `relevant` a correct result is marked "OK".
     """
     cells, captions = [], []
     for row, (path, row_ids) in enumerate(zip(paths, ids)):
         cells.append(_thumbnail(path, thumbnail))
-        captions.append(f"query {os.path.basename(path)}")
+        captions.append(f"query {_folder_and_name(path)}")
         for rank, item_id in enumerate(row_ids):
             cells.append(_thumbnail(bundle.paths.get(item_id), thumbnail))
             mark = " OK" if relevant and item_id in relevant[row] else ""

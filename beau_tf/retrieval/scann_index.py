@@ -3,9 +3,9 @@
 `build_index` picks ScaNN's configuration from the catalogue's size and builds
 a `CatalogIndex` in memory; `beau_tf.retrieval.index_dir` writes it (with the
 embeddings and item ids) to an index folder and loads it back.
-`CatalogIndex.check_compatible` refuses a model whose name, version, signature
-or embedding size differ from the ones the index was built with, since its
-vectors would live in another space.
+`CatalogIndex.check_compatible` refuses a model whose name, version, signature,
+model fingerprint or embedding size differ from the ones the index was built
+with, since its vectors would live in another space.
 
 Embeddings are L2-normalised, so the inner product ScaNN scores with is the
 cosine similarity.
@@ -28,6 +28,9 @@ IDENTITY_KEYS = (
     "signature_fingerprint",
     "embedding_dim",
 )
+# Compared by `check_compatible` besides IDENTITY_KEYS; exports older than
+# the model fingerprint lack it, so an index need not hold it.
+MODEL_FINGERPRINT_KEY = "model_fingerprint"
 REBUILD_HINT = "rebuild the index with python -m beau_tf.index"
 
 # ScaNN's rules of thumb (scann/docs/algorithms.md): brute force below 20k
@@ -307,10 +310,16 @@ def _short(fingerprint) -> str:
 
 
 def _describe(identity: dict) -> str:
+    fingerprint = identity.get(MODEL_FINGERPRINT_KEY)
+    weights = (
+        f"model fingerprint {_short(fingerprint)}"
+        if fingerprint
+        else "no model fingerprint"
+    )
     return (
         f"model {identity.get('model_name')} version "
         f"{identity.get('model_version')} (signature "
-        f"{_short(identity.get('signature_fingerprint'))}, "
+        f"{_short(identity.get('signature_fingerprint'))}, {weights}, "
         f"{identity.get('embedding_dim')}-d embeddings)"
     )
 
@@ -452,15 +461,17 @@ class CatalogIndex:
 
         Args:
           model_identity: the serving model's `model_name`,
-            `model_version`, `signature_fingerprint` and `embedding_dim`.
+            `model_version`, `signature_fingerprint`, `model_fingerprint`
+            and `embedding_dim`.
 
         Raises:
-          ValueError: naming both models when any of those differ.
+          ValueError: naming both models when any of those differ (an index
+            without a model fingerprint accepts only a model without one).
         """
         built = self.manifest["model_identity"]
         differ = [
             key
-            for key in IDENTITY_KEYS
+            for key in IDENTITY_KEYS + (MODEL_FINGERPRINT_KEY,)
             if built.get(key) != model_identity.get(key)
         ]
         if differ:

@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from absl import logging
 import keras
 import numpy as np
+import tensorflow as tf
 
 from beau_tf.models import ensemble as ensemble_lib
 from beau_tf.models import extractor as extractor_lib
+from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import preprocess
 from beau_tf.training import config as config_lib
 
@@ -53,21 +55,32 @@ def embed_images(
     image_size: int,
     batch_size: int = 32,
 ) -> tuple[np.ndarray, list[str]]:
-    """Embeds image files through `preprocess.make_image_dataset`.
+    """Embeds image files with a Keras extractor, as its export would.
+
+    Files go through `embedding.embed_files` (the image contract and the
+    signatures' decoding), so unusable files are skipped with one line each.
 
     Returns:
-      `(embeddings (N, D) float32, the N paths embedded)`; undecodable files
-      are skipped with a warning.
+      `(embeddings (N, D) float32, the N paths embedded)`.
     """
-    embeddings, embedded = [], []
-    dataset = preprocess.make_image_dataset(list(paths), image_size, batch_size)
-    for batch in dataset:
-        outputs = model(batch["image"], training=False)
-        embeddings.append(np.asarray(outputs["embedding"], np.float32))
-        embedded.extend(path.decode("utf-8") for path in batch["path"].numpy())
-    if not embeddings:
-        raise ValueError(f"None of the {len(paths)} images could be decoded.")
-    return np.concatenate(embeddings), embedded
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def embed(images):
+        pixels, status = preprocess.decode_batch(images, image_size)
+        return model(pixels, training=False)["embedding"], status
+
+    def embed_fn(images: Sequence[bytes]) -> embedding_lib.EmbeddedBatch:
+        embeddings, status = embed(tf.constant(list(images), tf.string))
+        return embedding_lib.EmbeddedBatch(
+            embeddings=np.asarray(embeddings, np.float32),
+            statuses=[value.decode("utf-8") for value in status.numpy()],
+            model_fingerprint="",
+        )
+
+    embeddings, kept = embedding_lib.embed_files(
+        embed_fn, paths, batch_size, description="Embedding for PCA"
+    )
+    return embeddings, [paths[index] for index in kept]
 
 
 def untrained_members(

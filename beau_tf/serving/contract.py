@@ -8,14 +8,29 @@ An export version folder `<export_base>/<model_name>/<version>/` holds a
 SavedModel with two signatures, both taking `images`, (B,) tf.string of encoded
 image bytes:
 
-  serving_default   -> embedding (B, D) float32, unit L2 norm; mask (B, S, S, 1)
+  serving_default   -> embedding (B, D) float32; mask (B, S, S, 1);
+                       status (B,) tf.string; model_fingerprint (B,) tf.string
   query_multiscale  -> embedding (B, D): the normalised mean of the embeddings
-                       of central crops at the model's `query_zooms`
+                       of central crops at the model's `query_zooms`; status;
+                       model_fingerprint
 
-and `assets.extra/beau_tf.json`, the model's identity (`model_identity`):
+`status` is b"ok" for an image that was embedded, whose embedding row has unit
+L2 norm; otherwise it says why the image cannot be used, worded to read after
+"the image is" (e.g. "empty (0 bytes)", "not a decodable image (JPEG, PNG,
+GIF, BMP or WebP expected)", "3×2 pixels; at least 8 px per side expected"),
+and that image's embedding row (and mask) is all zeros. One bad image never
+fails a batch.
+
+`model_fingerprint` repeats one value per image: the sha256 of everything that determines
+the embeddings (every weight of the model, the projection, the query zooms
+and the image size), so a client of TF Serving can check that the server
+embeds as the model an index was built from, which a name and version alone
+do not prove.
+
+`assets.extra/beau_tf.json` is the model's identity (`model_identity`):
 name, version, embedding size, image size, query zooms, a fingerprint of the
-signature and the members it was built from. The search index stores the
-identity and refuses a model that does not match.
+signature, the model fingerprint and the members it was built from. The
+search index stores the identity and refuses a model that does not match.
 """
 
 import hashlib
@@ -29,6 +44,10 @@ MULTISCALE_SIGNATURE_NAME = "query_multiscale"
 INPUT_NAME = "images"
 EMBEDDING_OUTPUT = "embedding"
 MASK_OUTPUT = "mask"
+STATUS_OUTPUT = "status"
+MODEL_FINGERPRINT_OUTPUT = "model_fingerprint"
+# The status of an image that was embedded.
+STATUS_OK = "ok"
 # Measured on GroceryStore val and train photos (bench/RESULTS.md).
 DEFAULT_QUERY_ZOOMS = (1.0, 0.75, 0.5)
 
@@ -72,8 +91,9 @@ def model_identity(saved_model_dir: str) -> dict:
 
     Returns:
       `{"model_name", "model_version", "signature_name", "signature",
-      "signature_fingerprint", "embedding_dim", "image_size", "query_zooms",
-      "members"}`.
+      "signature_fingerprint", "model_fingerprint", "embedding_dim",
+      "image_size", "query_zooms", "members", "adaptation"}`; exports older
+      than the model fingerprint lack "model_fingerprint".
 
     Raises:
       FileNotFoundError: the folder holds no beau_tf.json (not exported by

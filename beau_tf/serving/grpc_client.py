@@ -1,15 +1,21 @@
 """Embeds encoded images with the beau_tf model served by TF Serving (gRPC).
 
-The served SavedModel's `serving_default` signature takes `images`, a string
-tensor of encoded image bytes (B,), and returns `embedding` (B, D) float32,
-L2-normalised, and `mask` (B, S, S, 1). Only `embedding` is asked for, so masks
-never cross the network.
+The served signatures (`beau_tf.serving.contract`) take `images`, a string
+tensor of encoded image bytes (B,), and return `embedding` (B, D) float32,
+`status` (B,) per image and the constant `model_fingerprint`, which is all
+this client asks for: masks never cross the network. An image the model
+cannot use comes back with a zero embedding and a status saying why; it
+never fails its batch.
 
-Example, against `docker run -p 8500:8500 ... tensorflow/serving` (see
-export/README.md):
+Example, against `docker run -p 8500:8500 ... tensorflow/serving` or
+`python -m beau_tf.dev_server` (see export/README.md):
 
-    embeddings, info = serving_client.embed_with_server(
+    embeddings, statuses, info = grpc_client.embed_with_server(
         "localhost:8500", [open("query.jpg", "rb").read()])
+
+A `PredictionClient` is a `beau_tf.serving.embedding.EmbedFn` (one request
+per call), so `embedding.embed_files` reads files for it as it does for a
+local model.
 """
 
 import re
@@ -22,14 +28,28 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-_INPUT_KEY = "images"
-_OUTPUT_KEY = "embedding"
+from beau_tf.serving import contract
+from beau_tf.serving import embedding as embedding_lib
+
+_OUTPUTS = (
+    contract.EMBEDDING_OUTPUT,
+    contract.STATUS_OUTPUT,
+    contract.MODEL_FINGERPRINT_OUTPUT,
+)
 # A host name, an IPv4 address or a bracketed IPv6 address, then a port.
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 # gRPC's default 4 MiB cap on received messages is too small for big batches.
 _CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
+)
+# What to change when a request times out, as the command lines call it.
+_TIMEOUT_HINT = (
+    "raise the deadline (--timeout of python -m beau_tf.search and "
+    "beau_tf.evaluate; timeout_seconds in Python) or send fewer images per "
+    "request (batch_size, an argument of grpc_client.embed_with_server and "
+    "query.embed_with_server only: the command lines send 32 and have no "
+    "flag for it)"
 )
 
 
@@ -47,13 +67,8 @@ def _check_address(address: str) -> None:
         )
 
 
-def _check_arguments(
-    images: Sequence[bytes],
-    timeout_seconds: float,
-    version: int | None,
-    batch_size: int,
-) -> None:
-    """Raises ValueError or TypeError naming the first bad argument."""
+def _check_images(images: Sequence[bytes]) -> None:
+    """Raises ValueError or TypeError unless `images` is a sequence of bytes."""
     if isinstance(images, (bytes, str)):
         raise TypeError(
             "images must be a sequence of encoded images, not one "
@@ -67,6 +82,10 @@ def _check_arguments(
                 f"images[{index}] is a {type(image).__name__}, not bytes; pass "
                 "the encoded file contents, e.g. open(path, 'rb').read()."
             )
+
+
+def _check_settings(timeout_seconds: float, version: int | None) -> None:
+    """Raises ValueError naming the first bad argument."""
     if not timeout_seconds > 0:
         raise ValueError(
             f"timeout_seconds={timeout_seconds!r} must be positive."
@@ -78,6 +97,9 @@ def _check_arguments(
             f"version={version!r} must be a non-negative int (the numbered "
             "folder under the model's base path), or None for the latest."
         )
+
+
+def _check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):
         raise ValueError(f"batch_size={batch_size!r} must be an int >= 1.")
     if batch_size < 1:
@@ -90,16 +112,16 @@ def _make_request(
     signature_name: str,
     version: int | None,
 ) -> predict_pb2.PredictRequest:
-    """Builds a PredictRequest asking only for the embedding of `images`."""
+    """Builds a PredictRequest for the embeddings and statuses of `images`."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
     if version is not None:
         request.model_spec.version.value = version
-    request.inputs[_INPUT_KEY].CopyFrom(
+    request.inputs[contract.INPUT_NAME].CopyFrom(
         tf.make_tensor_proto(list(images), dtype=tf.string)  # (B,)
     )
-    request.output_filter.append(_OUTPUT_KEY)
+    request.output_filter.extend(_OUTPUTS)
     return request
 
 
@@ -134,16 +156,17 @@ def _serving_error(
         message = (
             f"no answer from TF Serving at {address} within "
             f"{timeout_seconds:g} s for images {first}..{last - 1}; the "
-            "server may be overloaded or still loading the model: raise "
-            "timeout_seconds or lower batch_size."
+            "server may be overloaded or still loading the model: "
+            f"{_TIMEOUT_HINT}."
         )
     elif code == grpc.StatusCode.INVALID_ARGUMENT:
         message = (
             f"TF Serving at {address} rejected the request for images "
-            f"{first}..{last - 1} to {model}: {details}. Check that each "
-            "image is an encoded JPEG, PNG, BMP, GIF or WebP file and that "
-            f"the signature takes a string input {_INPUT_KEY!r} and returns "
-            f"{_OUTPUT_KEY!r}."
+            f"{first}..{last - 1} to {model}: {details}. Check that the "
+            f"signature takes a string input {contract.INPUT_NAME!r} and "
+            f"returns {', '.join(repr(name) for name in _OUTPUTS)}; a model "
+            "exported by an older beau_tf lacks the last two: re-export it "
+            "with python -m beau_tf.export."
         )
     elif code == grpc.StatusCode.NOT_FOUND:
         message = (
@@ -166,42 +189,156 @@ def _serving_error(
     return ServingError(message)
 
 
-def _embeddings_from(
+def _output(response, name: str, address: str) -> np.ndarray:
+    """One output of a PredictResponse as an array; ServingError if absent."""
+    if name not in response.outputs:
+        raise ServingError(
+            f"TF Serving at {address} answered without the {name!r} output "
+            f"(got {sorted(response.outputs)}); the served signature must "
+            f"return {', '.join(repr(n) for n in _OUTPUTS)}: re-export the "
+            "model with python -m beau_tf.export."
+        )
+    return tf.make_ndarray(response.outputs[name])
+
+
+def _batch_from(
     response, address: str, count: int, first: int
-) -> np.ndarray:
-    """Reads the (B, D) embedding out of a PredictResponse and checks it."""
-    if _OUTPUT_KEY not in response.outputs:
+) -> embedding_lib.EmbeddedBatch:
+    """Reads embeddings, statuses and fingerprint out of a PredictResponse."""
+    embeddings = _output(response, contract.EMBEDDING_OUTPUT, address)
+    statuses = _output(response, contract.STATUS_OUTPUT, address)
+    fingerprint = _output(response, contract.MODEL_FINGERPRINT_OUTPUT, address)
+    if (
+        embeddings.ndim != 2
+        or embeddings.shape[0] != count
+        or statuses.shape != (count,)
+        or fingerprint.shape != (count,)
+        or len(set(fingerprint.tolist())) != 1
+    ):
         raise ServingError(
-            f"TF Serving at {address} answered without an {_OUTPUT_KEY!r} "
-            f"output (got {sorted(response.outputs)}); the served signature "
-            f"must return {_OUTPUT_KEY!r} — re-export the model."
+            f"TF Serving at {address} returned embedding {embeddings.shape}, "
+            f"status {statuses.shape} and model_fingerprint "
+            f"{fingerprint.shape} for images {first}..{first + count - 1}; "
+            f"expected ({count}, D), ({count},) and ({count},) of one value — "
+            "re-export the model "
+            "with python -m beau_tf.export."
         )
-    embeddings = tf.make_ndarray(response.outputs[_OUTPUT_KEY])
-    if embeddings.ndim != 2 or embeddings.shape[0] != count:
-        raise ServingError(
-            f"TF Serving at {address} returned {_OUTPUT_KEY!r} of shape "
-            f"{embeddings.shape} for images {first}..{first + count - 1}; "
-            f"expected ({count}, D) — re-export the model with a (B, D) "
-            "embedding output."
+    return embedding_lib.EmbeddedBatch(
+        embeddings=embeddings.astype(np.float32, copy=False),
+        statuses=[status.decode("utf-8") for status in statuses],
+        model_fingerprint=fingerprint[0].decode("utf-8"),
+    )
+
+
+class PredictionClient:
+    """One signature of a model served by TF Serving, as an `EmbedFn`.
+
+    Calls send their images in one Predict request each, over one gRPC
+    channel. When `version` is None the first request goes to the latest
+    version and later ones are pinned to the version that answered, so a
+    client never mixes embeddings of two versions when the server loads a
+    new one meanwhile.
+
+        with grpc_client.PredictionClient("localhost:8500") as client:
+            batch = client([open("query.jpg", "rb").read()])
+
+    Args:
+        address: TF Serving's gRPC endpoint, "host:port" (e.g.
+            "localhost:8500").
+        model_name: the model's name in TF Serving (`--model_name`).
+        signature_name: the SavedModel signature to call.
+        timeout_seconds: deadline of each request.
+        version: the model version to ask for; None for the latest.
+
+    Attributes:
+        model_version: the version that answered, once one has (else the
+            one asked for).
+
+    Raises:
+        ValueError: `address`, `timeout_seconds` or `version` is malformed.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        model_name: str = "beau_tf",
+        signature_name: str = contract.SIGNATURE_NAME,
+        timeout_seconds: float = 10.0,
+        version: int | None = None,
+    ):
+        _check_address(address)
+        _check_settings(timeout_seconds, version)
+        self.address = address
+        self.model_name = model_name
+        self.signature_name = signature_name
+        self.timeout_seconds = timeout_seconds
+        self.model_version = version
+        self._sent = 0  # images sent so far, to number them in errors
+        self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            self._channel
         )
-    return embeddings.astype(np.float32, copy=False)
+
+    def __call__(self, images: Sequence[bytes]) -> embedding_lib.EmbeddedBatch:
+        """Embeds encoded images in one request.
+
+        Returns:
+            One row and one status per image, in order, and the fingerprint
+            of the model that answered.
+
+        Raises:
+            ServingError: the server could not be reached, did not answer in
+                time, rejected the request, does not serve the model, or
+                answered without the outputs of `beau_tf.serving.contract`.
+            ValueError, TypeError: `images` is empty or not bytes.
+        """
+        _check_images(images)
+        first, self._sent = self._sent, self._sent + len(images)
+        request = _make_request(
+            images, self.model_name, self.signature_name, self.model_version
+        )
+        try:
+            response = self._stub.Predict(request, timeout=self.timeout_seconds)
+        except grpc.RpcError as error:
+            model = _describe_model(
+                self.model_name, self.signature_name, self.model_version
+            )
+            raise _serving_error(
+                error,
+                self.address,
+                model,
+                first,
+                first + len(images),
+                self.timeout_seconds,
+            ) from None
+        batch = _batch_from(response, self.address, len(images), first)
+        if response.model_spec.HasField("version"):
+            self.model_version = response.model_spec.version.value
+        return batch
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "PredictionClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def embed_with_server(
     address: str,
     images: Sequence[bytes],
     model_name: str = "beau_tf",
-    signature_name: str = "serving_default",
+    signature_name: str = contract.SIGNATURE_NAME,
     timeout_seconds: float = 10.0,
     version: int | None = None,
     batch_size: int = 32,
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, list[str], dict]:
     """Embeds encoded images with a model served by TF Serving over gRPC.
 
-    Images are sent `batch_size` at a time, in order. When `version` is None
-    the first batch goes to the latest version and later batches are pinned to
-    the version that answered, so one call never mixes embeddings of two
-    model versions when the server loads a new one mid-call.
+    Images are sent `batch_size` at a time, in order, by one
+    `PredictionClient` (so one call never mixes model versions).
 
     Args:
         address: TF Serving's gRPC endpoint, "host:port" (e.g.
@@ -214,60 +351,50 @@ def embed_with_server(
         batch_size: images per request.
 
     Returns:
-        `(embeddings, info)`: embeddings (N, D) float32, one row per image in
-        the order given; info `{"model_name": str, "model_version": int}`
-        naming the servable that answered.
+        `(embeddings, statuses, info)`: embeddings (N, D) float32, one row
+        per image in the order given, zero for an image whose status is not
+        `contract.STATUS_OK`; statuses, N strings; info `{"model_name": str,
+        "model_version": int, "model_fingerprint": str}` naming the servable
+        that answered.
 
     Raises:
         ServingError: the server could not be reached, did not answer in
-            time, rejected the images, does not serve the model, or answered
-            without a (B, D) `embedding`.
+            time, rejected the request, does not serve the model, or
+            answered without the outputs of `beau_tf.serving.contract`.
         ValueError: `address`, `timeout_seconds`, `version` or `batch_size` is
             malformed, or `images` is empty.
         TypeError: `images` is not a sequence of bytes.
     """
-    _check_address(address)
-    _check_arguments(images, timeout_seconds, version, batch_size)
-    parts = []
-    pinned_version = version
-    answered_version = 0
-    with grpc.insecure_channel(address, options=_CHANNEL_OPTIONS) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        for first in range(0, len(images), batch_size):
-            batch = images[first : first + batch_size]
-            request = _make_request(
-                batch, model_name, signature_name, pinned_version
-            )
-            model = _describe_model(model_name, signature_name, pinned_version)
-            try:
-                response = stub.Predict(request, timeout=timeout_seconds)
-            except grpc.RpcError as error:
-                raise _serving_error(
-                    error,
-                    address,
-                    model,
-                    first,
-                    first + len(batch),
-                    timeout_seconds,
-                ) from None
-            parts.append(_embeddings_from(response, address, len(batch), first))
-            answered_version = response.model_spec.version.value
-            if response.model_spec.HasField("version"):
-                pinned_version = answered_version
-    dims = {part.shape[1] for part in parts}
-    if len(dims) != 1:
+    _check_images(images)
+    _check_batch_size(batch_size)
+    with PredictionClient(
+        address, model_name, signature_name, timeout_seconds, version
+    ) as client:
+        parts = [
+            client(images[first : first + batch_size])
+            for first in range(0, len(images), batch_size)
+        ]
+    dims = {part.embeddings.shape[1] for part in parts}
+    fingerprints = {part.model_fingerprint for part in parts}
+    if len(dims) != 1 or len(fingerprints) != 1:
         raise ServingError(
-            f"TF Serving at {address} returned embeddings of sizes "
-            f"{sorted(dims)} within one call; check the served model."
+            f"TF Serving at {address} answered with embeddings of sizes "
+            f"{sorted(dims)} and {len(fingerprints)} model fingerprints "
+            "within one call; check the served model."
         )
     logging.info(
-        "Embedded %d images with %s version %d at %s.",
+        "Embedded %d images with %s version %s at %s.",
         len(images),
         model_name,
-        answered_version,
+        client.model_version,
         address,
     )
-    return np.concatenate(parts, axis=0), {
-        "model_name": model_name,
-        "model_version": int(answered_version),
-    }
+    return (
+        np.concatenate([part.embeddings for part in parts], axis=0),
+        [status for part in parts for status in part.statuses],
+        {
+            "model_name": model_name,
+            "model_version": int(client.model_version or 0),
+            "model_fingerprint": fingerprints.pop(),
+        },
+    )

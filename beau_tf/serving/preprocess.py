@@ -1,9 +1,9 @@
 """The one preprocessing of evaluation, export and serving: bytes to pixels.
 
-Catalogue and query images are embedded offline through `make_image_dataset`,
-and the exported SavedModel decodes the bytes a client sends with
-`decode_batch`; both call `decode_and_resize`, so a served embedding equals the
-evaluated one by construction. `decode_batch_zoomed` gives the central crops of
+The exported SavedModel decodes the bytes a client sends with `decode_batch`,
+and offline embedding (index, evaluate, the export's PCA and adaptation
+inputs) sends the model the same bytes (`beau_tf.serving.embedding`), so a
+served embedding equals the evaluated one by construction. `decode_batch_zoomed` gives the central crops of
 the `query_multiscale` signature (`beau_tf.serving.contract`), each fitted the same way.
 
 Geometry: the image is scaled, aspect ratio kept, so that its longer side is
@@ -15,18 +15,35 @@ aspect ratios; training also shows products with their aspect ratio kept.
 
 Decoding is TensorFlow's (`tf.io.decode_image`: JPEG, PNG, GIF, BMP and WebP;
 the first frame of an animation). Unlike `beau_tf.data.decode.load_image` it
-does not apply EXIF orientation: clients should send upright pixels.
+does not apply EXIF orientation: clients should send upright pixels
+(`beau_tf.data.decode.read_for_model` sends any accepted file that way).
+
+The batch functions never fail on one image: each image comes with a status,
+`contract.STATUS_OK` or the reason it cannot be used, worded as
+`beau_tf.data.decode` words it, to read after "the image is" (e.g. "empty (0
+bytes)", "3×2 pixels; at least 8 px per side expected"); an unusable image
+gets neutral grey pixels, which the signatures replace by a zero embedding.
 """
 
-from absl import logging
 import tensorflow as tf
 
+from beau_tf.data import decode
 from beau_tf.serving import contract
 
 # Grey of the padding that squares an image; mid-range, so it looks like
 # neither a dark nor a bright background to the model.
 PAD_VALUE = 128.0
 SUPPORTED_FORMATS = "JPEG, PNG, GIF, BMP or WebP"
+# Leading bytes of the formats TensorFlow decodes, to tell a damaged image
+# from something that is no image at all (as `beau_tf.data.decode` does).
+_SIGNATURES = (
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (0, b"BM", "BMP"),
+    (8, b"WEBP", "WebP"),  # after "RIFF" and the file size
+)
 
 
 def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -70,7 +87,13 @@ def decode_zoomed(
       tf.errors.InvalidArgumentError: for bytes that are not an image.
     """
     zooms = contract.check_zooms(zooms)
-    image = _decode(image_bytes)
+    return _fit_zooms(_decode(image_bytes), image_size, zooms)
+
+
+def _fit_zooms(
+    image: tf.Tensor, image_size: int, zooms: tuple[float, ...]
+) -> tf.Tensor:
+    """(H, W, 3) pixels -> (Z, S, S, 3) fitted central crops, one per zoom."""
     height = tf.shape(image)[0]
     width = tf.shape(image)[1]
     views = []
@@ -134,111 +157,108 @@ def _scaled_side(side: tf.Tensor, scale: tf.Tensor, image_size: int):
     return tf.clip_by_value(scaled, 1, image_size)
 
 
-def decode_batch(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
-    """`decode_and_resize` over a batch of encoded images.
+def decode_batch(
+    image_bytes: tf.Tensor, image_size: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """`decode_and_resize` over a batch, with a status per image.
 
     Args:
       image_bytes: (B,) tf.string encoded images (formats may differ).
       image_size: S, the side of the output.
 
     Returns:
-      (B, S, S, 3) float32 pixels in [0, 255].
+      `(pixels, status)`: (B, S, S, 3) float32 pixels in [0, 255], and (B,)
+      tf.string `contract.STATUS_OK` or why the image cannot be used (its
+      pixels are then `PAD_VALUE` grey). A bad image never fails the batch.
     """
+    blank = tf.fill((image_size, image_size, 3), PAD_VALUE)
     return tf.map_fn(
-        lambda one: decode_and_resize(one, image_size),
-        image_bytes,
-        fn_output_signature=tf.TensorSpec(
-            (image_size, image_size, 3), tf.float32
+        lambda one: _decode_checked(
+            one, lambda image: fit_to_square(image, image_size), blank
         ),
-    )  # (B,) -> (B, S, S, 3)
+        image_bytes,
+        fn_output_signature=(
+            tf.TensorSpec((image_size, image_size, 3), tf.float32),
+            tf.TensorSpec((), tf.string),
+        ),
+    )  # (B,) -> (B, S, S, 3), (B,)
 
 
 def decode_batch_zoomed(
     image_bytes: tf.Tensor, image_size: int, zooms: tuple[float, ...]
-) -> tf.Tensor:
-    """`decode_zoomed` over a batch: (B,) bytes -> (B, Z, S, S, 3) float32."""
-    zooms = contract.check_zooms(zooms)
-    return tf.map_fn(
-        lambda one: decode_zoomed(one, image_size, zooms),
-        image_bytes,
-        fn_output_signature=tf.TensorSpec(
-            (len(zooms), image_size, image_size, 3), tf.float32
-        ),
-    )  # (B,) -> (B, Z, S, S, 3)
-
-
-def _warn_skipped(path: tf.Tensor) -> tf.Tensor:
-    logging.warning(
-        "Skipping %s: unreadable or not a decodable image (%s expected).",
-        path.numpy().decode("utf-8", "replace"),
-        SUPPORTED_FORMATS,
-    )
-    return tf.constant(False)
-
-
-def make_image_dataset(
-    paths: list[str], image_size: int, batch_size: int
-) -> tf.data.Dataset:
-    """Batches of decoded images for embedding a catalogue or queries.
-
-    The order of `paths` is kept. A file that cannot be read or decoded is
-    skipped with a warning that names it; every element carries its "path",
-    so the caller knows exactly which files were embedded (ids travel with
-    the data). Each file is decoded in its own small dataset whose errors are
-    ignored, with a stand-in element flagged as failed behind it, which is
-    how a failure can be tied to its file inside a TensorFlow graph.
-
-    Args:
-      paths: image files.
-      image_size: S, the side of the images (`decode_and_resize`).
-      batch_size: images per batch; the last batch may be smaller.
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """`decode_zoomed` over a batch, with a status per image.
 
     Returns:
-      A dataset of `{"image": (B, S, S, 3) float32 in [0, 255], "path": (B,)
-      tf.string}`.
-
-    Raises:
-      ValueError: for an empty `paths` or a `batch_size` below 1.
+      `(views, status)`: (B, Z, S, S, 3) float32 and (B,) tf.string, as
+      `decode_batch` gives them.
     """
-    if not paths:
-        raise ValueError("No image paths given: nothing to embed.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}; at least 1 expected.")
-    blank = tf.zeros((image_size, image_size, 3), tf.float32)
+    zooms = contract.check_zooms(zooms)
+    blank = tf.fill((len(zooms), image_size, image_size, 3), PAD_VALUE)
+    return tf.map_fn(
+        lambda one: _decode_checked(
+            one, lambda image: _fit_zooms(image, image_size, zooms), blank
+        ),
+        image_bytes,
+        fn_output_signature=(
+            tf.TensorSpec((len(zooms), image_size, image_size, 3), tf.float32),
+            tf.TensorSpec((), tf.string),
+        ),
+    )  # (B,) -> (B, Z, S, S, 3), (B,)
 
-    def load(path):
-        decoded = (
-            tf.data.Dataset.from_tensors(path)
-            .map(
-                lambda p: {
-                    "image": decode_and_resize(tf.io.read_file(p), image_size),
-                    "path": p,
-                    "ok": True,
-                }
-            )
-            .ignore_errors()
-        )
-        failed = tf.data.Dataset.from_tensors(
-            {"image": blank, "path": path, "ok": False}
-        )
-        return decoded.concatenate(failed).take(1)
 
-    def keep(element):
-        return tf.cond(
-            element["ok"],
-            lambda: tf.constant(True),
-            lambda: tf.py_function(_warn_skipped, [element["path"]], tf.bool),
-        )
+def _decode_checked(image_bytes: tf.Tensor, fit, blank: tf.Tensor):
+    """`(fit(decoded image), status)` of one image; `(blank, reason)` when it
+    cannot be used.
 
-    dataset = tf.data.Dataset.from_tensor_slices(list(paths))
-    dataset = dataset.interleave(
-        load,
-        cycle_length=tf.data.AUTOTUNE,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
+    A decoding error inside a graph cannot be caught, so the image is decoded
+    in a one-element dataset whose errors are ignored, with `blank` queued
+    behind it: the first element is the decoded one when there is one.
+    """
+    decoded = (
+        tf.data.Dataset.from_tensors(image_bytes)
+        .map(lambda data: _fit_with_size(data, fit))
+        .ignore_errors()
     )
-    dataset = dataset.filter(keep)
-    dataset = dataset.map(
-        lambda element: {"image": element["image"], "path": element["path"]}
+    failed = tf.data.Dataset.from_tensors((blank, tf.constant([0, 0])))
+    pixels, size = decoded.concatenate(failed).take(1).get_single_element()
+    height, width = size[0], size[1]
+    status = tf.where(
+        tf.minimum(height, width) >= decode.MIN_SIDE,
+        tf.constant(contract.STATUS_OK),
+        tf.strings.join(
+            [
+                tf.strings.as_string(width),
+                "×",
+                tf.strings.as_string(height),
+                f" pixels; at least {decode.MIN_SIDE} px per side expected",
+            ]
+        ),
     )
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # (0, 0) only comes from the stand-in: the bytes did not decode.
+    status = tf.where(height > 0, status, _undecodable_reason(image_bytes))
+    return tf.where(status == contract.STATUS_OK, pixels, blank), status
+
+
+def _fit_with_size(image_bytes: tf.Tensor, fit):
+    image = _decode(image_bytes)  # (H, W, 3)
+    return fit(image), tf.shape(image)[:2]
+
+
+def _undecodable_reason(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Why bytes that did not decode are no image, in `decode`'s words."""
+    # Padded, so that reading a signature past the end of short bytes is safe.
+    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 16), b"\0" * 16])
+    reason = tf.constant(
+        f"not a decodable image ({SUPPORTED_FORMATS} expected)"
+    )
+    for offset, signature, name in _SIGNATURES:
+        reason = tf.where(
+            tf.strings.substr(head, offset, len(signature)) == signature,
+            f"a {name} file that cannot be decoded (probably truncated or "
+            "corrupt)",
+            reason,
+        )
+    return tf.where(
+        tf.strings.length(image_bytes) > 0, reason, "empty (0 bytes)"
+    )

@@ -8,7 +8,8 @@
 the layout TF Serving watches (it loads the highest integer version), with the
 signatures and identity that `beau_tf.serving.contract` describes. Images are
 decoded inside the signatures by `beau_tf.serving.preprocess`, the evaluation's
-own preprocessing.
+own preprocessing; an image that cannot be used gets a zero embedding and a
+status saying why, and never fails its batch.
 
 A version is written to a hidden temporary folder beside it (TF Serving only
 looks at integer names) and renamed into place, so the server never sees half
@@ -16,6 +17,7 @@ a model, and an existing version is never overwritten.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -46,6 +48,10 @@ class ServingModule(tf.Module):
         in-domain projection; every embedding leaving a signature becomes
         `normalise((e - mean) @ matrix)`, the multiscale one after the mean
         over views.
+
+    Attributes:
+      model_fingerprint: `model_fingerprint(...)` of what it serves, the
+        constant `model_fingerprint` output of both signatures.
     """
 
     def __init__(
@@ -74,6 +80,9 @@ class ServingModule(tf.Module):
             self.projection_matrix = tf.Variable(
                 matrix, trainable=False, name="projection_matrix"
             )
+        self.model_fingerprint = model_fingerprint(
+            model, self._image_size, self.zooms, projection
+        )
 
     def _project(self, embeddings: tf.Tensor) -> tf.Tensor:
         """(B, D) unit embeddings -> (B, d) unit, adapted ones."""
@@ -84,20 +93,42 @@ class ServingModule(tf.Module):
         )  # (B, D) -> (B, d)
         return tf.math.l2_normalize(projected, axis=-1)
 
+    def _outputs(self, embeddings: tf.Tensor, status: tf.Tensor) -> dict:
+        """The outputs both signatures share; rows of unusable images zeroed."""
+        usable = tf.equal(status, contract.STATUS_OK)  # (B,)
+        embeddings = self._project(embeddings)
+        return {
+            contract.EMBEDDING_OUTPUT: tf.where(
+                usable[:, tf.newaxis], embeddings, tf.zeros_like(embeddings)
+            ),
+            contract.STATUS_OUTPUT: status,
+            # (B,), one copy per image: TF Serving's batching splits every
+            # output along its first axis and refuses scalars.
+            contract.MODEL_FINGERPRINT_OUTPUT: tf.fill(
+                tf.shape(status), self.model_fingerprint
+            ),
+        }
+
     @tf.function(
         input_signature=[
             tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)
         ]
     )
     def serve(self, images):
-        pixels = preprocess.decode_batch(
+        pixels, status = preprocess.decode_batch(
             images, self._image_size
-        )  # (B,) -> (B, S, S, 3)
+        )  # (B,) -> (B, S, S, 3), (B,)
         outputs = self.model(pixels, training=False)
         embeddings = tf.cast(outputs["embedding"], tf.float32)  # (B, D)
+        mask = tf.cast(outputs["mask"], tf.float32)  # (B, S, S, 1)
+        usable = tf.equal(status, contract.STATUS_OK)
         return {
-            contract.EMBEDDING_OUTPUT: self._project(embeddings),
-            contract.MASK_OUTPUT: tf.cast(outputs["mask"], tf.float32),
+            **self._outputs(embeddings, status),
+            contract.MASK_OUTPUT: tf.where(
+                usable[:, tf.newaxis, tf.newaxis, tf.newaxis],
+                mask,
+                tf.zeros_like(mask),
+            ),
         }
 
     @tf.function(
@@ -107,9 +138,9 @@ class ServingModule(tf.Module):
     )
     def serve_multiscale(self, images):
         size, num_zooms = self._image_size, len(self.zooms)
-        views = preprocess.decode_batch_zoomed(
+        views, status = preprocess.decode_batch_zoomed(
             images, size, self.zooms
-        )  # (B,) -> (B, Z, S, S, 3)
+        )  # (B,) -> (B, Z, S, S, 3), (B,)
         outputs = self.model(
             tf.reshape(views, [-1, size, size, 3]), training=False
         )  # (B * Z, S, S, 3) -> {"embedding": (B * Z, D)}
@@ -120,7 +151,46 @@ class ServingModule(tf.Module):
         mean = tf.math.l2_normalize(
             tf.reduce_mean(embeddings, axis=1), axis=-1
         )  # (B, D)
-        return {contract.EMBEDDING_OUTPUT: self._project(mean)}
+        return self._outputs(mean, status)
+
+
+def model_fingerprint(
+    model: keras.Model,
+    image_size: int,
+    zooms: Sequence[float],
+    projection: tuple[np.ndarray, np.ndarray] | None = None,
+) -> str:
+    """sha256 of everything that determines a served model's embeddings.
+
+    Every weight of `model` (values, shapes and dtypes, in the model's
+    order), the projection, the query zooms and the image size; two exports
+    share a fingerprint only when they embed alike. Weight names are left
+    out: they hold counters that differ between equal models built twice.
+
+    Args:
+      model: the exported model.
+      image_size: S, the side images are fitted to.
+      zooms: the `query_multiscale` signature's zooms.
+      projection: `(mean, matrix)` of the in-domain projection, or None.
+
+    Returns:
+      The hex digest.
+    """
+    digest = hashlib.sha256()
+    settings = {
+        "image_size": int(image_size),
+        "query_zooms": [float(zoom) for zoom in zooms],
+        "projection": projection is not None,
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode("utf-8"))
+    arrays = [weight.numpy() for weight in model.weights]
+    if projection is not None:
+        arrays += [np.asarray(array, np.float32) for array in projection]
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode("utf-8"))
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _describe(spec) -> list:
@@ -246,6 +316,7 @@ def export_saved_model(
         "signature_name": contract.SIGNATURE_NAME,
         "signature": signature,
         "signature_fingerprint": contract.signature_fingerprint(signature),
+        "model_fingerprint": module.model_fingerprint,
         "embedding_dim": signature["outputs"]["embedding"][1][-1],
         "image_size": image_size,
         "query_zooms": list(module.zooms),

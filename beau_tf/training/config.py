@@ -186,5 +186,6 @@ def record_config(workdir: str, config: TrainConfig, flags_text: str) -> None:
                 "--workdir, or the same flags to resume."
             )
     write_json_atomically(path, config.to_dict())
-    with open(os.path.join(workdir, "flags.txt"), "w") as stream:
-        stream.write(flags_text)
+    with files.atomic_path(os.path.join(workdir, "flags.txt")) as temporary:
+        with open(temporary, "w") as stream:
+            stream.write(flags_text)

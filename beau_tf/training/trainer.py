@@ -11,7 +11,7 @@ of work is lost.
 """
 
 import os
-import sys
+import shutil
 
 from absl import logging
 import keras
@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from beau_tf.common import files
+from beau_tf.common import progress
 from beau_tf.data import augment
 from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
@@ -112,6 +113,23 @@ def load_training_data(
     return dataset.map(lambda example: to_fit_inputs(example, identity)), sample
 
 
+def remove_unfinished_checkpoints(checkpoint_dir: str) -> None:
+    """Removes the `ckpt-N_temp` folders a save interrupted mid-way leaves.
+
+    TensorFlow writes a checkpoint into `<prefix>_temp/` and then moves it
+    into place; a run killed in between leaves that folder, which resuming
+    never reads. Removing it at start keeps the workdir to finished
+    checkpoints only.
+    """
+    if not os.path.isdir(checkpoint_dir):
+        return
+    for name in os.listdir(checkpoint_dir):
+        path = os.path.join(checkpoint_dir, name)
+        if name.endswith("_temp") and os.path.isdir(path):
+            logging.info("Removing the unfinished checkpoint %s.", path)
+            shutil.rmtree(path)
+
+
 class CheckpointEveryInterval(keras.callbacks.Callback):
     """Saves model + optimizer at the end of each `fit` epoch (= interval)."""
 
@@ -124,6 +142,40 @@ class CheckpointEveryInterval(keras.callbacks.Callback):
         step = int(self._optimizer.iterations.numpy())
         path = self._manager.save(checkpoint_number=step)
         logging.info("Checkpoint at step %d: %s", step, path)
+
+
+class TrainingProgress(keras.callbacks.Callback):
+    """Steps done of the whole run, with rate, ETA and the loss.
+
+    A bar on a terminal, a log line every `log_every_seconds` otherwise
+    (`beau_tf.common.progress`); replaces Keras's per-epoch bar, whose
+    epochs are only checkpoint intervals.
+    """
+
+    def __init__(self, total_steps: int, optimizer, log_every_seconds=30.0):
+        super().__init__()
+        self._total_steps = total_steps
+        self._optimizer = optimizer
+        self._log_every_seconds = log_every_seconds
+        self._progress = None
+
+    def on_train_begin(self, logs=None):
+        self._progress = progress.Progress(
+            self._total_steps,
+            "Training",
+            unit="steps",
+            initial=int(self._optimizer.iterations.numpy()),
+            log_every_seconds=self._log_every_seconds,
+        )
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        self._progress.update(
+            1, postfix="" if loss is None else f"loss={float(loss):.4g}"
+        )
+
+    def on_train_end(self, logs=None):
+        self._progress.close()
 
 
 class TensorBoardSummaries(keras.callbacks.Callback):
@@ -219,6 +271,7 @@ def train(
         config_lib.record_config(workdir, config, flags_text)
         optimizer.build(model.trainable_variables)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        remove_unfinished_checkpoints(os.path.join(workdir, "checkpoints"))
         manager = tf.train.CheckpointManager(
             checkpoint,
             os.path.join(workdir, "checkpoints"),
@@ -240,6 +293,7 @@ def train(
     else:
         dataset, sample = load_training_data(config, items, start_step)
         callbacks = [
+            TrainingProgress(config.steps, optimizer),
             CheckpointEveryInterval(manager, optimizer),
             TensorBoardSummaries(
                 os.path.join(workdir, "tensorboard"),
@@ -256,7 +310,7 @@ def train(
             initial_epoch=start_step // config.checkpoint_every,
             steps_per_epoch=config.checkpoint_every,
             callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
+            verbose=0,  # TrainingProgress reports
             shuffle=False,
         )
         logging.info("Trained to step %d.", int(optimizer.iterations.numpy()))

@@ -1,9 +1,15 @@
-"""Tests for beau_tf.common.cli: a user's mistake is one line, no traceback."""
+"""Tests for beau_tf.common.cli: one-line errors and Ctrl-C, a quiet start."""
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import unittest
+
+from beau_tf.common import cli
 
 _PROGRAM = textwrap.dedent('''
     """A long usage text that absl would print before a usage error."""
@@ -55,3 +61,137 @@ class RunTest(unittest.TestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("Traceback", done.stderr)
         self.assertIn("RuntimeError: a bug", done.stderr)
+
+
+_INTERRUPTIBLE = textwrap.dedent("""
+    import os, signal, sys, time
+    from beau_tf.common import cli, files, progress
+
+    # A parent that ignores SIGINT (nohup, CI) would pass that on.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def main(argv):
+        with files.atomic_path(sys.argv[1]) as temporary:
+            with open(temporary, "w") as stream:
+                stream.write("half")
+            try:
+                for _ in progress.track(range(1000), 1000, "Working"):
+                    print("ready", flush=True)
+                    time.sleep(0.01)
+            except KeyboardInterrupt:
+                if sys.argv[2] == "other error":
+                    raise RuntimeError("Objects/listobject.c: bad argument")
+                raise
+
+    cli.run(main)
+    """)
+
+
+class CtrlCTest(unittest.TestCase):
+
+    def _interrupt(self, how: str) -> tuple[subprocess.Popen, str, str]:
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        output = os.path.join(folder, "out.txt")
+        running = subprocess.Popen(
+            [sys.executable, "-c", _INTERRUPTIBLE, output, how],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.assertEqual(running.stdout.readline(), "ready\n")
+        running.send_signal(signal.SIGINT)
+        _, stderr = running.communicate(timeout=60)
+        return running, stderr, folder
+
+    def test_ctrl_c_is_one_line_and_status_130(self):
+        running, stderr, folder = self._interrupt("plain")
+        self.assertEqual(running.returncode, 130)
+        lines = stderr.strip().splitlines()
+        self.assertEqual(lines[-1], cli.INTERRUPTED)
+        # Before it, only the progress made so far (logged: not a terminal).
+        self.assertTrue(all("Working: " in line for line in lines[:-1]))
+        self.assertEqual(os.listdir(folder), [])  # nothing half-written
+
+    def test_an_error_raised_by_the_interruption_is_the_interruption(self):
+        running, stderr, _ = self._interrupt("other error")
+        self.assertEqual(running.returncode, 130)
+        self.assertEqual(stderr.strip().splitlines()[-1], cli.INTERRUPTED)
+        self.assertNotIn("Traceback", stderr)
+
+
+_WRITES_TO_STDERR = textwrap.dedent("""
+    import os, sys
+    from beau_tf.common import cli
+
+    with cli.stderr_without(b"failed call to cuInit"):
+        os.write(2, b"E a real error\\n")
+        os.write(2, b"E cuda_platform.cc:51] failed call to cuInit: (303)\\n")
+        sys.stderr.write("from Python\\n")
+    """)
+
+# Imports beau_tf first, as `python -m beau_tf.<command>` does.
+_USES_TENSORFLOW = textwrap.dedent("""
+    from beau_tf.common import cli
+    import tensorflow as tf
+
+    def main(argv):
+        tf.constant(1) + 1
+        try:
+            tf.io.read_file("/no/such/file")
+        except tf.errors.NotFoundError:
+            pass  # TensorFlow has logged a warning about it
+
+    cli.run(main)
+    """)
+
+
+def _start_with_log_level(level: str | None) -> subprocess.Popen:
+    environment = dict(os.environ)
+    environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    if level is not None:
+        environment["TF_CPP_MIN_LOG_LEVEL"] = level
+    return subprocess.Popen(
+        [sys.executable, "-c", _USES_TENSORFLOW],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+
+
+class TensorFlowStartTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        # Both at once: each spends seconds importing TensorFlow.
+        default, everything = _start_with_log_level(
+            None
+        ), _start_with_log_level("0")
+        cls.default = default.communicate(timeout=120)[1], default.returncode
+        cls.everything = (
+            everything.communicate(timeout=120)[1],
+            everything.returncode,
+        )
+
+    def test_only_the_named_line_is_dropped(self):
+        done = subprocess.run(
+            [sys.executable, "-c", _WRITES_TO_STDERR],
+            capture_output=True,
+            text=True,
+        )
+        self.assertEqual(done.stderr, "E a real error\nfrom Python\n")
+
+    def test_no_cuinit_error_and_tensorflow_warnings_still_show(self):
+        stderr, status = self.default
+        self.assertEqual(status, 0, stderr)
+        self.assertNotIn("cuInit", stderr)
+        self.assertNotIn("oneDNN", stderr)  # an INFO line
+        self.assertIn("OP_REQUIRES failed", stderr)  # a warning
+
+    def test_the_users_log_level_wins(self):
+        stderr, status = self.everything
+        self.assertEqual(status, 0, stderr)
+        self.assertIn("oneDNN", stderr)
+        if not cli.has_nvidia_driver():
+            self.assertIn("failed call to cuInit", stderr)

@@ -1,9 +1,9 @@
-"""Tests for beau_tf.common.files.atomic_path."""
+"""Tests for beau_tf.common.files."""
 
 import os
+import shutil
 import tempfile
 import unittest
-
 
 from beau_tf.common import files
 
@@ -38,3 +38,38 @@ class AtomicPathTest(unittest.TestCase):
         with open(path) as stream:
             self.assertEqual(stream.read(), "old")
         self.assertEqual(os.listdir(self.root), ["out.txt"])
+
+
+class CheckWritableTest(unittest.TestCase):
+
+    def setUp(self):
+        self.folder = tempfile.mkdtemp(prefix="beau_tf_files_")
+        self.addCleanup(shutil.rmtree, self.folder)
+        self.file = os.path.join(self.folder, "taken.txt")
+        with open(self.file, "w") as stream:
+            stream.write("x")
+
+    def test_new_paths_under_existing_or_missing_folders_pass(self):
+        files.check_writable(os.path.join(self.folder, "a.png"), "--out")
+        files.check_writable(
+            os.path.join(self.folder, "new", "deeper", "a.png"), "--out"
+        )
+        files.check_writable(self.file, "--out")  # replaced atomically
+        files.check_writable(self.folder, "--dir", folder=True)
+
+    def test_each_mistake_names_the_flag_and_the_path(self):
+        with self.assertRaisesRegex(IsADirectoryError, "--out=.* is a folder"):
+            files.check_writable(self.folder, "--out")
+        with self.assertRaisesRegex(NotADirectoryError, "--dir=.* is a file"):
+            files.check_writable(self.file, "--dir", folder=True)
+        with self.assertRaisesRegex(
+            NotADirectoryError, "taken.txt is a file, not a folder"
+        ):
+            files.check_writable(os.path.join(self.file, "a.png"), "--out")
+
+    @unittest.skipIf(os.geteuid() == 0, "root may write anywhere")
+    def test_read_only_folder(self):
+        os.chmod(self.folder, 0o500)
+        self.addCleanup(os.chmod, self.folder, 0o700)
+        with self.assertRaisesRegex(PermissionError, "no permission"):
+            files.check_writable(os.path.join(self.folder, "a"), "--out")

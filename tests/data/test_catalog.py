@@ -171,8 +171,16 @@ class CsvCatalogTest(absltest.TestCase):
         path = self._csv("item_id,path\nb,img/b.jpg\nc,img/gone.jpg\n")
         with self.assertRaisesRegex(
             FileNotFoundError,
-            r"lists 1 image file\(s\) that do not exist "
+            r"lists 1 image file\(s\) that do not exist or are folders "
             r"\(line 3: .*img/gone\.jpg\)",
+        ):
+            catalog.list_catalog(path)
+
+    def test_folder_listed_as_image(self):
+        os.makedirs(os.path.join(self.root, "img", "shelf"))
+        path = self._csv("item_id,path\nb,img/b.jpg\nc,img/shelf\n")
+        with self.assertRaisesRegex(
+            FileNotFoundError, r"line 3: .*img/shelf \(a folder\)"
         ):
             catalog.list_catalog(path)
 

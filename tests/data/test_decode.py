@@ -524,3 +524,84 @@ class ListImageFilesTest(absltest.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+class ReadForModelTest(parameterized.TestCase):
+    """The bytes the query path sends a model: the training contract's pixels."""
+
+    def setUp(self):
+        super().setUp()
+        self.dir = testing.make_tempdir(self, "beau_tf_decode_")
+
+    def _sent_pixels(self, path, **kwargs):
+        data = decode.read_for_model(path, **kwargs)
+        return data, decode.decode_image_bytes(data, "sent").rgb
+
+    @parameterized.parameters("jpg", "png")
+    def test_plain_file_is_sent_as_is(self, ext):
+        path = _save(self.dir, f"p.{ext}", Image.fromarray(_noise(30, 40)))
+        data, _ = self._sent_pixels(path)
+        with open(path, "rb") as stream:
+            self.assertEqual(data, stream.read())
+
+    @parameterized.parameters(
+        dict(filename="t.tif", mode="RGB"),  # TIFF: the model cannot decode it.
+        dict(filename="g.png", mode="I;16"),  # 16-bit: scaled, not clipped.
+        dict(filename="c.jpg", mode="CMYK"),
+    )
+    def test_other_files_are_sent_as_training_decodes_them(
+        self, filename, mode
+    ):
+        if mode == "I;16":
+            image = Image.fromarray(
+                (np.arange(30 * 40).reshape(30, 40) * 50).astype(np.uint16)
+            )
+        else:
+            image = Image.fromarray(_noise(30, 40)).convert(mode)
+        path = _save(self.dir, filename, image)
+        data, sent = self._sent_pixels(path)
+        self.assertTrue(data.startswith(b"\x89PNG"))
+        np.testing.assert_array_equal(sent, decode.load_image(path).rgb)
+
+    def test_exif_rotation_is_applied(self):
+        exif = Image.Exif()
+        exif[ExifTags.Base.Orientation] = 6
+        path = _save(
+            self.dir, "o.jpg", Image.fromarray(_noise(20, 40)), exif=exif
+        )
+        _, sent = self._sent_pixels(path)
+        self.assertEqual(sent.shape, (40, 20, 3))
+
+    def test_transparency_is_composited_over_white(self):
+        image = Image.new("RGBA", (20, 10), (0, 0, 0, 0))
+        image.paste((200, 0, 0, 255), (10, 0, 20, 10))
+        _, sent = self._sent_pixels(_save(self.dir, "a.png", image))
+        np.testing.assert_array_equal(sent[5, 2], (255, 255, 255))
+        np.testing.assert_array_equal(sent[5, 15], (200, 0, 0))
+
+    def test_large_image_is_sent_at_reduced_size(self):
+        path = _save(self.dir, "big.jpg", Image.new("RGB", (3000, 1500), "red"))
+        _, sent = self._sent_pixels(path, max_side=500)
+        self.assertEqual(sent.shape, (250, 500, 3))
+
+    @parameterized.parameters(
+        dict(data=b"", reason="is empty"),
+        dict(data=b"hello", reason="not a decodable image"),
+    )
+    def test_bad_bytes_give_the_training_reason(self, data, reason):
+        path = _write_bytes(self.dir, "bad.png", data)
+        with self.assertRaisesRegex(decode.ImageDecodeError, reason):
+            decode.read_for_model(path)
+
+    def test_too_small_gives_the_training_reason(self):
+        path = _save(self.dir, "tiny.png", Image.new("RGB", (1, 1)))
+        with self.assertRaisesRegex(
+            decode.ImageDecodeError, f"at least {decode.MIN_SIDE} px per side"
+        ):
+            decode.read_for_model(path)
+
+    def test_folder_and_missing_file(self):
+        with self.assertRaisesRegex(IsADirectoryError, "is a folder"):
+            decode.read_for_model(self.dir)
+        with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
+            decode.read_for_model(os.path.join(self.dir, "missing.jpg"))

@@ -108,6 +108,19 @@ class ScannIndexTest(parameterized.TestCase):
         self.assertIn("model_version, signature_fingerprint", message)
         self.assertIn("python -m beau_tf.index", message)
 
+    def test_check_compatible_catches_other_weights(self):
+        # The index was built without a model fingerprint (an older export):
+        # it accepts only a model without one.
+        index = self.indexes["brute_force"]
+        with self.assertRaisesRegex(
+            ValueError,
+            r"no model fingerprint.*model fingerprint 0123456789ab….*"
+            r"differs in model_fingerprint",
+        ):
+            index.check_compatible(
+                dict(IDENTITY, model_fingerprint="0123456789abcdef")
+            )
+
     def test_check_compatible_catches_embedding_size(self):
         with self.assertRaisesRegex(ValueError, "64-d.*embedding_dim"):
             self.indexes["ah"].check_compatible(

@@ -1,4 +1,5 @@
-"""Tests for beau_tf.serving.embedding with a stand-in model: fast."""
+"""Tests for beau_tf.serving.embedding: a stand-in model (fast), then a tiny
+export, locally and over gRPC."""
 
 import os
 import tempfile
@@ -8,16 +9,38 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
+from beau_tf.data import decode
+from beau_tf.serving import dev_server
 from beau_tf.serving import embedding as embedding_lib
+from beau_tf.serving import grpc_client
+from tests.serving import tiny_export
+
+_REFUSED = "grey, which the stand-in refuses"
 
 
-def _length_embedder(images: tf.Tensor) -> np.ndarray:
-    """Embeds each image as (its byte count, 1); rejects empty bytes as the
-    SavedModel rejects undecodable ones."""
-    lengths = tf.strings.length(images).numpy()
-    if (lengths == 0).any():
-        raise tf.errors.InvalidArgumentError(None, None, "Input is empty.")
-    return np.stack([lengths, np.ones_like(lengths)], axis=1).astype(np.float32)
+class _LengthEmbedder:
+    """Embeds each image as (its byte count, 1); refuses the grey PNG with a
+    status, as a model reports an image it cannot use. Records each call's
+    batch size."""
+
+    def __init__(self):
+        self.batch_sizes = []
+        self.grey = tiny_export.good_bytes()[2]
+
+    def __call__(self, images):
+        self.batch_sizes.append(len(images))
+        lengths = np.array([len(image) for image in images], np.float32)
+        return embedding_lib.EmbeddedBatch(
+            embeddings=np.stack([lengths, np.ones_like(lengths)], axis=1),
+            statuses=[
+                _REFUSED if image == self.grey else "ok" for image in images
+            ],
+            model_fingerprint="stand-in",
+        )
+
+
+def _skipped_lines(logs) -> list[str]:
+    return [line for line in logs.output if "Skipped: " in line]
 
 
 class EmbedFilesTest(unittest.TestCase):
@@ -25,30 +48,112 @@ class EmbedFilesTest(unittest.TestCase):
     def setUp(self):
         directory = tempfile.TemporaryDirectory()
         self.addCleanup(directory.cleanup)
-        self.paths = []
-        for name, size in [("a", 3), ("b", 0), ("c", 5), ("d", 7), ("e", 0)]:
-            path = os.path.join(directory.name, f"{name}.jpg")
-            with open(path, "wb") as stream:
-                stream.write(b"x" * size)
-            self.paths.append(path)
+        self.paths, self.bad = tiny_export.write_files(directory.name)
 
-    def test_bad_images_are_skipped_by_name_and_rows_stay_aligned(self):
+    def test_bad_files_are_skipped_by_name_and_rows_stay_aligned(self):
+        embed_fn = _LengthEmbedder()
         with self.assertLogs(level="WARNING") as logs:
             embeddings, kept = embedding_lib.embed_files(
-                _length_embedder, self.paths, batch_size=2
+                embed_fn, self.paths, batch_size=2
             )
-        self.assertEqual(kept, [0, 2, 3])
-        np.testing.assert_array_equal(embeddings[:, 0], [3, 5, 7])
-        skipped = "\n".join(logs.output)
-        self.assertIn("b.jpg", skipped)
-        self.assertIn("e.jpg", skipped)
-        self.assertIn("2 of 5 images skipped", skipped)
+        grey = self.paths.index(
+            os.path.join(os.path.dirname(self.bad[0]), "c.png")
+        )
+        good = [i for i, p in enumerate(self.paths) if p not in self.bad]
+        self.assertEqual(kept, [i for i in good if i != grey])
+        # Row i is the file kept[i], read as the model receives it.
+        np.testing.assert_array_equal(
+            embeddings[:, 0],
+            [len(decode.read_for_model(self.paths[i])) for i in kept],
+        )
+        # Only readable files reach the model, two paths' worth at a time.
+        self.assertEqual(embed_fn.batch_sizes, [1, 1, 1, 1, 1])
+        lines = _skipped_lines(logs)
+        self.assertEqual(len(lines), len(self.bad) + 1)
+        for path in self.bad + [self.paths[grey]]:
+            self.assertEqual(sum(path in line for line in lines), 1, path)
+        self.assertTrue(any(f"c.png is {_REFUSED}" in l for l in lines))
+        self.assertTrue(any("tiny.png is 1×1 pixels" in l for l in lines))
+        self.assertIn("5 of 9 images skipped", "\n".join(logs.output))
+
+    def test_a_missing_file_or_folder_is_skipped_by_name(self):
+        folder = os.path.dirname(self.paths[0])
+        missing = os.path.join(folder, "missing.jpg")
+        with self.assertLogs(level="WARNING") as logs:
+            _, kept = embedding_lib.embed_files(
+                _LengthEmbedder(), [missing, folder, self.paths[0]]
+            )
+        self.assertEqual(kept, [2])
+        lines = _skipped_lines(logs)
+        self.assertEqual(len(lines), 2)
+        self.assertIn("missing.jpg does not exist", lines[0])
+        self.assertIn("is a folder", lines[1])
 
     def test_nothing_embeddable_is_an_error(self):
-        with self.assertRaisesRegex(ValueError, "None of the 2 images"):
-            embedding_lib.embed_files(
-                _length_embedder, [self.paths[1], self.paths[4]]
+        with self.assertRaisesRegex(ValueError, "None of the 4 images"):
+            embedding_lib.embed_files(_LengthEmbedder(), self.bad)
+
+    def test_an_answer_of_the_wrong_length_is_an_error(self):
+        def short(images):
+            answer = _LengthEmbedder()(images)
+            return embedding_lib.EmbeddedBatch(
+                answer.embeddings[:-1], answer.statuses[:-1], "x"
             )
+
+        with self.assertRaisesRegex(ValueError, "1 embeddings.*for 2 images"):
+            embedding_lib.embed_files(short, self.paths[:3:2])
+
+
+class LocalAndServedTest(unittest.TestCase):
+    """A tiny export embeds the same files alike, locally and over gRPC."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._directory = tempfile.TemporaryDirectory()
+        root = cls._directory.name
+        cls.model_dir = tiny_export.export_tiny(os.path.join(root, "exported"))
+        cls.paths, cls.bad = tiny_export.write_files(
+            os.path.join(root, "images")
+        )
+        cls.server, cls.address = dev_server.start_server(
+            cls.model_dir, "beau_tf", 1
+        )
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop(0)
+        cls._directory.cleanup()
+        super().tearDownClass()
+
+    def _embed(self, embed_fn):
+        with self.assertLogs(level="WARNING") as logs:
+            embeddings, kept = embedding_lib.embed_files(
+                embed_fn, self.paths, batch_size=3
+            )
+        lines = _skipped_lines(logs)
+        self.assertEqual(len(lines), len(self.bad))
+        for path, line in zip(self.bad, lines):
+            self.assertIn(path, line)
+        return embeddings, kept
+
+    def test_local_and_grpc_keep_the_same_files_and_embeddings(self):
+        local, local_kept = self._embed(
+            embedding_lib.load_embed_fn(self.model_dir)
+        )
+        with grpc_client.PredictionClient(self.address) as client:
+            served, served_kept = self._embed(client)
+        good = [i for i, p in enumerate(self.paths) if p not in self.bad]
+        self.assertEqual(local_kept, good)
+        self.assertEqual(served_kept, good)
+        self.assertTrue(np.allclose(local, served, atol=1e-6))
+        np.testing.assert_allclose(
+            np.linalg.norm(local, axis=1), np.ones(len(good)), rtol=1e-5
+        )
+
+    def test_a_missing_signature_is_named(self):
+        with self.assertRaisesRegex(ValueError, "no signature 'nope'"):
+            embedding_lib.load_embed_fn(self.model_dir, "nope")
 
 
 class LoadEmbedFnTest(unittest.TestCase):
@@ -57,6 +162,22 @@ class LoadEmbedFnTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as root:
             with self.assertRaisesRegex(
                 FileNotFoundError, "holds no SavedModel"
+            ):
+                embedding_lib.load_embed_fn(root)
+
+    def test_an_export_without_statuses_is_refused(self):
+        module = tf.Module()
+        module.serve = tf.function(
+            lambda images: {"embedding": tf.ones([tf.shape(images)[0], 4])},
+            input_signature=[tf.TensorSpec([None], tf.string, name="images")],
+        )
+        with tempfile.TemporaryDirectory() as root:
+            tf.saved_model.save(
+                module, root, signatures={"serving_default": module.serve}
+            )
+            with self.assertRaisesRegex(
+                ValueError,
+                r"without \['model_fingerprint', 'status'\].*re-export",
             ):
                 embedding_lib.load_embed_fn(root)
 

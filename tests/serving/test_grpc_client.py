@@ -1,4 +1,4 @@
-"""Tests for beau_tf.serving.grpc_client against an in-process PredictionService."""
+"""Tests for beau_tf.serving.grpc_client against the in-process dev server."""
 
 import socket
 import tempfile
@@ -7,38 +7,23 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from beau_tf.serving import contract
+from beau_tf.serving import dev_server
 from beau_tf.serving import grpc_client
-from tests.serving import prediction_server
+from tests.serving import tiny_export
 
 _MODEL_NAME = "beau_tf"
 _VERSION = 7
-_SIZE = 16
 
 
-class _TinyEmbedder(tf.Module):
-    """Encoded bytes → (B, 4) L2-normalised mean colour + bias, and a mask."""
+class _EmbeddingOnly(tf.Module):
+    """A signature as beau_tf exported it before per-image statuses."""
 
     @tf.function(
         input_signature=[tf.TensorSpec([None], tf.string, name="images")]
     )
     def serve(self, images):
-        def decode(data):
-            image = tf.io.decode_image(
-                data, channels=3, expand_animations=False
-            )  # (H, W, 3)
-            image = tf.image.convert_image_dtype(image, tf.float32)
-            return tf.image.resize(image, (_SIZE, _SIZE))  # (16, 16, 3)
-
-        pixels = tf.map_fn(
-            decode,
-            images,
-            fn_output_signature=tf.TensorSpec([_SIZE, _SIZE, 3], tf.float32),
-        )  # (B, 16, 16, 3)
-        colour = tf.reduce_mean(pixels, axis=[1, 2])  # (B, 3)
-        features = tf.concat([colour, tf.ones_like(colour[:, :1])], -1)
-        embedding = tf.math.l2_normalize(features, axis=-1)  # (B, 4)
-        mask = tf.reduce_mean(pixels, axis=-1, keepdims=True)  # (B, 16, 16, 1)
-        return {"embedding": embedding, "mask": mask}
+        return {"embedding": tf.ones([tf.shape(images)[0], 4])}
 
 
 def _encoded_images(count: int) -> list[bytes]:
@@ -61,12 +46,13 @@ class ServingClientTest(tf.test.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls._directory = tempfile.TemporaryDirectory()
-        cls.model_dir = cls._directory.name
-        module = _TinyEmbedder()
-        tf.saved_model.save(
-            module, cls.model_dir, signatures={"serving_default": module.serve}
+        cls.model_dir = tiny_export.export_tiny(
+            cls._directory.name, version=_VERSION
         )
-        cls.server, cls.address = prediction_server.start_server(
+        cls.fingerprint = contract.model_identity(cls.model_dir)[
+            "model_fingerprint"
+        ]
+        cls.server, cls.address = dev_server.start_server(
             cls.model_dir, _MODEL_NAME, _VERSION
         )
         cls.signature = tf.saved_model.load(cls.model_dir).signatures[
@@ -85,48 +71,86 @@ class ServingClientTest(tf.test.TestCase):
         return self.signature(images=tf.constant(images))["embedding"].numpy()
 
     def _start(self, **kwargs):
-        server, address = prediction_server.start_server(
+        server, address = dev_server.start_server(
             self.model_dir, _MODEL_NAME, _VERSION, **kwargs
         )
         self.addCleanup(server.stop, 0)
         return server, address
 
-    def test_embeddings_equal_the_saved_model_and_report_the_version(self):
-        embeddings, info = grpc_client.embed_with_server(
+    def test_embeddings_equal_the_saved_model_and_report_the_model(self):
+        embeddings, statuses, info = grpc_client.embed_with_server(
             self.address, self.images[:3]
         )
         self.assertEqual(embeddings.dtype, np.float32)
         self.assertAllClose(embeddings, self._direct(self.images[:3]))
         self.assertAllClose(np.linalg.norm(embeddings, axis=1), np.ones(3))
+        self.assertEqual(statuses, ["ok"] * 3)
         self.assertEqual(
-            info, {"model_name": _MODEL_NAME, "model_version": _VERSION}
+            info,
+            {
+                "model_name": _MODEL_NAME,
+                "model_version": _VERSION,
+                "model_fingerprint": self.fingerprint,
+            },
         )
 
     def test_batches_keep_the_order_of_the_images(self):
         server, address = self._start()
-        embeddings, _ = grpc_client.embed_with_server(
+        embeddings, _, _ = grpc_client.embed_with_server(
             address, self.images, batch_size=2
         )
         requests = server.servicer.requests
         self.assertEqual(
             [len(r.inputs["images"].string_val) for r in requests], [2, 2, 1]
         )
-        # Only the embedding crosses the network, and batches after the first
-        # are pinned to the version that answered it.
+        # Masks never cross the network, and batches after the first are
+        # pinned to the version that answered it.
         self.assertEqual(
-            [list(r.output_filter) for r in requests], [["embedding"]] * 3
+            [list(r.output_filter) for r in requests],
+            [["embedding", "status", "model_fingerprint"]] * 3,
         )
         self.assertFalse(requests[0].model_spec.HasField("version"))
         self.assertEqual(
             [r.model_spec.version.value for r in requests[1:]], [_VERSION] * 2
         )
-        self.assertEqual(embeddings.shape, (5, 4))
+        self.assertEqual(embeddings.shape, (5, tiny_export.DIM))
         self.assertAllClose(embeddings, self._direct(self.images))
         # The images differ, so a reordering would show.
         self.assertLen(np.unique(embeddings.round(4), axis=0), 5)
 
+    def test_bad_images_come_back_with_their_reasons(self):
+        bad = tiny_export.bad_bytes()
+        images = [self.images[0], *bad.values(), self.images[1]]
+        embeddings, statuses, _ = grpc_client.embed_with_server(
+            self.address, images, batch_size=3
+        )
+        self.assertEqual(
+            statuses,
+            ["ok"] + [tiny_export.BAD_BYTES_STATUS[k] for k in bad] + ["ok"],
+        )
+        self.assertAllClose(
+            embeddings[1:-1], np.zeros((len(bad), tiny_export.DIM))
+        )
+        self.assertAllClose(
+            embeddings[[0, -1]], self._direct(self.images[:2]), atol=1e-6
+        )
+
+    def test_a_model_exported_without_statuses_is_named(self):
+        module = _EmbeddingOnly()
+        old_dir = tempfile.mkdtemp(dir=self._directory.name)
+        tf.saved_model.save(
+            module, old_dir, signatures={"serving_default": module.serve}
+        )
+        server, address = dev_server.start_server(old_dir, _MODEL_NAME, 1)
+        self.addCleanup(server.stop, 0)
+        with self.assertRaisesRegex(
+            grpc_client.ServingError,
+            r"rejected(.|\n)*'status'(.|\n)*re-export it",
+        ):
+            grpc_client.embed_with_server(address, self.images[:1])
+
     def test_explicit_version(self):
-        _, info = grpc_client.embed_with_server(
+        _, _, info = grpc_client.embed_with_server(
             self.address, self.images[:1], version=_VERSION
         )
         self.assertEqual(info["model_version"], _VERSION)
@@ -153,26 +177,18 @@ class ServingClientTest(tf.test.TestCase):
                 )
         self.assertLess(time.monotonic() - start, 2.0)
 
-    def test_slow_server_times_out(self):
+    def test_slow_server_times_out_naming_the_flag_to_raise(self):
         _, address = self._start(delay_seconds=3.0)
         start = time.monotonic()
         with self.assertRaisesRegex(
             grpc_client.ServingError,
-            f"no answer from TF Serving at {address} within 0.3 s",
+            f"no answer from TF Serving at {address} within 0.3 s"
+            ".*--timeout of python -m beau_tf.search.*batch_size",
         ):
             grpc_client.embed_with_server(
                 address, self.images[:1], timeout_seconds=0.3
             )
         self.assertLess(time.monotonic() - start, 2.0)
-
-    def test_undecodable_bytes_are_rejected_with_the_server_detail(self):
-        images = self.images[:2] + [b"not an image"]
-        with self.assertRaisesRegex(
-            grpc_client.ServingError,
-            r"rejected the request for images 2\.\.2(.|\n)*"
-            r"(?i:unknown image file format|decode)",
-        ):
-            grpc_client.embed_with_server(self.address, images, batch_size=2)
 
     def test_wrong_model_name_is_not_found(self):
         with self.assertRaisesRegex(

@@ -1,7 +1,6 @@
 """Tests for beau_tf.preprocess."""
 
 import io
-import os
 
 from absl.testing import parameterized
 import numpy as np
@@ -9,6 +8,7 @@ from PIL import Image
 import tensorflow as tf
 
 from beau_tf.serving import preprocess
+from tests.serving import tiny_export
 
 
 def encode(array: np.ndarray, image_format: str) -> bytes:
@@ -66,14 +66,72 @@ class DecodeAndResizeTest(tf.test.TestCase, parameterized.TestCase):
         data = tf.constant(
             [
                 encode(random_rgb(30, 50, 1), "JPEG"),
-                encode(random_rgb(9, 7, 2), "PNG"),
+                encode(random_rgb(12, 9, 2), "PNG"),
             ]
         )
-        batch = tf.function(lambda x: preprocess.decode_batch(x, 32))(data)
+        batch, status = tf.function(lambda x: preprocess.decode_batch(x, 32))(
+            data
+        )
         self.assertEqual(batch.shape, (2, 32, 32, 3))
+        self.assertAllEqual(status, [b"ok", b"ok"])
         for index in range(2):
             self.assertAllEqual(
                 batch[index], preprocess.decode_and_resize(data[index], 32)
+            )
+
+
+class StatusTest(tf.test.TestCase):
+    """A bad image gets grey pixels and a reason; it never fails its batch."""
+
+    def test_each_bad_image_is_named_and_the_good_ones_decode(self):
+        good = encode(random_rgb(30, 50, 1), "JPEG")
+        bad = tiny_export.bad_bytes()
+        narrow = encode(random_rgb(20, 7, 2), "PNG")
+        images = tf.constant([good, *bad.values(), narrow, good])
+        decode = tf.function(lambda x: preprocess.decode_batch(x, 16))
+        pixels, status = decode(images)
+        want = (
+            [b"ok"]
+            + [tiny_export.BAD_BYTES_STATUS[k].encode() for k in bad]
+            + ["7×20 pixels; at least 8 px per side expected".encode(), b"ok"]
+        )
+        self.assertAllEqual(status, want)
+        expected = preprocess.decode_and_resize(tf.constant(good), 16)
+        self.assertAllEqual(pixels[0], expected)
+        self.assertAllEqual(pixels[-1], expected)
+        self.assertAllEqual(
+            pixels[1 : 1 + len(bad)],
+            np.full((len(bad), 16, 16, 3), preprocess.PAD_VALUE),
+        )
+
+    def test_zoomed_batch_has_the_same_statuses(self):
+        images = tf.constant(
+            [
+                encode(random_rgb(30, 50, 1), "PNG"),
+                *tiny_export.bad_bytes().values(),
+            ]
+        )
+        views, status = tf.function(
+            lambda x: preprocess.decode_batch_zoomed(x, 16, (1.0, 0.5))
+        )(images)
+        plain = tf.function(lambda x: preprocess.decode_batch(x, 16))(images)[1]
+        self.assertEqual(views.shape, (5, 2, 16, 16, 3))
+        self.assertAllEqual(status, plain)
+        self.assertAllEqual(status[0], b"ok")
+
+    def test_a_damaged_file_of_each_format_is_told_from_a_non_image(self):
+        reasons = {}
+        for image_format in ("PNG", "GIF", "BMP", "WEBP"):
+            data = encode(random_rgb(40, 40, 3), image_format)
+            reasons[image_format] = data[:40]
+        _, status = preprocess.decode_batch(
+            tf.constant(list(reasons.values())), 16
+        )
+        for name, reason in zip(["PNG", "GIF", "BMP", "WebP"], status.numpy()):
+            self.assertEqual(
+                reason.decode(),
+                f"a {name} file that cannot be decoded (probably truncated "
+                "or corrupt)",
             )
 
 
@@ -98,10 +156,10 @@ class DecodeZoomedTest(tf.test.TestCase):
         data = tf.constant(
             [
                 encode(random_rgb(30, 50, 1), "JPEG"),
-                encode(random_rgb(9, 7, 2), "PNG"),
+                encode(random_rgb(12, 9, 2), "PNG"),
             ]
         )
-        batch = tf.function(
+        batch, _ = tf.function(
             lambda x: preprocess.decode_batch_zoomed(x, 16, (1.0, 0.6))
         )(data)
         self.assertEqual(batch.shape, (2, 2, 16, 16, 3))
@@ -115,42 +173,6 @@ class DecodeZoomedTest(tf.test.TestCase):
         image = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
         with self.assertRaisesRegex(ValueError, r"\(0, 1\]"):
             preprocess.decode_zoomed(image, 8, (1.0, 1.5))
-
-
-class MakeImageDatasetTest(tf.test.TestCase):
-
-    def test_dataset_equals_eager_and_skips_bad_files_by_name(self):
-        folder = self.get_temp_dir()
-        paths = []
-        for index, image_format in enumerate(("PNG", "JPEG", "BMP")):
-            path = os.path.join(folder, f"image{index}.{image_format.lower()}")
-            with open(path, "wb") as stream:
-                stream.write(
-                    encode(random_rgb(20 + 10 * index, 30, index), image_format)
-                )
-            paths.append(path)
-        bad = os.path.join(folder, "bad.jpg")
-        with open(bad, "wb") as stream:
-            stream.write(b"truncated")
-        paths.insert(1, bad)
-
-        with self.assertLogs(level="WARNING") as logs:
-            batches = list(preprocess.make_image_dataset(paths, 32, 2))
-        self.assertTrue(any(bad in line for line in logs.output))
-        self.assertEqual([len(batch["path"]) for batch in batches], [2, 1])
-        images = np.concatenate([batch["image"] for batch in batches])
-        embedded = [p.decode() for b in batches for p in b["path"].numpy()]
-        self.assertEqual(embedded, [paths[0], paths[2], paths[3]])
-        for image, path in zip(images, embedded):
-            with open(path, "rb") as stream:
-                eager = preprocess.decode_and_resize(
-                    tf.constant(stream.read()), 32
-                )
-            self.assertAllEqual(image, eager)
-
-    def test_no_paths_is_a_clear_error(self):
-        with self.assertRaisesRegex(ValueError, "nothing to embed"):
-            preprocess.make_image_dataset([], 32, 2)
 
 
 if __name__ == "__main__":

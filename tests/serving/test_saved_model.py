@@ -20,6 +20,7 @@ from beau_tf.serving import preprocess
 from beau_tf.serving import saved_model
 from beau_tf.training import config as config_lib
 from beau_tf.training import trainer
+from tests.serving import tiny_export
 
 REPO = os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,8 +82,9 @@ class ExportSavedModelTest(tf.test.TestCase):
         images = real_image_bytes()
         loaded = tf.saved_model.load(self.version_dir)
         served = loaded.signatures["serving_default"](images=images)
-        expected = self.model(preprocess.decode_batch(images, 64))
+        expected = self.model(preprocess.decode_batch(images, 64)[0])
         self.assertEqual(served["embedding"].shape, (2, 64))
+        self.assertAllEqual(served["status"], [b"ok", b"ok"])
         self.assertEqual(served["mask"].shape, (2, 64, 64, 1))
         self.assertAllClose(
             served["embedding"], expected["embedding"], atol=1e-5
@@ -96,12 +98,14 @@ class ExportSavedModelTest(tf.test.TestCase):
         images = real_image_bytes()
         loaded = tf.saved_model.load(self.version_dir)
         served = loaded.signatures["query_multiscale"](images=images)
-        views = preprocess.decode_batch_zoomed(images, 64, (1.0, 0.5))
+        views, _ = preprocess.decode_batch_zoomed(images, 64, (1.0, 0.5))
         whole = self.model(views[:, 0])["embedding"].numpy()
         centre = self.model(views[:, 1])["embedding"].numpy()
         mean = whole + centre
         expected = mean / np.linalg.norm(mean, axis=-1, keepdims=True)
-        self.assertEqual(set(served), {"embedding"})
+        self.assertEqual(
+            set(served), {"embedding", "status", "model_fingerprint"}
+        )
         self.assertAllClose(served["embedding"], expected, atol=1e-5)
         self.assertEqual(
             contract.model_identity(self.version_dir)["query_zooms"],
@@ -140,6 +144,10 @@ class ExportSavedModelTest(tf.test.TestCase):
         self.assertRegex(
             shown, pattern.format("mask", "DT_FLOAT", "-1, 64, 64, 1")
         )
+        self.assertRegex(shown, pattern.format("status", "DT_STRING", "-1"))
+        self.assertRegex(
+            shown, pattern.format("model_fingerprint", "DT_STRING", "-1")
+        )
 
     def test_identity_round_trip_matches_the_saved_signature(self):
         identity = contract.model_identity(self.version_dir)
@@ -167,6 +175,66 @@ class ExportSavedModelTest(tf.test.TestCase):
             identity["signature_fingerprint"],
             contract.signature_fingerprint(signature),
         )
+
+    def test_bad_images_get_a_reason_and_a_zero_row_without_failing(self):
+        good = real_image_bytes().numpy().tolist()
+        bad = tiny_export.bad_bytes()
+        images = tf.constant([good[0], *bad.values(), good[1]])
+        signatures = tf.saved_model.load(self.version_dir).signatures
+        want = (
+            [b"ok"]
+            + [tiny_export.BAD_BYTES_STATUS[key].encode() for key in bad]
+            + [b"ok"]
+        )
+        alone = signatures["serving_default"](images=real_image_bytes())
+        for name in ("serving_default", "query_multiscale"):
+            served = signatures[name](images=images)
+            self.assertAllEqual(served["status"], want)
+            norms = np.linalg.norm(served["embedding"], axis=-1)
+            self.assertAllClose(norms, [1.0] + [0.0] * len(bad) + [1.0])
+            if name == "serving_default":
+                self.assertAllClose(
+                    served["embedding"][:: len(bad) + 1],
+                    alone["embedding"],
+                    atol=1e-5,
+                )
+                self.assertAllEqual(
+                    served["mask"][1:-1], np.zeros((len(bad), 64, 64, 1))
+                )
+
+    def test_model_fingerprint_is_served_and_in_the_identity(self):
+        identity = contract.model_identity(self.version_dir)
+        for signature in tf.saved_model.load(
+            self.version_dir
+        ).signatures.values():
+            served = signature(images=real_image_bytes()[:2])
+            self.assertEqual(
+                [
+                    value.decode()
+                    for value in served["model_fingerprint"].numpy()
+                ],
+                [identity["model_fingerprint"]] * 2,
+            )
+        self.assertEqual(
+            identity["model_fingerprint"],
+            saved_model.model_fingerprint(self.model, 64, (1.0, 0.5)),
+        )
+
+    def test_model_fingerprint_follows_what_determines_embeddings(self):
+        fingerprint = saved_model.model_fingerprint
+        model = tiny_export.tiny_model(seed=1)
+        same = tiny_export.tiny_model(seed=1)
+        other = tiny_export.tiny_model(seed=2)
+        projection = (np.zeros(8), np.eye(8)[:, :4])
+        base = fingerprint(model, 16, (1.0, 0.5))
+        self.assertEqual(fingerprint(same, 16, (1.0, 0.5)), base)
+        variants = {
+            fingerprint(other, 16, (1.0, 0.5)),  # other weights
+            fingerprint(model, 32, (1.0, 0.5)),
+            fingerprint(model, 16, (1.0,)),
+            fingerprint(model, 16, (1.0, 0.5), projection),
+        }
+        self.assertLen(variants | {base}, 5)
 
     def test_versions_increment_and_are_never_overwritten(self):
         base = os.path.join(self.get_temp_dir(), "versions")

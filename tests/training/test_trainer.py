@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from absl.testing import absltest
 from absl.testing import parameterized
 import keras
 import numpy as np
@@ -243,4 +244,23 @@ class KillAndResumeTest(tf.test.TestCase):
         self.assertEqual(trained_steps(workdir), 300)
         self.assertTrue(
             os.path.exists(os.path.join(workdir, "extractor.keras"))
+        )
+
+
+class UnfinishedCheckpointTest(absltest.TestCase):
+
+    def test_only_temp_folders_are_removed(self):
+        checkpoints = os.path.join(
+            testing.make_tempdir(self, "beau_tf_ckpt_"), "checkpoints"
+        )
+        os.makedirs(os.path.join(checkpoints, "ckpt-4_temp"))
+        for name in ("checkpoint", "ckpt-2.index"):
+            with open(os.path.join(checkpoints, name), "w") as stream:
+                stream.write("kept")
+        trainer.remove_unfinished_checkpoints(checkpoints)
+        self.assertEqual(
+            sorted(os.listdir(checkpoints)), ["checkpoint", "ckpt-2.index"]
+        )
+        trainer.remove_unfinished_checkpoints(
+            os.path.join(checkpoints, "missing")
         )

@@ -1,0 +1,66 @@
+r"""Serves an export over TF Serving's gRPC API, for development only.
+
+  python -m beau_tf.dev_server --model_base=exported/beau_tf \
+      [--model_name=beau_tf] [--port=8500] [--host=127.0.0.1]
+
+serves the latest numbered version under --model_base (as TF Serving's
+--model_base_path does, but read once at start) until Ctrl-C, so that
+`python -m beau_tf.search --server=127.0.0.1:8500` works without Docker. It
+is a stand-in (`beau_tf.serving.dev_server`), not for production: use TF
+Serving there (export/README.md).
+"""
+
+from absl import app
+from absl import flags
+
+from beau_tf.common import cli
+from beau_tf.serving import dev_server
+
+_MODEL_BASE = flags.DEFINE_string(
+    "model_base",
+    None,
+    "Folder of the model's numbered versions, e.g. exported/beau_tf.",
+    required=True,
+)
+_MODEL_NAME = flags.DEFINE_string(
+    "model_name",
+    "beau_tf",
+    "The name clients ask for (TF Serving's MODEL_NAME).",
+)
+_PORT = flags.DEFINE_integer(
+    "port", 8500, "gRPC port; 0 picks a free one (the line printed says it)."
+)
+_HOST = flags.DEFINE_string(
+    "host",
+    "127.0.0.1",
+    "Interface to listen on; the default keeps the server on this machine.",
+)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    version, version_dir = dev_server.latest_version(_MODEL_BASE.value)
+    server, address = dev_server.start_server(
+        version_dir,
+        _MODEL_NAME.value,
+        version,
+        host=_HOST.value,
+        port=_PORT.value,
+    )
+    print(
+        "development stand-in for TF Serving, not for production: serving "
+        f"model {_MODEL_NAME.value!r} version {version} from {version_dir} "
+        f"at {address} (Ctrl-C stops)",
+        flush=True,
+    )
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop(grace=1.0).wait()
+
+
+if __name__ == "__main__":
+    cli.run(main)

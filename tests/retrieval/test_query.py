@@ -1,0 +1,142 @@
+"""Tests for beau_tf.retrieval.query: the model checks of local and served
+embedding, skipping bad photos alike, and the contact sheet's captions."""
+
+import os
+import tempfile
+import unittest
+from unittest import mock
+
+import numpy as np
+
+from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.retrieval import query
+from beau_tf.serving import contract
+from beau_tf.serving import dev_server
+from beau_tf.serving import embedding as embedding_lib
+from beau_tf.serving import grpc_client
+from tests.serving import tiny_export
+
+
+def _build_index(model_dir: str, paths: list[str], index_dir: str, **identity):
+    """An index of `paths` embedded by `model_dir`, its identity updated
+    with `identity` (a key set to None is dropped)."""
+    embeddings, kept = embedding_lib.embed_files(
+        embedding_lib.load_embed_fn(model_dir), paths
+    )
+    model_identity = dict(contract.model_identity(model_dir), **identity)
+    model_identity = {k: v for k, v in model_identity.items() if v is not None}
+    index_dir_lib.build_and_save(
+        index_dir_lib.EmbeddedCatalog(
+            embeddings,
+            [f"item-{i}" for i in kept],
+            [paths[i] for i in kept],
+            model_identity,
+        ),
+        index_dir,
+    )
+    return index_dir_lib.load_index(index_dir)
+
+
+class ServedModelCheckTest(unittest.TestCase):
+    """Two exports of one name and version, with different weights."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._directory = tempfile.TemporaryDirectory()
+        root = cls._directory.name
+        cls.indexed = tiny_export.export_tiny(os.path.join(root, "a"), seed=0)
+        cls.other = tiny_export.export_tiny(os.path.join(root, "b"), seed=1)
+        cls.paths, cls.bad = tiny_export.write_files(os.path.join(root, "img"))
+        good = [p for p in cls.paths if p not in cls.bad]
+        cls.bundle = _build_index(
+            cls.indexed, good, os.path.join(root, "index")
+        )
+        cls.servers = {}
+        for name, model_dir in [("indexed", cls.indexed), ("other", cls.other)]:
+            server, address = dev_server.start_server(model_dir, "beau_tf", 1)
+            cls.servers[name] = (server, address)
+
+    @classmethod
+    def tearDownClass(cls):
+        for server, _ in cls.servers.values():
+            server.stop(0)
+        cls._directory.cleanup()
+        super().tearDownClass()
+
+    def test_the_same_model_embeds_alike_locally_and_served(self):
+        with self.assertLogs(level="WARNING") as local_logs:
+            local = query.embed_locally(
+                self.indexed, self.bundle, self.paths, multiscale=True
+            )
+        with self.assertLogs(level="WARNING") as served_logs:
+            served = query.embed_with_server(
+                self.servers["indexed"][1],
+                self.bundle,
+                self.paths,
+                timeout_seconds=10.0,
+                multiscale=True,
+            )
+        good = [p for p in self.paths if p not in self.bad]
+        self.assertEqual(local.paths, good)
+        self.assertEqual(served.paths, good)
+        self.assertTrue(np.allclose(local.embeddings, served.embeddings))
+        for logs in (local_logs, served_logs):
+            skipped = [line for line in logs.output if "Skipped: " in line]
+            self.assertEqual(len(skipped), len(self.bad))
+
+    def test_a_server_with_other_weights_is_refused(self):
+        address = self.servers["other"][1]
+        with self.assertRaises(grpc_client.ServingError) as caught:
+            query.embed_with_server(address, self.bundle, self.paths, 10.0)
+        message = str(caught.exception)
+        self.assertIn(f"TF Serving at {address}", message)
+        self.assertIn(self.bundle.directory, message)
+        self.assertIn("model fingerprint", message)
+        self.assertIn("rebuild the index", message)
+
+    def test_a_local_model_with_other_weights_is_refused(self):
+        with self.assertRaisesRegex(ValueError, "differs in model_fingerprint"):
+            query.embed_locally(self.other, self.bundle, self.paths)
+
+    def test_an_index_without_a_model_fingerprint_is_refused_over_grpc(self):
+        with tempfile.TemporaryDirectory() as root:
+            old = _build_index(
+                self.indexed,
+                self.paths[:1],
+                os.path.join(root, "index"),
+                model_fingerprint=None,
+            )
+            with self.assertRaisesRegex(
+                grpc_client.ServingError,
+                "without a model fingerprint.*rebuild the index",
+            ):
+                query.embed_with_server(
+                    self.servers["indexed"][1], old, self.paths, 10.0
+                )
+
+    def test_embed_queries_takes_exactly_one_source(self):
+        for model_dir, server in [(None, None), (self.indexed, "x:1")]:
+            with self.assertRaisesRegex(ValueError, "exactly one"):
+                query.embed_queries(
+                    self.bundle, self.paths, model_dir=model_dir, server=server
+                )
+
+
+class ContactSheetTest(unittest.TestCase):
+
+    def test_query_captions_name_the_folder(self):
+        bundle = mock.Mock(paths={})
+        paths = ["photos/shelf/x.jpg", "photos/fridge/x.jpg", "y.jpg"]
+        ids = [["a"], ["a"], ["a"]]
+        with mock.patch.object(query.pictures, "image_grid") as grid:
+            query.contact_sheet(bundle, paths, ids, np.ones((3, 1)))
+        captions = grid.call_args.args[1]
+        self.assertEqual(
+            captions[::2],
+            ["query shelf/x.jpg", "query fridge/x.jpg", "query y.jpg"],
+        )
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -48,5 +48,9 @@ setuptools.setup(
             # itself comes from the system: scripts/test.sh installs it).
             "selenium>=4.20,<5",
         ],
+        # Catalogue embedding on Apache Beam (python -m beau_tf.index
+        # --runner=...; beau_tf.retrieval.beam_embedding). Kept out of the core
+        # install: Beam pins protobuf<7 (TensorFlow and ScaNN still work).
+        "beam": ["apache-beam>=2.77,<3"],
     },
 )

@@ -9,8 +9,16 @@ A large catalogue is embedded in shards, one command per machine, then merged:
       --shard_dir=shards/ --num_shards=8 --shard_index=3
   python -m beau_tf.index --merge_shards=shards/ --index_dir=indexes/v1
 
+Or on Apache Beam workers (pip install 'beau_tf[beam]'; Beam's own pipeline
+options follow `--`, see beau_tf.retrieval.beam_embedding):
+
+  python -m beau_tf.index --model=exported/beau_tf/1 --catalog=catalog.csv \
+      --index_dir=indexes/v1 --runner=DirectRunner \
+      -- --direct_num_workers=2 --direct_running_mode=multi_processing
+
 The ScaNN configuration follows the catalogue's size (brute force when small,
-asymmetric hashing with reordering, tree partitioning from ~100K items).
+asymmetric hashing with reordering, tree partitioning from ~100K items);
+`--target_recall=0.95` then tunes its search for that recall@10.
 """
 
 from absl import app
@@ -45,22 +53,43 @@ _SHARD_DIR = flags.DEFINE_string(
 _MERGE_SHARDS = flags.DEFINE_string(
     "merge_shards", None, "Join the shards in this folder into --index_dir."
 )
+_TARGET_RECALL = flags.DEFINE_float(
+    "target_recall",
+    None,
+    "Pick ScaNN's leaves searched and candidates rescored as the cheapest "
+    "reaching this recall@10 on a sample of the catalogue (exact search as "
+    "the oracle), e.g. 0.95; recorded in the manifest. Default: by size.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+_RUNNER = flags.DEFINE_string(
+    "runner",
+    None,
+    "Embed on Apache Beam with this runner (DirectRunner, DataflowRunner, "
+    "FlinkRunner, SparkRunner...), Beam's options after --; shards go to "
+    "--shard_dir if given. Needs beau_tf[beam]. Default: embed here.",
+)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    beam_args = argv[1:]  # what follows --
+    if beam_args and not _RUNNER.value:
+        raise app.UsageError(f"Unexpected arguments: {beam_args}")
     if _MERGE_SHARDS.value:
         if not _INDEX_DIR.value:
             raise app.UsageError("--merge_shards needs --index_dir.")
         index_dir_lib.check_free(_INDEX_DIR.value)
         index_dir_lib.build_and_save(
-            shards.merge_shards(_MERGE_SHARDS.value), _INDEX_DIR.value
+            shards.merge_shards(_MERGE_SHARDS.value),
+            _INDEX_DIR.value,
+            target_recall=_TARGET_RECALL.value,
         )
         return
     if not (_MODEL.value and _CATALOG.value):
         raise app.UsageError("--model and --catalog are required.")
     sharded = _NUM_SHARDS.value > 1
+    if sharded and _RUNNER.value:
+        raise app.UsageError("--runner shards by itself; drop --num_shards.")
     if sharded and not _SHARD_DIR.value:
         raise app.UsageError("--num_shards > 1 needs --shard_dir.")
     if sharded:
@@ -69,20 +98,51 @@ def main(argv):
         raise app.UsageError("--index_dir is required.")
     if not sharded:
         index_dir_lib.check_free(_INDEX_DIR.value)  # before hours of embedding
-    embedded = shards.embed_catalog_shard(
-        _MODEL.value,
-        contract.model_identity(_MODEL.value),
-        catalog_lib.list_catalog(_CATALOG.value),
-        num_shards=_NUM_SHARDS.value,
-        shard_index=_SHARD_INDEX.value,
-        batch_size=_BATCH_SIZE.value,
-    )
+    if _RUNNER.value:
+        embedded = _embed_on_beam(beam_args)
+    else:
+        embedded = shards.embed_catalog_shard(
+            _MODEL.value,
+            contract.model_identity(_MODEL.value),
+            catalog_lib.list_catalog(_CATALOG.value),
+            num_shards=_NUM_SHARDS.value,
+            shard_index=_SHARD_INDEX.value,
+            batch_size=_BATCH_SIZE.value,
+        )
     if sharded:
         shards.save_shard(
             embedded, _SHARD_DIR.value, _NUM_SHARDS.value, _SHARD_INDEX.value
         )
     else:
-        index_dir_lib.build_and_save(embedded, _INDEX_DIR.value)
+        index_dir_lib.build_and_save(
+            embedded, _INDEX_DIR.value, target_recall=_TARGET_RECALL.value
+        )
+
+
+def _embed_on_beam(beam_args: list[str]) -> index_dir_lib.EmbeddedCatalog:
+    """The catalogue embedded by a Beam pipeline on `--runner`."""
+    try:
+        # Imported here: the core install has no Apache Beam.
+        from beau_tf.retrieval import beam_embedding
+    except ModuleNotFoundError as error:
+        if not (error.name or "").startswith("apache_beam"):
+            raise
+        raise app.UsageError(
+            f"--runner={_RUNNER.value} needs Apache Beam, which is not "
+            "installed: pip install 'beau_tf[beam]'"
+        ) from None
+    beam_embedding.quiet_driver_logs()
+    options = beam_embedding.pipeline_options(_RUNNER.value, beam_args)
+    if _SHARD_DIR.value:
+        files.check_writable(_SHARD_DIR.value, "--shard_dir", folder=True)
+    return beam_embedding.embed_catalog(
+        _MODEL.value,
+        contract.model_identity(_MODEL.value),
+        catalog_lib.list_catalog(_CATALOG.value),
+        options,
+        shard_dir=_SHARD_DIR.value,
+        batch_size=_BATCH_SIZE.value,
+    ).embedded
 
 
 if __name__ == "__main__":

@@ -6,8 +6,16 @@ r"""Trains a beau_tf feature extractor from catalogue images alone.
 Flagfiles compose (`configs/r50.flags` starts with `--flagfile=configs/base.flags`)
 and later flags override earlier ones. Restarting the same command resumes from
 the workdir's last checkpoint. See `beau_tf.training` for the workdir layout.
+
+On N workers, each runs the same command with `--strategy=multi_worker` and its
+own index (0 is the chief, which writes the workdir):
+
+  TF_CONFIG='{"cluster": {"worker": ["host0:2222", "host1:2222"]},
+              "task": {"type": "worker", "index": 0}}' \
+  python -m beau_tf.train --flagfile=configs/r50.flags --strategy=multi_worker ...
 """
 
+import os
 import sys
 
 from absl import app
@@ -123,7 +131,9 @@ _STRATEGY = flags.DEFINE_enum(
     "strategy",
     "default",
     list(config_lib.STRATEGIES),
-    "tf.distribute strategy; multi_worker reads " "TF_CONFIG.",
+    "tf.distribute strategy: mirrored = the GPUs of this machine, "
+    "multi_worker = several processes or machines described by TF_CONFIG "
+    "(README), tpu = --tpu.",
 )
 _TPU = flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu.")
 _MIXED_PRECISION = flags.DEFINE_enum(
@@ -170,6 +180,27 @@ def config_from_flags() -> config_lib.TrainConfig:
     )
 
 
+# What the GroceryStore flagfiles (configs/*.flags) read, and what writes it.
+_GROCERY_DIR = "out/grocery"
+_GROCERY_HINT = (
+    "; the GroceryStore flagfiles read out/grocery/, which "
+    "python -m beau_tf.data.convert_grocery --dataset_dir=<GroceryStore "
+    "dataset folder> --out_dir=out/grocery writes (README, Training)"
+)
+
+
+def check_inputs_exist(config: config_lib.TrainConfig) -> None:
+    """Raises FileNotFoundError naming a missing catalogue or background
+    source, with how to make the GroceryStore ones."""
+    for flag, path in (
+        ("--catalog", config.catalog),
+        ("--background_dir", config.background_dir),
+    ):
+        if path and not os.path.exists(path):
+            hint = _GROCERY_HINT if path.startswith(_GROCERY_DIR) else ""
+            raise FileNotFoundError(f"{flag}={path} does not exist{hint}.")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -178,6 +209,7 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     files.check_writable(_WORKDIR.value, "--workdir", folder=True)
+    check_inputs_exist(config)
     own_flags = flags.FLAGS.get_flags_for_module(sys.modules[__name__])
     trainer.train(
         config,

@@ -5,7 +5,10 @@
   manifest.json    format version, the model it was built from (name, version,
                    signature and model fingerprints, embedding size), item
                    count, ScaNN build parameters and version, creation time,
-                   and the size and SHA-256 of every other file below
+                   the size and SHA-256 of every other file below, and
+                   (built with a target recall) "tuning": the target, the
+                   search setting chosen, the recall it measured and on
+                   how many queries
   items.csv        item_id,path: row i of the embeddings is item i
   embeddings.npy   (N, D) float32 catalogue embeddings (exact search,
                    evaluation, DBA)
@@ -90,12 +93,26 @@ def build_and_save(
     embedded: EmbeddedCatalog,
     index_dir: str,
     params: scann_index.IndexParams | None = None,
+    target_recall: float | None = None,
 ) -> str:
-    """Builds the ScaNN index over `embedded` and writes its folder."""
+    """Builds the ScaNN index over `embedded` and writes its folder.
+
+    Args:
+        embedded: the catalogue's embeddings, ids and paths.
+        index_dir: the folder to create (missing or empty).
+        params: ScaNN's configuration; `choose_index_params` by default.
+        target_recall: when given, `scann_index.tune_search` picks the
+            cheapest leaves-to-search and reorder reaching this recall@k on
+            a sample of the catalogue, recorded in the manifest.
+    """
     check_free(index_dir)
     index = scann_index.build_index(
         embedded.embeddings, embedded.item_ids, embedded.model_identity, params
     )
+    if target_recall is not None:
+        index = scann_index.tune_search(
+            index, embedded.embeddings, target_recall
+        )
     return write_index(index, embedded.embeddings, embedded.paths, index_dir)
 
 

@@ -6,12 +6,15 @@
 
 Shard `i` of `n` is the contiguous run `shard_bounds(N, n, i)` of the
 catalogue's (sorted) items, written as `shard-0000i-of-0000n.npz`, so joining
-them in shard order restores the catalogue order.
+them in shard order restores the catalogue order. A shard may also list the
+files of its run that were skipped, with the reason
+(`beau_tf.retrieval.beam_embedding` records them; `read_skipped` joins them).
 """
 
 import glob
 import json
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -75,8 +78,17 @@ def save_shard(
     shard_dir: str,
     num_shards: int,
     shard_index: int,
+    skipped: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """Writes one shard's embeddings as `.npz`, atomically; returns its path."""
+    """Writes one shard's embeddings as `.npz`, atomically; returns its path.
+
+    Args:
+        embedded: the shard's embedded items, in catalogue order.
+        shard_dir: the folder of the run's shards.
+        num_shards: how many shards the run has.
+        shard_index: which one this is.
+        skipped: `(path, reason)` of the shard's files that were skipped.
+    """
     path = os.path.join(
         shard_dir, SHARD_PATTERN.format(index=shard_index, count=num_shards)
     )
@@ -87,6 +99,7 @@ def save_shard(
             item_ids=np.asarray(embedded.item_ids, dtype=str),
             paths=np.asarray(embedded.paths, dtype=str),
             model_identity=json.dumps(embedded.model_identity),
+            skipped=np.asarray(list(skipped), dtype=str).reshape(-1, 2),
         )
     return path
 
@@ -128,3 +141,15 @@ def merge_shards(shard_dir: str) -> index_dir_lib.EmbeddedCatalog:
         paths=[str(i) for p in parts for i in p["paths"]],
         model_identity=json.loads(identities.pop()),
     )
+
+
+def read_skipped(shard_dir: str) -> list[tuple[str, str]]:
+    """`(path, reason)` of every file the shards under `shard_dir` skipped,
+    in shard order (shards written without the list count as none)."""
+    paths = sorted(glob.glob(os.path.join(shard_dir, "shard-*-of-*.npz")))
+    skipped = []
+    for path in paths:
+        with np.load(path) as shard:
+            if "skipped" in shard:
+                skipped.extend((str(p), str(r)) for p, r in shard["skipped"])
+    return skipped

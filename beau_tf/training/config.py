@@ -7,6 +7,10 @@ A workdir holds everything a run needs and makes:
   <workdir>/checkpoints/        model + optimizer every `checkpoint_every` steps
   <workdir>/tensorboard/        losses, learning rate, input and mask images
   <workdir>/extractor.keras     the trained extractor, written at the end
+
+Under `--strategy=multi_worker` only the chief writes these; another worker
+writes into `<workdir>/worker<N>_temp/` while it runs and removes it
+(`beau_tf.training.distribute`).
 """
 
 import dataclasses
@@ -158,34 +162,43 @@ def load_train_config(workdir: str) -> TrainConfig:
         return TrainConfig.from_dict(json.load(stream))
 
 
-def record_config(workdir: str, config: TrainConfig, flags_text: str) -> None:
-    """Writes the run's configuration, refusing to mix two runs in one workdir.
+def check_same_run(workdir: str, config: TrainConfig) -> None:
+    """Refuses to mix two runs in one workdir.
 
     Raises:
       ValueError: the workdir holds a run with other settings (other than the
         ones a resumed run may change, such as `steps`).
     """
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.exists(path):
-        previous = load_train_config(workdir).to_dict()
-        current = config.to_dict()
-        changed = sorted(
-            key
-            for key in current
-            if current[key] != previous.get(key)
-            and key not in _RESUMABLE_CHANGES
+    if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+        return
+    previous = load_train_config(workdir).to_dict()
+    current = config.to_dict()
+    changed = sorted(
+        key
+        for key in current
+        if current[key] != previous.get(key) and key not in _RESUMABLE_CHANGES
+    )
+    if changed:
+        details = ", ".join(
+            f"{key}: {previous.get(key)!r} -> {current[key]!r}"
+            for key in changed
         )
-        if changed:
-            details = ", ".join(
-                f"{key}: {previous.get(key)!r} -> {current[key]!r}"
-                for key in changed
-            )
-            raise ValueError(
-                f"{workdir} holds a run with other settings ({details}). Use a new "
-                "--workdir, or the same flags to resume."
-            )
-    write_json_atomically(path, config.to_dict())
+        raise ValueError(
+            f"{workdir} holds a run with other settings ({details}). Use a new "
+            "--workdir, or the same flags to resume."
+        )
+
+
+def record_config(workdir: str, config: TrainConfig, flags_text: str) -> None:
+    """Writes the run's configuration, refusing to mix two runs in one workdir.
+
+    Raises:
+      ValueError: the workdir holds a run with other settings (see
+        `check_same_run`).
+    """
+    check_same_run(workdir, config)
+    os.makedirs(workdir, exist_ok=True)
+    write_json_atomically(os.path.join(workdir, CONFIG_FILE), config.to_dict())
     with files.atomic_path(os.path.join(workdir, "flags.txt")) as temporary:
         with open(temporary, "w") as stream:
             stream.write(flags_text)

@@ -7,7 +7,8 @@ The workdir's files are described in `beau_tf.training.config`.
 
 Restarting the same command after a crash (even SIGKILL) resumes from the
 last checkpoint: the step count goes on and at most one checkpoint interval
-of work is lost.
+of work is lost. Under `--strategy=multi_worker` every worker runs `train`
+and resumes from the chief's checkpoints (`beau_tf.training.distribute`).
 """
 
 import os
@@ -28,25 +29,10 @@ from beau_tf.data import products as products_lib
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.models import losses
 from beau_tf.training import config as config_lib
+from beau_tf.training import distribute
 
-
-def build_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
-    """The tf.distribute strategy named by `--strategy`."""
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        # Reads the cluster from the TF_CONFIG environment variable.
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(
-        f"strategy={name!r}; one of {config_lib.STRATEGIES} expected."
-    )
+# Training examples shown in TensorBoard (input, true and predicted masks).
+SUMMARY_IMAGES = 4
 
 
 def build_learning_rate(config: config_lib.TrainConfig):
@@ -79,16 +65,18 @@ def load_training_data(
     items: list[catalog_lib.CatalogItem],
     start_step: int = 0,
 ) -> tuple[tf.data.Dataset, dict]:
-    """The endless training dataset for `fit` and a sample batch.
+    """The endless training dataset for `fit` and examples for TensorBoard.
 
     Catalogue images are decoded and masked once here. A resumed run starts
     the augmentation stream at `start_step`, so it sees new pairs rather than
     replaying the first ones.
 
     Returns:
-      `(dataset for fit, first batch of training elements as numpy)`.
+      `(dataset for fit, a batch of `SUMMARY_IMAGES` training elements of the
+      first products, as numpy)`.
     """
     image_size = config.extractor.image_size
+    augment_config = augment.AugmentConfig(image_size=image_size)
     products, _ = products_lib.prepare_products(
         items, image_size, bad_mask_policy=config.bad_mask_policy
     )
@@ -102,15 +90,37 @@ def load_training_data(
         )
     dataset = pipelines.make_train_dataset(
         products,
-        augment.AugmentConfig(image_size=image_size),
+        augment_config,
         config.batch_size,
         seed=config.seed,
         backgrounds=backgrounds,
         start_index=start_step * config.batch_size,
     )
-    sample = tf.nest.map_structure(np.asarray, next(iter(dataset.take(1))))
+    # The sample has a pipeline of its own: an iterator over `dataset` would
+    # move on the shuffle state its later iterators share, by as much as
+    # prefetching got to, and `fit` would see another order in every run.
+    first = slice(0, SUMMARY_IMAGES)
+    sample_dataset = pipelines.make_train_dataset(
+        products_lib.ProductSet(
+            products.sprites[first],
+            products.labels[first],
+            products.item_ids[first],
+        ),
+        augment_config,
+        SUMMARY_IMAGES,
+        seed=config.seed,
+        backgrounds=None if backgrounds is None else backgrounds[first],
+    )
+    sample = tf.nest.map_structure(np.asarray, next(iter(sample_dataset)))
     identity = config.identity_loss_weight > 0
-    return dataset.map(lambda example: to_fit_inputs(example, identity)), sample
+    dataset = dataset.map(lambda example: to_fit_inputs(example, identity))
+    # Under multi_worker, every worker makes this stream and keeps its share
+    # of each global batch (AUTO would look for files to shard, then warn).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options), sample
 
 
 def remove_unfinished_checkpoints(checkpoint_dir: str) -> None:
@@ -193,13 +203,12 @@ class TensorBoardSummaries(keras.callbacks.Callback):
         optimizer,
         scalars_every: int,
         images_every: int,
-        max_images: int = 4,
     ):
         super().__init__()
         self._writer = tf.summary.create_file_writer(log_dir)
         self._extractor = extractor
-        self._images = sample["image"][:max_images]
-        self._masks = sample["mask"][:max_images]
+        self._images = sample["image"]
+        self._masks = sample["mask"]
         self._optimizer = optimizer
         self._scalars_every = scalars_every
         self._images_every = images_every
@@ -227,6 +236,9 @@ class TensorBoardSummaries(keras.callbacks.Callback):
                 tf.summary.image("mask/true", self._masks, max_outputs=count)
                 tf.summary.image("mask/predicted", predicted, max_outputs=count)
         self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        self._writer.close()
 
 
 def build_models(config: config_lib.TrainConfig, num_classes: int):
@@ -257,64 +269,100 @@ def build_models(config: config_lib.TrainConfig, num_classes: int):
 def train(
     config: config_lib.TrainConfig, workdir: str, flags_text: str = ""
 ) -> str:
-    """Trains (or resumes) a run in `workdir`; returns the extractor's path."""
+    """Trains (or resumes) a run in `workdir`; returns the extractor's path.
+
+    Under `--strategy=multi_worker` every worker calls this with the same
+    arguments; only the chief writes into `workdir`, and every worker returns
+    the path of the chief's extractor.
+    """
     items = catalog_lib.list_catalog(config.catalog)  # fails before writing
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(config.mixed_precision)
-    strategy = build_strategy(config.strategy, config.tpu)
+    strategy = distribute.build_strategy(config.strategy, config.tpu)
+    chief = distribute.is_chief(strategy)
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
 
     with strategy.scope():
         extractor, model, optimizer = build_models(config, len(items))
         # Recorded once the model builds (weights found), so a failed start
         # leaves no workdir behind that would refuse other settings.
-        config_lib.record_config(workdir, config, flags_text)
+        if chief:
+            config_lib.record_config(workdir, config, flags_text)
+            remove_unfinished_checkpoints(checkpoint_dir)
+        else:
+            config_lib.check_same_run(workdir, config)
         optimizer.build(model.trainable_variables)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-        remove_unfinished_checkpoints(os.path.join(workdir, "checkpoints"))
-        manager = tf.train.CheckpointManager(
-            checkpoint,
-            os.path.join(workdir, "checkpoints"),
-            max_to_keep=config.keep_checkpoints,
-        )
-        if manager.latest_checkpoint:
-            checkpoint.restore(
-                manager.latest_checkpoint
-            ).assert_existing_objects_matched()
+        # Every worker resumes from the chief's checkpoints.
+        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
     start_step = int(optimizer.iterations.numpy())
     if start_step:
-        logging.info(
-            "Resuming from %s at step %d.",
-            manager.latest_checkpoint,
-            start_step,
-        )
-    if start_step >= config.steps:
-        logging.info("Already trained for %d steps.", start_step)
-    else:
-        dataset, sample = load_training_data(config, items, start_step)
-        callbacks = [
-            TrainingProgress(config.steps, optimizer),
-            CheckpointEveryInterval(manager, optimizer),
-            TensorBoardSummaries(
-                os.path.join(workdir, "tensorboard"),
+        logging.info("Resuming from %s at step %d.", latest, start_step)
+
+    with distribute.output_dir(workdir, strategy) as output_dir:
+        if start_step >= config.steps:
+            logging.info("Already trained for %d steps.", start_step)
+        else:
+            fit(
+                config,
+                items,
                 extractor,
-                sample,
-                optimizer,
-                config.summary_every,
-                config.summary_images_every,
-            ),
-        ]
-        model.fit(
-            dataset,
-            epochs=config.steps // config.checkpoint_every,
-            initial_epoch=start_step // config.checkpoint_every,
-            steps_per_epoch=config.checkpoint_every,
-            callbacks=callbacks,
-            verbose=0,  # TrainingProgress reports
-            shuffle=False,
-        )
-        logging.info("Trained to step %d.", int(optimizer.iterations.numpy()))
-    return save_extractor(extractor, workdir)
+                model,
+                checkpoint,
+                output_dir,
+                start_step,
+            )
+        save_extractor(extractor, output_dir)
+    return os.path.join(workdir, config_lib.EXTRACTOR_FILE)
+
+
+def fit(
+    config: config_lib.TrainConfig,
+    items: list[catalog_lib.CatalogItem],
+    extractor: keras.Model,
+    model: keras.Model,
+    checkpoint: tf.train.Checkpoint,
+    output_dir: str,
+    start_step: int,
+) -> None:
+    """Trains from `start_step` to `config.steps`, writing into `output_dir`.
+
+    Checkpoints (every `config.checkpoint_every` steps) go to
+    `<output_dir>/checkpoints`, TensorBoard events to
+    `<output_dir>/tensorboard`.
+    """
+    optimizer = model.optimizer
+    manager = tf.train.CheckpointManager(
+        checkpoint,
+        os.path.join(output_dir, "checkpoints"),
+        max_to_keep=config.keep_checkpoints,
+    )
+    dataset, sample = load_training_data(config, items, start_step)
+    callbacks = [
+        TrainingProgress(config.steps, optimizer),
+        CheckpointEveryInterval(manager, optimizer),
+        TensorBoardSummaries(
+            os.path.join(output_dir, "tensorboard"),
+            extractor,
+            sample,
+            optimizer,
+            config.summary_every,
+            config.summary_images_every,
+        ),
+    ]
+    model.fit(
+        dataset,
+        epochs=config.steps // config.checkpoint_every,
+        initial_epoch=start_step // config.checkpoint_every,
+        steps_per_epoch=config.checkpoint_every,
+        callbacks=callbacks,
+        verbose=0,  # TrainingProgress reports
+        shuffle=False,
+    )
+    logging.info("Trained to step %d.", int(optimizer.iterations.numpy()))
 
 
 def save_extractor(extractor: keras.Model, workdir: str) -> str:

@@ -92,6 +92,7 @@ class IndexDirTest(parameterized.TestCase):
         self.assertEqual(manifest["num_items"], NUM_ITEMS)
         self.assertEqual(manifest["params"]["mode"], "tree_ah")
         self.assertEqual(manifest["scann_version"], "1.4.2")
+        self.assertNotIn("tuning", manifest)  # built without a target
         on_disk = {
             os.path.relpath(os.path.join(folder, name), self.target)
             for folder, _, names in os.walk(self.target)
@@ -106,6 +107,30 @@ class IndexDirTest(parameterized.TestCase):
         self.assertFalse(
             os.path.exists(os.path.join(self.target, "scann/scann"))
         )
+
+    def test_the_manifest_records_the_tuning(self):
+        index_dir_lib.build_and_save(
+            self.catalog, self.target, PARAMS["tree_ah"], target_recall=0.9
+        )
+        bundle = index_dir_lib.load_index(self.target)
+        tuning = bundle.manifest["tuning"]
+        self.assertEqual(tuning["target_recall"], 0.9)
+        self.assertEqual(tuning["k"], K)
+        self.assertEqual(tuning["num_queries"], NUM_ITEMS)  # all 300 rows
+        self.assertEqual(tuning["met"], tuning["recall"] >= 0.9)
+        params = bundle.index.params
+        self.assertEqual(
+            (params.num_leaves_to_search, params.reorder),
+            (tuning["num_leaves_to_search"], tuning["reorder"]),
+        )
+        # The loaded index searches with the tuned setting by default.
+        want_ids, _ = bundle.index.search(
+            self.queries,
+            K,
+            leaves_to_search=params.num_leaves_to_search,
+            reorder=params.reorder,
+        )
+        self.assertEqual(bundle.index.search(self.queries, K)[0], want_ids)
 
     def test_a_non_empty_folder_is_never_overwritten(self):
         self._build("brute_force")

@@ -220,5 +220,189 @@ class ChooseIndexParamsTest(parameterized.TestCase):
             scann_index.choose_index_params(0, 256)
 
 
+class TuneSearchTest(parameterized.TestCase):
+    """`tune_search` on 30K clustered vectors forced to AH and tree-AH."""
+
+    TUNE_ITEMS, TUNE_DIM, TUNE_QUERIES, TARGET = 30_000, 32, 500, 0.95
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        rng = np.random.default_rng(3)
+        centres = _normalised(rng, 200, cls.TUNE_DIM)
+        cls.embeddings = _clustered(rng, cls.TUNE_ITEMS, centres)
+        # Fresh queries from the same distribution, never used for tuning.
+        cls.fresh = _clustered(rng, cls.TUNE_QUERIES, centres)
+        cls.true_rows = scann_index.exact_top_k(cls.embeddings, cls.fresh, K)
+        cls.ids = [f"item-{i:05d}" for i in range(cls.TUNE_ITEMS)]
+        identity = dict(IDENTITY, embedding_dim=cls.TUNE_DIM)
+        cls.params = {
+            "ah": scann_index.IndexParams("ah", K, reorder=100),
+            "tree_ah": scann_index.IndexParams(
+                "tree_ah",
+                K,
+                num_leaves=173,
+                num_leaves_to_search=9,
+                reorder=100,
+            ),
+        }
+        cls.built = {
+            mode: scann_index.build_index(cls.embeddings, cls.ids, identity, p)
+            for mode, p in cls.params.items()
+        }
+        cls.tuned = {
+            mode: cls._tune(index, cls.TARGET)
+            for mode, index in cls.built.items()
+        }
+
+    @classmethod
+    def _tune(cls, index, target, **kwargs):
+        return scann_index.tune_search(
+            index,
+            cls.embeddings,
+            target,
+            num_queries=cls.TUNE_QUERIES,
+            **kwargs,
+        )
+
+    def _fresh_recall(self, index, **overrides):
+        ids, _ = index.search(self.fresh, K, **overrides)
+        return _recall(ids, self.true_rows, self.ids)
+
+    @parameterized.parameters("ah", "tree_ah")
+    def test_tuned_index_reaches_the_target_on_fresh_queries(self, mode):
+        tuned = self.tuned[mode]
+        self.assertGreaterEqual(self._fresh_recall(tuned), self.TARGET)
+        tuning = tuned.manifest["tuning"]
+        self.assertEqual(tuning["target_recall"], self.TARGET)
+        self.assertEqual(tuning["k"], K)
+        self.assertEqual(tuning["num_queries"], self.TUNE_QUERIES)
+        self.assertTrue(tuning["met"])
+        self.assertGreaterEqual(tuning["recall"], self.TARGET)
+        # The chosen setting becomes the index's default search.
+        self.assertEqual(tuned.params.reorder, tuning["reorder"])
+        self.assertEqual(
+            tuned.params.num_leaves_to_search, tuning["num_leaves_to_search"]
+        )
+        self.assertEqual(tuned.manifest["params"]["reorder"], tuning["reorder"])
+        # The index it was given is left as it was.
+        self.assertEqual(self.built[mode].params, self.params[mode])
+        self.assertNotIn("tuning", self.built[mode].manifest)
+
+    @parameterized.parameters("ah", "tree_ah")
+    def test_the_first_setting_meeting_the_target_is_taken(self, mode):
+        tuning = self.tuned[mode].manifest["tuning"]
+        grid = scann_index.tuning_grid(self.params[mode], self.TUNE_ITEMS)
+        # It stopped at the first setting (cheapest first) that met it ...
+        self.assertEqual(
+            grid[tuning["settings_tried"] - 1],
+            (
+                tuning["num_leaves_to_search"] if mode == "tree_ah" else 0,
+                tuning["reorder"],
+            ),
+        )
+        # ... so the same grid, expensive first, takes its first setting.
+        reverse = self._tune(self.built[mode], 0.5, grid=grid[::-1])
+        self.assertEqual(reverse.manifest["tuning"]["settings_tried"], 1)
+        self.assertEqual(reverse.params.reorder, grid[-1][1])
+
+    @parameterized.parameters("ah", "tree_ah")
+    def test_a_lower_target_takes_a_cheaper_setting(self, mode):
+        high = self.tuned[mode].manifest["tuning"]
+        low = self._tune(self.built[mode], 0.7).manifest["tuning"]
+        # Earlier in the grid, which is ordered cheapest first.
+        self.assertLess(low["settings_tried"], high["settings_tried"])
+        self.assertBetween(low["recall"], 0.7, high["recall"])
+        self.assertLessEqual(low["reorder"], high["reorder"])
+
+    def test_an_unreachable_target_warns_and_takes_the_best(self):
+        index = self.built["tree_ah"]
+        grid = [(1, K), (3, K), (1, 2 * K)]
+        with self.assertLogs("absl", "WARNING") as logs:
+            tuned = self._tune(index, 0.99, grid=grid)
+        tuning = tuned.manifest["tuning"]
+        self.assertFalse(tuning["met"])
+        self.assertEqual(tuning["settings_tried"], 3)
+        self.assertLess(tuning["recall"], 0.99)
+        # reorder=2k rescoring beats k on the same leaf.
+        self.assertEqual(
+            (tuning["num_leaves_to_search"], tuning["reorder"]), (1, 2 * K)
+        )
+        message = "\n".join(logs.output)
+        self.assertIn("recall@10 0.990", message)
+        self.assertIn(f"reaches {tuning['recall']:.4f}", message)
+
+    def test_brute_force_is_exact_and_measures_nothing(self):
+        rng = np.random.default_rng(4)
+        embeddings = _normalised(rng, 50)
+        ids = [str(i) for i in range(50)]
+        index = scann_index.build_index(embeddings, ids, IDENTITY)
+        tuned = scann_index.tune_search(index, embeddings, 0.95)
+        self.assertEqual(tuned.params, index.params)
+        self.assertEqual(
+            tuned.manifest["tuning"],
+            {
+                "target_recall": 0.95,
+                "k": K,
+                "num_queries": 0,
+                "recall": 1.0,
+                "met": True,
+                "num_leaves_to_search": 0,
+                "reorder": 0,
+                "settings_tried": 0,
+            },
+        )
+
+    def test_rejects_bad_arguments(self):
+        index = self.built["ah"]
+        for target in (-0.1, 1.5):
+            with self.assertRaisesRegex(ValueError, f"target_recall={target}"):
+                self._tune(index, target)
+        with self.assertRaisesRegex(ValueError, r"shape \(10, 32\)"):
+            scann_index.tune_search(index, self.embeddings[:10], 0.9)
+
+
+class TuningHelpersTest(parameterized.TestCase):
+
+    def test_grid_is_ordered_by_estimated_cost(self):
+        params = scann_index.choose_index_params(1_000_000, 256)
+        grid = scann_index.tuning_grid(params, 1_000_000)
+        self.assertLen(grid, 7 * 6)
+        self.assertEqual(grid[0], (5, 10))  # 0.5% of 1000 leaves, k
+        self.assertEqual(grid[-1], (500, 500))
+        costs = [
+            leaves * 1000 + scann_index.RESCORE_COST_IN_POINTS * reorder
+            for leaves, reorder in grid
+        ]
+        self.assertEqual(costs, sorted(costs))
+
+    def test_grid_fits_a_small_catalogue(self):
+        params = scann_index.IndexParams("ah", K, reorder=100)
+        self.assertEqual(
+            scann_index.tuning_grid(params, 150),
+            [(0, 10), (0, 20), (0, 50), (0, 100), (0, 150)],
+        )
+
+    def test_exact_top_k_is_the_argsort_oracle(self):
+        rng = np.random.default_rng(5)
+        embeddings, queries = _normalised(rng, 300), _normalised(rng, 7)
+        rows, _ = _oracle(embeddings, queries, K)
+        np.testing.assert_array_equal(
+            scann_index.exact_top_k(embeddings, queries, K), rows
+        )
+
+    def test_recall_at_k(self):
+        found = np.array([[1, 2, 3], [4, 5, 6]])
+        true = np.array([[3, 2, 9], [7, 8, 4]])
+        self.assertAlmostEqual(scann_index.recall_at_k(found, true), 3 / 6)
+
+    def test_own_row_is_left_out(self):
+        rows = np.array([[5, 1, 2], [3, 4, 9]])  # query 2's row 7 not found
+        np.testing.assert_array_equal(
+            scann_index._without_own_row(rows, np.array([5, 7])),
+            [[1, 2], [3, 4]],
+        )
+
+
 if __name__ == "__main__":
     absltest.main()

@@ -53,6 +53,16 @@ class SaveAndMergeTest(unittest.TestCase):
         np.testing.assert_array_equal(merged.embeddings[:, 0], np.arange(10))
         self.assertEqual(merged.model_identity, IDENTITY)
 
+    def test_skipped_files_are_read_back_in_shard_order(self):
+        shards.save_shard(
+            _shard(range(5, 10)), self.root, 2, 1, [("x.jpg", "x.jpg is bad")]
+        )
+        shards.save_shard(_shard(range(0, 5)), self.root, 2, 0)
+        self.assertEqual(
+            shards.read_skipped(self.root), [("x.jpg", "x.jpg is bad")]
+        )
+        self.assertEqual(len(shards.merge_shards(self.root).item_ids), 10)
+
     def test_a_missing_shard_is_named(self):
         shards.save_shard(_shard(range(3)), self.root, 3, 0)
         shards.save_shard(_shard(range(6, 9)), self.root, 3, 2)

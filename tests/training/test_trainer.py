@@ -15,6 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from beau_tf.data import augment
+from beau_tf.data import backgrounds as backgrounds_lib
+from beau_tf.data import catalog as catalog_lib
+from beau_tf.data import pipelines
+from beau_tf.data import products as products_lib
 from beau_tf.data import synthetic
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.training import config as config_lib
@@ -148,6 +153,29 @@ class TrainTest(tf.test.TestCase):
             trainer.train(tiny_config(catalog, steps=8), workdir)
         self.assertTrue(any("at step 4" in line for line in logs.output))
         self.assertEqual(trained_steps(workdir), 8)
+
+    def test_fit_gets_the_first_batches_of_the_run_stream(self):
+        # Iterating the training dataset (for the TensorBoard sample, say)
+        # would move on the shuffle state later iterators share, by as much
+        # as prefetching got to: fit's batches would change from run to run.
+        config = tiny_config(tiny_catalog(testing.make_tempdir(self)))
+        items = catalog_lib.list_catalog(config.catalog)
+        dataset, sample = trainer.load_training_data(config, items)
+        products, _ = products_lib.prepare_products(items, 64)
+        backgrounds, _ = backgrounds_lib.load_backgrounds(
+            config.background_dir, backgrounds_lib.stored_size(64)
+        )
+        stream = pipelines.make_train_dataset(
+            products,
+            augment.AugmentConfig(image_size=64),
+            config.batch_size,
+            backgrounds=backgrounds,
+        )
+        for (inputs, targets), expected in zip(dataset.take(3), stream.take(3)):
+            self.assertAllEqual(inputs["label"], expected["label"])
+            self.assertAllEqual(inputs["image"], expected["image"])
+            self.assertAllEqual(targets["mask"], expected["mask"])
+        self.assertEqual(len(sample["image"]), trainer.SUMMARY_IMAGES)
 
     def test_failed_start_leaves_no_workdir_config(self):
         root = testing.make_tempdir(self)

@@ -1,0 +1,48 @@
+"""Tests for the train command's own checks (beau_tf/train.py)."""
+
+import os
+
+from absl.testing import absltest
+
+from beau_tf import train
+from beau_tf.models import extractor as extractor_lib
+from beau_tf.training import config as config_lib
+from tests import testing
+
+
+def _config(**paths) -> config_lib.TrainConfig:
+    return config_lib.TrainConfig(
+        extractor=extractor_lib.ExtractorConfig(
+            backbone="tiny", backbone_weights="none", image_size=64
+        ),
+        **paths,
+    )
+
+
+class CheckInputsExistTest(absltest.TestCase):
+
+    def test_existing_inputs_pass(self):
+        folder = testing.make_tempdir(self)
+        train.check_inputs_exist(_config(catalog=folder, background_dir=""))
+
+    def test_missing_grocery_catalogue_says_how_to_make_it(self):
+        with self.assertRaisesRegex(
+            FileNotFoundError,
+            r"--catalog=out/grocery/none\.csv does not exist; .*"
+            r"python -m beau_tf\.data\.convert_grocery",
+        ):
+            train.check_inputs_exist(_config(catalog="out/grocery/none.csv"))
+
+    def test_missing_backgrounds_are_named_without_the_grocery_hint(self):
+        folder = testing.make_tempdir(self)
+        missing = os.path.join(folder, "photos")
+        with self.assertRaisesRegex(
+            FileNotFoundError, r"--background_dir=.*photos does not exist\.$"
+        ):
+            train.check_inputs_exist(
+                _config(catalog=folder, background_dir=missing)
+            )
+
+
+if __name__ == "__main__":
+    absltest.main()

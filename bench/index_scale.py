@@ -49,6 +49,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+import synthetic_vectors  # bench/, beside this script
+
 _SIZES = flags.DEFINE_list(
     "sizes", ["1000000", "10000000"], "Catalogue sizes, smallest first."
 )
@@ -93,25 +95,6 @@ def _available_bytes() -> int:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no MemAvailable in /proc/meminfo")
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
-
-
-def make_vectors(rng, rows, dim, centres, spread) -> np.ndarray:
-    """(rows, dim) unit vectors around `centres` (as scann_vs_exact draws)."""
-    out = np.empty((rows, dim), np.float32)
-    for start in range(0, rows, 100_000):
-        n = min(100_000, rows - start)
-        noise = _normalise(rng.standard_normal((n, dim), np.float32))
-        if centres is None:
-            out[start : start + n] = noise
-        else:
-            picked = centres[rng.integers(len(centres), size=n)]
-            out[start : start + n] = _normalise(picked + spread * noise)
-    return out
 
 
 def _timed(fn, *args, **kwargs):
@@ -338,9 +321,15 @@ def run_worker(num_items: int, out_path: str) -> None:
     k, target, rounds, dim = _K.value, _TARGET.value, _ROUNDS.value, _DIM.value
     start = _resident_bytes()
     rng = np.random.default_rng(_SEED.value)
-    centres = make_vectors(rng, _NUM_CLUSTERS.value, dim, None, 0)
-    catalogue = make_vectors(rng, num_items, dim, centres, _SPREAD.value)
-    queries = make_vectors(rng, _NUM_QUERIES.value, dim, centres, _SPREAD.value)
+    centres = synthetic_vectors.make_vectors(
+        rng, _NUM_CLUSTERS.value, dim, None, 0
+    )
+    catalogue = synthetic_vectors.make_vectors(
+        rng, num_items, dim, centres, _SPREAD.value
+    )
+    queries = synthetic_vectors.make_vectors(
+        rng, _NUM_QUERIES.value, dim, centres, _SPREAD.value
+    )
     logging.info(
         "%d vectors drawn (%.2f GiB)", num_items, catalogue.nbytes / _GIB
     )

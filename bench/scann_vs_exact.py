@@ -41,6 +41,8 @@ import tensorflow as tf
 
 from beau_tf.retrieval import scann_index
 
+import synthetic_vectors  # bench/, beside this script
+
 _NUM_ITEMS = flags.DEFINE_list(
     "num_items", ["100000", "1000000"], "Catalogue sizes to measure."
 )
@@ -69,25 +71,6 @@ _EMBEDDINGS = flags.DEFINE_string(
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 
 _QUERY_BATCH = 100  # (100, 1M) float32 scores: 400 MB at a time.
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
-
-
-def make_vectors(rng, rows, dim, centres, spread) -> np.ndarray:
-    """Draws (rows, dim) unit vectors, around `centres` when given."""
-    out = np.empty((rows, dim), np.float32)
-    for start in range(0, rows, 100_000):
-        n = min(100_000, rows - start)
-        noise = _normalise(rng.standard_normal((n, dim), np.float32))
-        if centres is None:
-            out[start : start + n] = noise
-        else:
-            picked = centres[rng.integers(len(centres), size=n)]
-            out[start : start + n] = _normalise(picked + spread * noise)
-    return out
 
 
 def exact_numpy(catalogue, queries, k):
@@ -325,7 +308,9 @@ def main(argv):
     del argv
     num_queries = _NUM_QUERIES.value
     if _EMBEDDINGS.value:
-        vectors = _normalise(np.load(_EMBEDDINGS.value).astype(np.float32))
+        vectors = synthetic_vectors.normalise(
+            np.load(_EMBEDDINGS.value).astype(np.float32)
+        )
         if len(vectors) <= num_queries:
             raise app.UsageError(
                 f"{_EMBEDDINGS.value} has {len(vectors)} rows; it needs more "
@@ -337,10 +322,16 @@ def main(argv):
     dim, spread = _DIM.value, _SPREAD.value
     centres = None
     if _DATA.value == "clustered":
-        centres = make_vectors(rng, _NUM_CLUSTERS.value, dim, None, 0)
+        centres = synthetic_vectors.make_vectors(
+            rng, _NUM_CLUSTERS.value, dim, None, 0
+        )
     for num_items in _NUM_ITEMS.value:
-        catalogue = make_vectors(rng, int(num_items), dim, centres, spread)
-        queries = make_vectors(rng, num_queries, dim, centres, spread)
+        catalogue = synthetic_vectors.make_vectors(
+            rng, int(num_items), dim, centres, spread
+        )
+        queries = synthetic_vectors.make_vectors(
+            rng, num_queries, dim, centres, spread
+        )
         bench_size(catalogue, queries, _DATA.value)
         del catalogue
 

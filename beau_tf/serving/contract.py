@@ -21,11 +21,12 @@ GIF, BMP or WebP expected)", "3×2 pixels; at least 8 px per side expected"),
 and that image's embedding row (and mask) is all zeros. One bad image never
 fails a batch.
 
-`model_fingerprint` repeats one value per image: the sha256 of everything that determines
-the embeddings (every weight of the model, the projection, the query zooms
-and the image size), so a client of TF Serving can check that the server
-embeds as the model an index was built from, which a name and version alone
-do not prove.
+`model_fingerprint` repeats one value per image (TF Serving's batching needs
+a batch axis on every output): the sha256 of everything that determines the
+embeddings (every weight of the model, the projection, the query zooms and
+the image size), so a client of TF Serving can check that the server embeds
+as the model an index was built from, which a name and version alone do not
+prove.
 
 `assets.extra/beau_tf.json` is the model's identity (`model_identity`):
 name, version, embedding size, image size, query zooms, a fingerprint of the

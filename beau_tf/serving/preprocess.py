@@ -3,8 +3,9 @@
 The exported SavedModel decodes the bytes a client sends with `decode_batch`,
 and offline embedding (index, evaluate, the export's PCA and adaptation
 inputs) sends the model the same bytes (`beau_tf.serving.embedding`), so a
-served embedding equals the evaluated one by construction. `decode_batch_zoomed` gives the central crops of
-the `query_multiscale` signature (`beau_tf.serving.contract`), each fitted the same way.
+served embedding equals the evaluated one by construction.
+`decode_batch_zoomed` gives the central crops of the `query_multiscale`
+signature (`beau_tf.serving.contract`), each fitted the same way.
 
 Geometry: the image is scaled, aspect ratio kept, so that its longer side is
 S pixels (bilinear with antialiasing, so that downscaling a large photo does

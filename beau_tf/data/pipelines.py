@@ -5,11 +5,13 @@ Elements are dicts `{"image", "mask", "label", "item_id"}`:
 - mask: `(S, S, 1)` float32 in {0, 1}, the visible product;
 - label: int32 catalogue label; item_id: string catalogue id.
 
-Order: products → shuffle → repeat → (zip backgrounds) → enumerate → map(augment)
-→ batch → prefetch. Each element's randomness comes from a stateless seed
+Order: products → endless per-epoch shuffle → (zip backgrounds) → enumerate
+→ map(augment) → batch → prefetch. Each element's randomness comes from a stateless seed
 derived from the run seed and the element's position, so a seeded run gives
 the same batches however many parallel calls the map makes.
 """
+
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -45,6 +47,47 @@ def augment_example(
     }
 
 
+_ENDLESS = 1 << 62
+# Backgrounds are ordered by their own stream, apart from the products'.
+_BACKGROUND_SEED_OFFSET = 1
+
+
+def endless_shuffle(
+    elements: Mapping[str, np.ndarray], seed: int, start_index: int = 0
+) -> tf.data.Dataset:
+    """The rows of `elements` forever, each epoch in its own order, from
+    position `start_index` of that stream on.
+
+    Position p reads row `index_shuffle(p mod N)` of epoch p div N, a
+    permutation drawn from (seed, epoch) alone, never from state an earlier
+    iterator left behind (as `shuffle(reshuffle_each_iteration=True)`
+    keeps): every iterator, every worker of a multi-worker run and a run
+    resumed at `start_index` read the very same stream.
+
+    Args:
+      elements: arrays with the same first dimension N (strings as str).
+      seed: the stream's seed.
+      start_index: the position of the first element.
+
+    Returns:
+      A dataset of dicts of one row of each array.
+    """
+    count = len(next(iter(elements.values())))
+    rows = {name: tf.constant(array) for name, array in elements.items()}
+    stream_seed = tf.constant(seed, tf.int64)
+
+    def row_at(position):
+        epoch = position // count
+        index = tf.random.experimental.index_shuffle(
+            position % count,
+            seed=tf.stack([stream_seed, epoch]),
+            max_index=count - 1,
+        )
+        return {name: tf.gather(row, index) for name, row in rows.items()}
+
+    return tf.data.Dataset.range(start_index, _ENDLESS).map(row_at)
+
+
 def make_train_dataset(
     products: products_lib.ProductSet,
     config: augment.AugmentConfig,
@@ -68,8 +111,8 @@ def make_train_dataset(
       drop_remainder: keep batch shapes static (for training; the dataset is
         endless, so nothing is lost).
       start_index: position of the first element in the run's stream; a
-        resumed run passes `steps done * batch_size` to continue the stream
-        with fresh pairs instead of replaying the first ones.
+        resumed run passes `steps done * batch_size` and continues the very
+        stream an uninterrupted run reads.
 
     Returns:
       A dataset of dicts with batched `image (B, S, S, 3)`, `mask (B, S, S, 1)`,
@@ -87,27 +130,23 @@ def make_train_dataset(
             f"{config.image_size}; prepare products with "
             f"sprite_size={config.image_size}."
         )
-    dataset = tf.data.Dataset.from_tensor_slices(
+    dataset = endless_shuffle(
         {
             "sprite": products.sprites,
             "label": products.labels,
             "item_id": products.item_ids.astype(str),
-        }
+        },
+        seed,
+        start_index,
     )
-    # Orders are seeded by the start too, so a resumed run does not replay
-    # the first epochs' product and background order.
-    dataset = dataset.shuffle(
-        len(products), seed=seed + start_index, reshuffle_each_iteration=True
-    ).repeat()
     if backgrounds is not None:
-        scenes = tf.data.Dataset.from_tensor_slices(backgrounds)
-        scenes = scenes.shuffle(
-            len(backgrounds),
-            seed=seed + start_index + 1,
-            reshuffle_each_iteration=True,
-        ).repeat()
+        scenes = endless_shuffle(
+            {"background": backgrounds},
+            seed + _BACKGROUND_SEED_OFFSET,
+            start_index,
+        )
         dataset = tf.data.Dataset.zip(dataset, scenes).map(
-            lambda product, scene: {**product, "background": scene}
+            lambda product, scene: {**product, **scene}
         )
     dataset = dataset.enumerate(start=start_index).map(
         lambda index, example: augment_example(

@@ -68,8 +68,8 @@ def load_training_data(
     """The endless training dataset for `fit` and examples for TensorBoard.
 
     Catalogue images are decoded and masked once here. A resumed run starts
-    the augmentation stream at `start_step`, so it sees new pairs rather than
-    replaying the first ones.
+    the augmentation stream at `start_step`, where an uninterrupted run would
+    be.
 
     Returns:
       `(dataset for fit, a batch of `SUMMARY_IMAGES` training elements of the

@@ -83,3 +83,35 @@ class MakeTrainDatasetTest(tf.test.TestCase):
         config = augment.AugmentConfig(image_size=48)
         with self.assertRaisesRegex(ValueError, "sprite_size=48"):
             pipelines.make_train_dataset(make_products(), config, 2)
+
+
+class EndlessShuffleTest(tf.test.TestCase):
+
+    def stream(self, seed=0, start_index=0, count=5):
+        rows = {"value": np.arange(count) * 10}
+        shuffled = pipelines.endless_shuffle(rows, seed, start_index)
+        return shuffled.as_numpy_iterator()
+
+    def head(self, iterator, length):
+        return [int(next(iterator)["value"]) // 10 for _ in range(length)]
+
+    def test_each_epoch_is_a_permutation_and_epochs_differ(self):
+        epochs = np.reshape(self.head(self.stream(), 20), (4, 5))
+        for epoch in epochs:
+            self.assertCountEqual(epoch, range(5))
+        self.assertGreater(len({tuple(epoch) for epoch in epochs}), 1)
+
+    def test_a_second_iterator_reads_the_same_stream(self):
+        first = self.stream()
+        consumed = self.head(first, 12)  # a stateful shuffle would move on
+        self.assertEqual(self.head(self.stream(), 12), consumed)
+
+    def test_a_start_index_continues_the_stream(self):
+        whole = self.head(self.stream(), 17)
+        self.assertEqual(self.head(self.stream(start_index=7), 10), whole[7:])
+
+    def test_seeds_give_other_streams(self):
+        self.assertNotEqual(
+            self.head(self.stream(seed=0), 15),
+            self.head(self.stream(seed=1), 15),
+        )

@@ -1,9 +1,9 @@
 """Tests for beau_tf.training.distribute: training on two workers of 127.0.0.1.
 
 The multi-worker tests run `python -m beau_tf.train` as two processes, as users
-launch it, against a one-product catalogue on procedural scenes: its stream of
-training examples is then the same whatever the shuffles do, so two workers
-must compute what one process computes.
+launch it, against a four-product catalogue on procedural scenes: the stream of
+training examples depends on its position only (`pipelines.endless_shuffle`),
+so two workers must compute what one process computes.
 """
 
 import glob
@@ -63,10 +63,10 @@ class StrategyTest(tf.test.TestCase):
         )
 
 
-def one_product_config(root: str, **overrides) -> config_lib.TrainConfig:
+def tiny_config(root: str, **overrides) -> config_lib.TrainConfig:
     catalog = synthetic.write_synthetic_catalog(
         os.path.join(root, "synthetic"),
-        num_products=1,
+        num_products=4,
         queries_per_product=0,
         num_backgrounds=1,
         image_size=64,
@@ -212,7 +212,7 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
 
     def test_two_workers_killed_and_rerun_end_where_one_process_ends(self):
         self.root = testing.make_tempdir(self)
-        config = one_product_config(self.root, steps=100, checkpoint_every=10)
+        config = tiny_config(self.root, steps=100, checkpoint_every=10)
         one_process = os.path.join(self.root, "one_process")
         trainer.train(config, one_process)
 

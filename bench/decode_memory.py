@@ -136,7 +136,9 @@ def main(argv):
     ]
     peaks = [(label, _peak_rss_mb(command)) for label, command in rows]
     baseline = peaks[2][1]
-    print(f"| run | peak RSS (MiB) | vs indexing {_SMALL_IMAGES.value} photos |")
+    print(
+        f"| run | peak RSS (MiB) | vs indexing {_SMALL_IMAGES.value} photos |"
+    )
     print("|---|---:|---:|")
     for label, peak in peaks:
         print(f"| {label} | {peak:.0f} | {peak / baseline:.2f} |")

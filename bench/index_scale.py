@@ -62,6 +62,9 @@ _FAISS_SIZES = flags.DEFINE_list(
     "faiss_sizes", ["1000000"], "Sizes at which faiss is measured too."
 )
 _HNSW_M = flags.DEFINE_integer("hnsw_m", 32, "HNSW links per node.")
+_HNSW_EF_CONSTRUCTION = flags.DEFINE_integer(
+    "hnsw_ef_construction", 40, "HNSW candidates kept while building."
+)
 _NUM_CLUSTERS = flags.DEFINE_integer("num_clusters", 2000, "Centres.")
 _SPREAD = flags.DEFINE_float("spread", 1.0, "Noise norm around a centre.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -288,11 +291,11 @@ def _faiss_rows(catalogue, queries, true, k, target, rounds):
     )
     ivf = None  # frees the index before HNSW is built
     hnsw = faiss.IndexHNSWFlat(dim, _HNSW_M.value, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = 40
+    hnsw.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION.value
     _, build_s = _timed(hnsw.add, catalogue)
     logging.info("HNSW built in %.1f s", build_s)
     results = []
-    for ef in (16, 32, 64, 128, 256, 512):
+    for ef in (16, 32, 64, 128, 256, 512, 1024):
         hnsw.hnsw.efSearch = ef
         (_, found), seconds = _timed(hnsw.search, queries, k)
         results.append((ef, _recall(found, true), seconds))
@@ -302,7 +305,8 @@ def _faiss_rows(catalogue, queries, true, k, target, rounds):
     rows.append(
         {
             "method": "faiss hnsw" + ("" if met else " (< target)"),
-            "setting": f"M {_HNSW_M.value}, efConstruction 40, efSearch {ef}",
+            "setting": f"M {_HNSW_M.value}, efConstruction "
+            f"{_HNSW_EF_CONSTRUCTION.value}, efSearch {ef}",
             "recall": _recall(found, true),
             "seconds": seconds,
             "build_s": build_s,

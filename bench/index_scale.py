@@ -383,6 +383,7 @@ def measure_size(num_items: int) -> dict:
                 "target_recall",
                 "faiss_sizes",
                 "hnsw_m",
+                "hnsw_ef_construction",
                 "num_clusters",
                 "spread",
                 "seed",

@@ -49,7 +49,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-import synthetic_vectors  # bench/, beside this script
+import faiss_indexes  # bench/, beside this script
+import synthetic_vectors
 
 _SIZES = flags.DEFINE_list(
     "sizes", ["1000000", "10000000"], "Catalogue sizes, smallest first."
@@ -245,19 +246,9 @@ def _faiss_rows(catalogue, queries, true, k, target, rounds):
             "faiss is not installed (pip install faiss-cpu); no faiss rows."
         )
         return [{"method": "faiss", "skipped": "faiss-cpu not installed"}]
-    num_items, dim = catalogue.shape
+    dim = catalogue.shape[1]
     rows = []
-    nlist = int(round(np.sqrt(num_items)))
-    # IVF + 4-bit PQ over 2-d blocks + exact refinement: ScaNN's tree + AH +
-    # reorder recipe.
-    factory = f"IVF{nlist},PQ{dim // 2}x4fs,RFlat"
-    ivf = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    sample = catalogue[:: max(1, num_items // 100_000)]
-
-    def build_ivf():
-        ivf.train(sample)
-        ivf.add(catalogue)
-
+    ivf, nlist, build_ivf = faiss_indexes.ivf_pq_refined(faiss, catalogue)
     _, build_s = _timed(build_ivf)
     results = []
     for fraction in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2):

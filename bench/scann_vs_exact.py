@@ -41,7 +41,8 @@ import tensorflow as tf
 
 from beau_tf.retrieval import scann_index
 
-import synthetic_vectors  # bench/, beside this script
+import faiss_indexes  # bench/, beside this script
+import synthetic_vectors
 
 _NUM_ITEMS = flags.DEFINE_list(
     "num_items", ["100000", "1000000"], "Catalogue sizes to measure."
@@ -220,17 +221,9 @@ def bench_faiss(catalogue, queries, true_rows, k, table, sweep_table):
         print("faiss is not installed (pip install faiss-cpu); no faiss rows.")
         return
     num_items, dim = catalogue.shape
-    nlist = int(round(np.sqrt(num_items)))
-    # IVF + 4-bit PQ over 2-d blocks + exact refinement: ScaNN's tree + AH +
-    # reorder recipe, so the two compare at matched recall.
-    factory = f"IVF{nlist},PQ{dim // 2}x4fs,RFlat"
-    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    sample = catalogue[:: max(1, num_items // 100_000)]
-
-    def build():
-        index.train(sample)
-        index.add(catalogue)
-
+    # ScaNN's tree + AH + reorder recipe in faiss, so the two compare at
+    # matched recall.
+    index, nlist, build = faiss_indexes.ivf_pq_refined(faiss, catalogue)
     _, build_s = timed(build)
     index.search(queries, k)  # Warm-up.
     results = []

@@ -27,6 +27,7 @@ from beau_tf.data import products
 from beau_tf.models import backbones
 from beau_tf.models import extractor
 from beau_tf.models import layers
+from beau_tf.serving import contract
 from beau_tf.training import config as config_lib
 from beau_tf.training import trainer
 
@@ -114,6 +115,32 @@ _IDENTITY_MARGIN = flags.DEFINE_float(
     "identity_margin", 0.2, "ArcFace margin, radians."
 )
 _IDENTITY_SCALE = flags.DEFINE_float("identity_scale", 30.0, "ArcFace scale.")
+_PHOTOS = flags.DEFINE_string(
+    "photos",
+    "",
+    "Unlabelled in-domain photos (a folder, or a CSV with a path column) for "
+    "the distillation loss; never photos you will evaluate on.",
+)
+_TEACHER = flags.DEFINE_string(
+    "teacher",
+    "",
+    "An exported model version folder (python -m beau_tf.export; e.g. the "
+    "adapted ensemble of configs/recommended.flags) whose embeddings label "
+    "--photos.",
+)
+_PHOTO_LOSS_WEIGHT = flags.DEFINE_float(
+    "photo_loss_weight",
+    0.0,
+    "Weight of the distillation loss on --photos; 0 = off (the paper).",
+)
+_TEACHER_TEMPERATURE = flags.DEFINE_float(
+    "teacher_temperature",
+    0.03,
+    "Softness of the teacher's balanced product assignment (cosine units).",
+)
+_MAX_PHOTOS = flags.DEFINE_integer(
+    "max_photos", 4000, "Distillation photos kept in memory at most."
+)
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every", 500, "Steps between checkpoints (resumable points)."
 )
@@ -169,6 +196,11 @@ def config_from_flags() -> config_lib.TrainConfig:
         identity_loss_weight=_IDENTITY_LOSS_WEIGHT.value,
         identity_margin=_IDENTITY_MARGIN.value,
         identity_scale=_IDENTITY_SCALE.value,
+        photos=_PHOTOS.value,
+        teacher=_TEACHER.value,
+        photo_loss_weight=_PHOTO_LOSS_WEIGHT.value,
+        teacher_temperature=_TEACHER_TEMPERATURE.value,
+        max_photos=_MAX_PHOTOS.value,
         checkpoint_every=_CHECKPOINT_EVERY.value,
         keep_checkpoints=_KEEP_CHECKPOINTS.value,
         summary_every=_SUMMARY_EVERY.value,
@@ -190,15 +222,19 @@ _GROCERY_HINT = (
 
 
 def check_inputs_exist(config: config_lib.TrainConfig) -> None:
-    """Raises FileNotFoundError naming a missing catalogue or background
-    source, with how to make the GroceryStore ones."""
+    """Raises FileNotFoundError naming a missing catalogue, background,
+    photo or teacher source, with how to make the GroceryStore ones."""
     for flag, path in (
         ("--catalog", config.catalog),
         ("--background_dir", config.background_dir),
+        ("--photos", config.photos),
+        ("--teacher", config.teacher),
     ):
         if path and not os.path.exists(path):
             hint = _GROCERY_HINT if path.startswith(_GROCERY_DIR) else ""
             raise FileNotFoundError(f"{flag}={path} does not exist{hint}.")
+    if config.teacher:
+        contract.model_identity(config.teacher)  # an export's version folder
 
 
 def main(argv):

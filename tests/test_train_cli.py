@@ -43,6 +43,34 @@ class CheckInputsExistTest(absltest.TestCase):
                 _config(catalog=folder, background_dir=missing)
             )
 
+    def test_missing_photos_are_named(self):
+        folder = testing.make_tempdir(self)
+        with self.assertRaisesRegex(
+            FileNotFoundError, r"--photos=.*shop does not exist\.$"
+        ):
+            train.check_inputs_exist(
+                _config(
+                    catalog=folder,
+                    photos=os.path.join(folder, "shop"),
+                    teacher=folder,
+                    photo_loss_weight=1.0,
+                )
+            )
+
+    def test_a_teacher_that_is_not_an_export_is_refused(self):
+        folder = testing.make_tempdir(self)
+        with self.assertRaisesRegex(
+            FileNotFoundError, "not a SavedModel version written by"
+        ):
+            train.check_inputs_exist(
+                _config(
+                    catalog=folder,
+                    photos=folder,
+                    teacher=folder,
+                    photo_loss_weight=1.0,
+                )
+            )
+
 
 if __name__ == "__main__":
     absltest.main()

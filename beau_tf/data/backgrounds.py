@@ -83,25 +83,55 @@ def load_backgrounds(
             len(paths), max_count, replace=False
         )
         paths = [paths[i] for i in sorted(chosen)]
-    loaded, skipped = [], []
+    backgrounds, _, report = load_photos(
+        paths, size, "background images", num_workers
+    )
+    if not len(backgrounds):
+        raise ValueError(
+            f"No usable background image under {background_dir} "
+            f"({report.summary()}); JPEG, PNG, BMP, GIF, WebP or TIFF expected."
+        )
+    return backgrounds, report
+
+
+def load_photos(
+    paths: list[str],
+    size: int,
+    what: str = "photos",
+    num_workers: int | None = None,
+) -> tuple[np.ndarray, list[str], products_lib.PreparationReport]:
+    """Decodes photos into a `(N, size, size, 3)` uint8 array (each scaled
+    to `size` on its shorter side and centre-cropped), skipping unusable
+    files with a warning that names them.
+
+    Args:
+      paths: image files.
+      size: side of each stored photo.
+      what: what the photos are, for the progress line and the report.
+      num_workers: decoding threads; defaults to the number of CPUs.
+
+    Returns:
+      `(photos (N, size, size, 3), the N paths kept, report)`; N may be 0.
+    """
+    loaded, kept, skipped = [], [], []
     workers = num_workers or os.cpu_count() or 1
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         results = pool.map(lambda path: _load_one(path, size), paths)
-        for background, problem in progress.track(
-            results, len(paths), "Loading backgrounds"
+        for path, (photo, problem) in zip(
+            paths,
+            progress.track(results, len(paths), f"Loading {what}"),
         ):
             if problem is not None:
                 logging.warning("%s", problem.detail)
                 skipped.append(problem)
             else:
-                loaded.append(background)
+                loaded.append(photo)
+                kept.append(path)
     report = products_lib.PreparationReport(
-        "background images", len(paths), len(loaded), tuple(skipped), ()
+        what, len(paths), len(loaded), tuple(skipped), ()
     )
     logging.info("%s", report.summary())
-    if not loaded:
-        raise ValueError(
-            f"No usable background image under {background_dir} "
-            f"({report.summary()}); JPEG, PNG, BMP, GIF, WebP or TIFF expected."
-        )
-    return np.stack(loaded), report  # (N, size, size, 3)
+    photos = (
+        np.stack(loaded) if loaded else np.zeros((0, size, size, 3), np.uint8)
+    )
+    return photos, kept, report  # (N, size, size, 3)

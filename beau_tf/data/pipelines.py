@@ -9,6 +9,9 @@ Order: products → endless per-epoch shuffle → (zip backgrounds) → enumerat
 → map(augment) → batch → prefetch. Each element's randomness comes from a stateless seed
 derived from the run seed and the element's position, so a seeded run gives
 the same batches however many parallel calls the map makes.
+
+`make_photo_dataset` is the distillation loss's stream of unlabelled photos
+with their teacher's soft targets, ordered and seeded the same way.
 """
 
 from collections.abc import Mapping
@@ -156,5 +159,69 @@ def make_train_dataset(
         deterministic=True,
     )
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+# Photos for the distillation loss are ordered by a stream of their own.
+_PHOTO_SEED_OFFSET = 2
+
+
+def make_photo_dataset(
+    photos: np.ndarray,
+    targets: np.ndarray,
+    image_size: int,
+    batch_size: int,
+    seed: int = 0,
+    start_index: int = 0,
+) -> tf.data.Dataset:
+    """Endless batches of randomly cropped unlabelled photos and their soft
+    targets (the distillation loss's stream; `beau_tf.training.photo_targets`).
+
+    Each photo is seen through `augment.crop_background`: a square crop of
+    0.5 to 1.0 of its shorter side at a random place, resized, flipped half of
+    the time; the zooms queries are embedded at fall in that range. Ordered
+    and seeded as `make_train_dataset` (position-only, resumable).
+
+    Args:
+      photos: `(N, H, W, 3)` uint8 (`beau_tf.data.backgrounds.load_photos`).
+      targets: `(N, K)` float32 rows summing to 1.
+      image_size: side of the crops.
+      batch_size: photos per batch.
+      seed: the run seed.
+      start_index: position of the first photo in the run's stream.
+
+    Returns:
+      A dataset of dicts with batched `photo (B, S, S, 3)` uint8 and
+      `target (B, K)` float32.
+
+    Raises:
+      ValueError: no photos, or photos and targets of different counts.
+    """
+    if len(photos) == 0 or len(photos) != len(targets):
+        raise ValueError(
+            f"{len(photos)} photos and {len(targets)} targets; the same "
+            "number, at least 1, expected."
+        )
+    stream_seed = seed + _PHOTO_SEED_OFFSET
+    dataset = endless_shuffle(
+        {"photo": photos, "target": targets.astype(np.float32)},
+        stream_seed,
+        start_index,
+    )
+
+    def crop(index, example):
+        image = augment.crop_background(
+            example["photo"],
+            augment.element_seed(stream_seed, index),
+            image_size,
+        )  # (S, S, 3) float32 in [0, 1]
+        photo = tf.cast(tf.round(image * 255.0), tf.uint8)
+        return {"photo": photo, "target": example["target"]}
+
+    dataset = dataset.enumerate(start=start_index).map(
+        crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(
         tf.data.AUTOTUNE
     )

@@ -241,6 +241,8 @@ def build_training_model(
     identity_margin: float = 0.2,
     identity_scale: float = 30.0,
     margin_type: str = "arcface",
+    identity_logits: bool = True,
+    photo_logits: bool = False,
 ) -> keras.Model:
     """Wraps the extractor with the identity head for training.
 
@@ -254,14 +256,21 @@ def build_training_model(
         identity_margin: The margin of `layers.CosineMarginClassifier`.
         identity_scale: Its logit scale.
         margin_type: "arcface" or "cosface".
+        identity_logits: output the head's "logits" for the augmented
+            catalogue images (the identity loss's input).
+        photo_logits: add a "photo" input (B, S, S, 3) of unlabelled photos
+            and output the same head's "photo_logits" for them, without the
+            margin (the distillation loss's input: one product weight per
+            class serves both).
 
     Returns:
         A functional `keras.Model` named "training_model" with inputs
-        `{"image": (B, S, S, 3), "label": (B,) int32}` and outputs
-        `{"mask": (B, S, S, 1) float32, "logits": (B, num_classes) float32}`
-        ("logits" only when num_classes > 0; the margin is applied only when
-        called with training=True, as `fit` does). See the module docstring for
-        the compile call and the dataset `fit` expects.
+        `{"image": (B, S, S, 3), "label": (B,) int32[, "photo"]}` and outputs
+        `{"mask": (B, S, S, 1) float32, "logits": (B, num_classes) float32,
+        "photo_logits": (B, num_classes) float32}` ("logits" and
+        "photo_logits" only when num_classes > 0 and asked for; the margin is
+        applied only when called with training=True, as `fit` does). See the
+        module docstring for the compile call and the dataset `fit` expects.
 
     Raises:
         ValueError: for a bad `num_classes` or head argument, or an extractor
@@ -280,20 +289,32 @@ def build_training_model(
             f"extractor {extractor.name} must output a dict with 'embedding' and "
             "'mask'; build it with build_extractor."
         )
+    if photo_logits and not num_classes:
+        raise ValueError(
+            "photo_logits needs the identity head: num_classes >= 1."
+        )
     image = keras.Input(extractor.input.shape[1:], name="image")  # (B, S, S, 3)
     label = keras.Input((), dtype="int32", name="label")  # (B,)
+    inputs = {"image": image, "label": label}
     features = extractor(image)
     outputs = {"mask": features["mask"]}
     if num_classes:
-        outputs["logits"] = layers.CosineMarginClassifier(
+        head = layers.CosineMarginClassifier(
             num_classes,
             scale=identity_scale,
             margin=identity_margin,
             margin_type=margin_type,
             name="identity_head",
-        )(
-            [features["embedding"], label]
-        )  # (B, D), (B,) -> (B, K)
-    return keras.Model(
-        {"image": image, "label": label}, outputs, name="training_model"
-    )
+        )
+        if identity_logits:
+            outputs["logits"] = head(
+                [features["embedding"], label]
+            )  # (B, D), (B,) -> (B, K)
+        if photo_logits:
+            inputs["photo"] = keras.Input(
+                extractor.input.shape[1:], name="photo"
+            )  # (B, S, S, 3)
+            outputs["photo_logits"] = head(
+                extractor(inputs["photo"])["embedding"]
+            )  # (B, D) -> (B, K), no margin without labels
+    return keras.Model(inputs, outputs, name="training_model")

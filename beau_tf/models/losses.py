@@ -1,11 +1,14 @@
-"""Training losses: the mask loss of the paper and the optional identity loss.
+"""Training losses: the mask loss of the paper, the optional identity loss
+and the optional distillation loss on unlabelled photos.
 
 - `mask_mse` supervises `layers.MaskDecoder` with the foreground mask of the
   self-supervised augmentation (mean squared error, as in the paper).
 - `build_identity_loss` is keras' sparse categorical cross-entropy on the
   logits of `layers.CosineMarginClassifier`; nothing is rewritten.
+- `build_distillation_loss` is keras' categorical cross-entropy on the same
+  head's logits for unlabelled photos, against a teacher's soft targets.
 
-Both can be passed to `model.compile(loss={...})` and survive a `.keras`
+All can be passed to `model.compile(loss={...})` and survive a `.keras`
 save/load (`mask_mse` is registered as "beau_tf>mask_mse").
 """
 
@@ -83,3 +86,15 @@ def build_identity_loss(name: str = "identity_loss") -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy(
         from_logits=True, name=name
     )
+
+
+def build_distillation_loss(
+    name: str = "distillation_loss",
+) -> keras.losses.Loss:
+    """Returns the distillation loss on unlabelled photos.
+
+    keras' categorical cross-entropy from logits, for the (B, K) float32
+    `photo_logits` of the identity head (no margin) and (B, K) soft targets
+    (rows summing to 1) from `beau_tf.training.photo_targets`.
+    """
+    return keras.losses.CategoricalCrossentropy(from_logits=True, name=name)

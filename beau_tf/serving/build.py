@@ -83,6 +83,19 @@ def embed_images(
     return embeddings, [paths[index] for index in kept]
 
 
+def workdir_source(workdir: str) -> dict:
+    """What a trained member came from, for the model identity: its workdir
+    and, when it was distilled, the teacher and the photos it learned from."""
+    source = {"workdir": os.path.abspath(workdir)}
+    config = config_lib.load_train_config(workdir)
+    if config.distills:
+        source["distilled_from"] = {
+            "teacher": os.path.abspath(config.teacher),
+            "photos": os.path.abspath(config.photos),
+        }
+    return source
+
+
 def untrained_members(
     backbones: Sequence[str], image_size: int
 ) -> list[keras.Model]:
@@ -161,7 +174,7 @@ def build_export_model(
         )
         whitening = ensemble_lib.fit_pca_whitening(embeddings, pca_dim)
         model = ensemble_lib.build_ensemble(extractors, weights, whitening)
-    sources = [{"workdir": os.path.abspath(w)} for w in workdirs] + [
+    sources = [workdir_source(w) for w in workdirs] + [
         {"backbone": b, "weights": "imagenet", "pooling": "gap"}
         for b in backbones
     ]

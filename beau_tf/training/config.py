@@ -59,6 +59,16 @@ class TrainConfig:
       identity_loss_weight: weight of the cosine-margin identity loss; 0 turns
         it off (the paper-faithful setting).
       identity_margin, identity_scale: ArcFace margin (radians) and scale.
+      photos: unlabelled in-domain photos (folder or CSV with a path column)
+        for the distillation loss; never photos that will be scored.
+      teacher: an exported model version folder (`python -m beau_tf.export`)
+        whose embeddings give each photo soft product targets.
+      photo_loss_weight: weight of the distillation loss (cross-entropy of
+        the identity head's logits on the photos against the teacher's
+        targets); 0 turns it off. Needs `photos` and `teacher`.
+      teacher_temperature: softness of the teacher's balanced assignment
+        (cosine units; see `beau_tf.adaptation.self_training.assign`).
+      max_photos: at most this many photos kept in memory.
       checkpoint_every: steps between checkpoints.
       keep_checkpoints: checkpoints kept on disk.
       summary_every: steps between TensorBoard loss and learning-rate points.
@@ -85,6 +95,11 @@ class TrainConfig:
     identity_loss_weight: float = 0.0
     identity_margin: float = 0.2
     identity_scale: float = 30.0
+    photos: str = ""
+    teacher: str = ""
+    photo_loss_weight: float = 0.0
+    teacher_temperature: float = 0.03
+    max_photos: int = 4000
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     summary_every: int = 50
@@ -102,6 +117,7 @@ class TrainConfig:
             "keep_checkpoints",
             "summary_every",
             "summary_images_every",
+            "max_photos",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(
@@ -124,10 +140,38 @@ class TrainConfig:
                     f"{name}={getattr(self, name)!r}; one of {allowed} "
                     "expected."
                 )
-        if self.mask_loss_weight < 0 or self.identity_loss_weight < 0:
+        weights = (
+            self.mask_loss_weight,
+            self.identity_loss_weight,
+            self.photo_loss_weight,
+        )
+        if min(weights) < 0:
             raise ValueError("Loss weights must be >= 0.")
-        if self.mask_loss_weight == 0 and self.identity_loss_weight == 0:
-            raise ValueError("Both loss weights are 0: nothing to train.")
+        if max(weights) == 0:
+            raise ValueError("Every loss weight is 0: nothing to train.")
+        distilling = self.photo_loss_weight > 0
+        if distilling != bool(self.photos) or distilling != bool(self.teacher):
+            raise ValueError(
+                f"photo_loss_weight={self.photo_loss_weight}, photos="
+                f"{self.photos!r}, teacher={self.teacher!r}: the distillation "
+                "loss needs all three (a weight > 0, the unlabelled photos and "
+                "the teacher export), or none."
+            )
+        if self.teacher_temperature <= 0:
+            raise ValueError(
+                f"teacher_temperature={self.teacher_temperature}; > 0 expected."
+            )
+
+    @property
+    def distills(self) -> bool:
+        """Whether the run has the distillation loss on unlabelled photos."""
+        return self.photo_loss_weight > 0
+
+    @property
+    def has_identity_head(self) -> bool:
+        """The identity head scores sprites (identity loss) and photos
+        (distillation loss) against the same product weights."""
+        return self.identity_loss_weight > 0 or self.distills
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

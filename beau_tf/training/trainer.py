@@ -2,7 +2,10 @@
 
 The mask decoder learns, with mean squared error against the augmentation's
 masks, to find the product (salient-object detection without human labels);
-optionally an identity loss treats every catalogue product as its own class.
+optionally an identity loss treats every catalogue product as its own class,
+and a distillation loss has the same identity head match a teacher export's
+soft targets on unlabelled in-domain photos (`photo_targets`; one batch of
+photos beside each batch of catalogue scenes).
 The workdir's files are described in `beau_tf.training.config`.
 
 Restarting the same command after a crash (even SIGKILL) resumes from the
@@ -30,6 +33,7 @@ from beau_tf.models import extractor as extractor_lib
 from beau_tf.models import losses
 from beau_tf.training import config as config_lib
 from beau_tf.training import distribute
+from beau_tf.training import photo_targets
 
 # Training examples shown in TensorBoard (input, true and predicted masks).
 SUMMARY_IMAGES = 4
@@ -48,28 +52,73 @@ def build_learning_rate(config: config_lib.TrainConfig):
     )
 
 
-def to_fit_inputs(example: dict[str, tf.Tensor], identity: bool):
-    """Selects what `fit` needs: `({"image", "label"}, {"mask"[, "logits"]})`.
+def to_fit_inputs(
+    example: dict[str, tf.Tensor],
+    identity: bool,
+    photos: dict[str, tf.Tensor] | None = None,
+):
+    """Selects what `fit` needs: `({"image", "label"[, "photo"]}, {"mask"[,
+    "logits"][, "photo_logits"]})`.
 
     The identity loss's target is the catalogue label; without that loss the
     training model has no "logits" output, so the target must not have one.
+    `photos` (a batch of `pipelines.make_photo_dataset`) adds the unlabelled
+    photos and their soft targets, the distillation loss's.
     """
+    inputs = {"image": example["image"], "label": example["label"]}
     targets = {"mask": example["mask"]}
     if identity:
         targets["logits"] = example["label"]
-    return {"image": example["image"], "label": example["label"]}, targets
+    if photos is not None:
+        inputs["photo"] = photos["photo"]
+        targets["photo_logits"] = photos["target"]
+    return inputs, targets
+
+
+def load_photos(
+    config: config_lib.TrainConfig,
+    items: list[catalog_lib.CatalogItem],
+    output_dir: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distillation loss's photos `(N, H, W, 3)` and soft targets
+    `(N, K)`: the teacher labels them once (`photo_targets`), then they are
+    decoded into memory (at most `config.max_photos`, a seeded subset)."""
+    paths = catalog_lib.list_photos(config.photos)
+    if len(paths) > config.max_photos:
+        chosen = np.random.default_rng(config.seed).choice(
+            len(paths), config.max_photos, replace=False
+        )
+        paths = [paths[i] for i in sorted(chosen)]
+    targets, labelled = photo_targets.load_or_make(
+        output_dir,
+        config.teacher,
+        [item.path for item in items],
+        paths,
+        config.teacher_temperature,
+    )
+    photos, kept, _ = backgrounds_lib.load_photos(
+        labelled,
+        backgrounds_lib.stored_size(config.extractor.image_size),
+        "unlabelled photos",
+    )
+    if not kept:
+        raise ValueError(f"No usable photo in {config.photos}.")
+    row = {path: i for i, path in enumerate(labelled)}
+    return photos, targets[[row[path] for path in kept]]
 
 
 def load_training_data(
     config: config_lib.TrainConfig,
     items: list[catalog_lib.CatalogItem],
     start_step: int = 0,
+    photos: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[tf.data.Dataset, dict]:
     """The endless training dataset for `fit` and examples for TensorBoard.
 
     Catalogue images are decoded and masked once here. A resumed run starts
     the augmentation stream at `start_step`, where an uninterrupted run would
-    be.
+    be. `photos`: `(photos, targets)` of `load_photos` for the distillation
+    loss, one batch of them beside each batch of catalogue images.
 
     Returns:
       `(dataset for fit, a batch of `SUMMARY_IMAGES` training elements of the
@@ -113,7 +162,19 @@ def load_training_data(
     )
     sample = tf.nest.map_structure(np.asarray, next(iter(sample_dataset)))
     identity = config.identity_loss_weight > 0
-    dataset = dataset.map(lambda example: to_fit_inputs(example, identity))
+    if photos is None:
+        dataset = dataset.map(lambda example: to_fit_inputs(example, identity))
+    else:
+        photo_dataset = pipelines.make_photo_dataset(
+            *photos,
+            image_size,
+            config.batch_size,
+            seed=config.seed,
+            start_index=start_step * config.batch_size,
+        )
+        dataset = tf.data.Dataset.zip(dataset, photo_dataset).map(
+            lambda example, batch: to_fit_inputs(example, identity, batch)
+        )
     # Under multi_worker, every worker makes this stream and keeps its share
     # of each global batch (AUTO would look for files to shard, then warn).
     options = tf.data.Options()
@@ -247,15 +308,20 @@ def build_models(config: config_lib.TrainConfig, num_classes: int):
     identity = config.identity_loss_weight > 0
     model = extractor_lib.build_training_model(
         extractor,
-        num_classes=num_classes if identity else 0,
+        num_classes=num_classes if config.has_identity_head else 0,
         identity_margin=config.identity_margin,
         identity_scale=config.identity_scale,
+        identity_logits=identity,
+        photo_logits=config.distills,
     )
     loss = {"mask": losses.mask_mse}
     loss_weights = {"mask": config.mask_loss_weight}
     if identity:
         loss["logits"] = losses.build_identity_loss()
         loss_weights["logits"] = config.identity_loss_weight
+    if config.distills:
+        loss["photo_logits"] = losses.build_distillation_loss()
+        loss_weights["photo_logits"] = config.photo_loss_weight
     optimizer = keras.optimizers.AdamW(
         learning_rate=build_learning_rate(config),
         weight_decay=config.weight_decay,
@@ -340,7 +406,12 @@ def fit(
         os.path.join(output_dir, "checkpoints"),
         max_to_keep=config.keep_checkpoints,
     )
-    dataset, sample = load_training_data(config, items, start_step)
+    photos = None
+    if config.distills:
+        # Another worker labels into its own temporary folder: the same
+        # teacher gives it the same targets.
+        photos = load_photos(config, items, output_dir)
+    dataset, sample = load_training_data(config, items, start_step, photos)
     callbacks = [
         TrainingProgress(config.steps, optimizer),
         CheckpointEveryInterval(manager, optimizer),

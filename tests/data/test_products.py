@@ -273,3 +273,19 @@ class LoadBackgroundsTest(parameterized.TestCase):
         _write_bytes(b"")(os.path.join(root, "broken.png"))
         with self.assertRaisesRegex(ValueError, "No usable background image"):
             backgrounds_lib.load_backgrounds(root, 16)
+
+    def test_load_photos_names_the_photos_it_kept_in_order(self):
+        root = testing.make_tempdir(self)
+        paths = [os.path.join(root, f"{name}.png") for name in "abc"]
+        for i, path in enumerate(paths):
+            _save(path, np.full((16, 20, 3), 60 * i, np.uint8))
+        _write_bytes(b"")(paths[1])
+        with self.assertLogs(level="WARNING"):
+            photos, kept, report = backgrounds_lib.load_photos(paths, 8)
+        self.assertEqual(kept, [paths[0], paths[2]])
+        self.assertEqual(photos.shape, (2, 8, 8, 3))
+        self.assertEqual([int(p.mean()) for p in photos], [0, 120])
+        self.assertEqual(report.counts(), {"undecodable": 1})
+        # Nothing usable is an empty array, for the caller to judge.
+        empty, kept, _ = backgrounds_lib.load_photos([], 8)
+        self.assertEqual((empty.shape, kept), ((0, 8, 8, 3), []))

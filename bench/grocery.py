@@ -31,8 +31,9 @@ Rows:
   - ensembles of three backbones at one image size, plain and adapted;
   - trained with the paper's losses plus the distillation loss
     (configs/distill.flags): the adapted ensemble labels the unlabelled
-    photos; Lite0 (and, as an ablation, Lite0 with its backbone frozen for
-    800 steps), and the ensemble of the three distilled backbones.
+    photos; Lite0 (and, as ablations, Lite0 with its backbone frozen for
+    800 steps, and Lite0 without the paper's mask loss and attention
+    pooling), and the ensemble of the three distilled backbones.
 
 Honesty: training reads the 81 catalogue images and, as backgrounds, the
 unlabelled train/ photos less dev2 (`photos_unlabelled.csv`); adaptation
@@ -484,11 +485,16 @@ def main(argv):
     distill_flagfiles = [lite0, cpu, "configs/distill.flags"]
     distill_runs = {
         f"distill_lite0_top_{distill_steps}": [],
-        # Ablation: the backbone frozen, as configs/grocery_cpu.flags has it.
+        # Ablations: the backbone frozen, as configs/grocery_cpu.flags has
+        # it; and without the paper's parts (GAP pooling, no mask loss).
         "distill_lite0_800": [
             "--trainable_from=none",
             "--learning_rate=3e-3",
             "--steps=800",
+        ],
+        f"distill_lite0_gap_nomask_{distill_steps}": [
+            "--pooling=gap",
+            "--mask_loss_weight=0",
         ],
     }
     for backbone in _ENSEMBLE_BACKBONES[1:]:
@@ -512,6 +518,14 @@ def main(argv):
         "the same, backbone frozen, 800 steps",
         "distill_lite0_800",
         lambda: build_lib.build_export_model([workdirs["distill_lite0_800"]]),
+        _ADAPT_SINGLE,
+    )
+    no_paper = f"distill_lite0_gap_nomask_{distill_steps}"
+    add_pair(
+        f"the same distilled, without the paper's parts (GAP, no mask "
+        f"loss), {distill_steps} steps",
+        no_paper,
+        lambda: build_lib.build_export_model([workdirs[no_paper]]),
         _ADAPT_SINGLE,
     )
     distill_members = [distill_lite0] + [

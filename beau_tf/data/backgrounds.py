@@ -77,12 +77,7 @@ def load_backgrounds(
       FileNotFoundError: `background_dir` does not exist.
       ValueError: no usable image in it.
     """
-    paths = catalog.list_photos(background_dir)
-    if max_count is not None and len(paths) > max_count:
-        chosen = np.random.default_rng(seed).choice(
-            len(paths), max_count, replace=False
-        )
-        paths = [paths[i] for i in sorted(chosen)]
+    paths = seeded_subset(catalog.list_photos(background_dir), max_count, seed)
     backgrounds, _, report = load_photos(
         paths, size, "background images", num_workers
     )
@@ -92,6 +87,19 @@ def load_backgrounds(
             f"({report.summary()}); JPEG, PNG, BMP, GIF, WebP or TIFF expected."
         )
     return backgrounds, report
+
+
+def seeded_subset(
+    paths: list[str], max_count: int | None, seed: int
+) -> list[str]:
+    """At most `max_count` of `paths` (all when None), a random subset drawn
+    from `seed`, in their original order."""
+    if max_count is None or len(paths) <= max_count:
+        return paths
+    chosen = np.random.default_rng(seed).choice(
+        len(paths), max_count, replace=False
+    )
+    return [paths[i] for i in sorted(chosen)]
 
 
 def load_photos(

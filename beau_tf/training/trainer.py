@@ -83,12 +83,9 @@ def load_photos(
     """The distillation loss's photos `(N, H, W, 3)` and soft targets
     `(N, K)`: the teacher labels them once (`photo_targets`), then they are
     decoded into memory (at most `config.max_photos`, a seeded subset)."""
-    paths = catalog_lib.list_photos(config.photos)
-    if len(paths) > config.max_photos:
-        chosen = np.random.default_rng(config.seed).choice(
-            len(paths), config.max_photos, replace=False
-        )
-        paths = [paths[i] for i in sorted(chosen)]
+    paths = backgrounds_lib.seeded_subset(
+        catalog_lib.list_photos(config.photos), config.max_photos, config.seed
+    )
     targets, labelled = photo_targets.load_or_make(
         output_dir,
         config.teacher,

@@ -6,6 +6,8 @@ A workdir holds everything a run needs and makes:
   <workdir>/flags.txt           the command line's flags, for people
   <workdir>/checkpoints/        model + optimizer every `checkpoint_every` steps
   <workdir>/tensorboard/        losses, learning rate, input and mask images
+  <workdir>/photo_targets.npz   the teacher's targets for the distillation
+                                photos (only with `photo_loss_weight` > 0)
   <workdir>/extractor.keras     the trained extractor, written at the end
 
 Under `--strategy=multi_worker` only the chief writes these; another worker

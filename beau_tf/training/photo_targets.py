@@ -53,20 +53,20 @@ def teacher_targets(
       ValueError: the teacher is not a current export, or fewer usable
         photos than usable catalogue images.
     """
-    embed_catalogue = embedding_lib.load_embed_fn(
-        teacher_dir, contract.SIGNATURE_NAME
-    )
-    embed_photos = embedding_lib.load_embed_fn(
-        teacher_dir, contract.MULTISCALE_SIGNATURE_NAME
+    signatures = embedding_lib.load_signatures(  # the export, loaded once
+        teacher_dir,
+        [contract.SIGNATURE_NAME, contract.MULTISCALE_SIGNATURE_NAME],
     )
     catalogue, kept_catalogue = embedding_lib.embed_files(
-        embed_catalogue,
+        embedding_lib.as_embed_fn(signatures[contract.SIGNATURE_NAME]),
         list(catalogue_paths),
         batch_size=batch_size,
         description="Teacher: catalogue",
     )
     photos, kept_photos = embedding_lib.embed_files(
-        embed_photos,
+        embedding_lib.as_embed_fn(
+            signatures[contract.MULTISCALE_SIGNATURE_NAME]
+        ),
         list(photo_paths),
         batch_size=batch_size,
         description="Teacher: unlabelled photos",

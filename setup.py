@@ -12,7 +12,7 @@ setuptools.setup(
     ),
     packages=setuptools.find_packages(include=["beau_tf", "beau_tf.*"]),
     # The search service's web page.
-    package_data={"beau_tf.service": ["static/*.html"]},
+    package_data={"beau_tf.search_service": ["static/*.html"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
         "tensorflow>=2.20,<2.21",

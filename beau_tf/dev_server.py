@@ -6,7 +6,7 @@ r"""Serves an export over TF Serving's gRPC API, for development only.
 serves the latest numbered version under --model_base (as TF Serving's
 --model_base_path does, but read once at start) until Ctrl-C, so that
 `python -m beau_tf.search --server=127.0.0.1:8500` works without Docker. It
-is a stand-in (`beau_tf.serving.dev_server`), not for production: use TF
+is a stand-in (`beau_tf.serving.prediction_service`), not for production: use TF
 Serving there (export/README.md).
 """
 
@@ -14,7 +14,7 @@ from absl import app
 from absl import flags
 
 from beau_tf.common import cli
-from beau_tf.serving import dev_server
+from beau_tf.serving import prediction_service
 
 _MODEL_BASE = flags.DEFINE_string(
     "model_base",
@@ -40,8 +40,8 @@ _HOST = flags.DEFINE_string(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    version, version_dir = dev_server.latest_version(_MODEL_BASE.value)
-    server, address = dev_server.start_server(
+    version, version_dir = prediction_service.latest_version(_MODEL_BASE.value)
+    server, address = prediction_service.start_server(
         version_dir,
         _MODEL_NAME.value,
         version,

@@ -33,7 +33,7 @@ from beau_tf.adaptation.self_training import SelfTrainingConfig
 from beau_tf.common import cli
 from beau_tf.common import files
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.serving import build as build_lib
+from beau_tf.exporting import assemble
 from beau_tf.serving import contract
 from beau_tf.serving import saved_model
 
@@ -202,7 +202,7 @@ def main(argv):
     saved_model.free_version_dir(export_dir, model_name, version)
     whitening_paths = pca_paths()
     adapt_catalogue, adapt_photos, adapt_config = adaptation_inputs(num_members)
-    model, members = build_lib.build_export_model(
+    model, members = assemble.build_export_model(
         workdirs,
         weights=parse_weights(_MEMBER_WEIGHTS.value, num_members),
         pca_dim=_PCA_DIM.value,

@@ -15,7 +15,7 @@ runs if it was built with the same model (else it is refused, and logged). Loadi
 a while: /healthz answers at once, /readyz once the model and the index are
 loaded, and / serves a web page. The service binds to this machine only
 unless --host says otherwise; it has no authentication. Endpoints and errors:
-beau_tf/service/app.py. Ctrl-C or SIGTERM stops it in order: it prints
+beau_tf/search_service/app.py. Ctrl-C or SIGTERM stops it in order: it prints
 "stopped" and exits 0.
 """
 
@@ -29,10 +29,10 @@ from absl import logging
 import uvicorn
 
 from beau_tf.common import cli
-from beau_tf.service import app as app_lib
-from beau_tf.service import embedders
-from beau_tf.service import index_versions
-from beau_tf.service import searcher as searcher_lib
+from beau_tf.search_service import app as app_lib
+from beau_tf.search_service import embedders
+from beau_tf.search_service import index_versions
+from beau_tf.search_service import searcher as searcher_lib
 
 _DEFAULTS = searcher_lib.ServiceConfig()
 

@@ -216,7 +216,7 @@ def config_from_flags() -> config_lib.TrainConfig:
 _GROCERY_DIR = "out/grocery"
 _GROCERY_HINT = (
     "; the GroceryStore flagfiles read out/grocery/, which "
-    "python -m beau_tf.data.convert_grocery --dataset_dir=<GroceryStore "
+    "python -m beau_tf.convert_grocery --dataset_dir=<GroceryStore "
     "dataset folder> --out_dir=out/grocery writes (README, Training)"
 )
 

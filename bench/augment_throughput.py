@@ -30,7 +30,7 @@ from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import pipelines
 from beau_tf.data import products as products_lib
-from beau_tf.data import synthetic
+from beau_tf.datasets.synthetic import catalogue as synthetic
 
 _CATALOG = flags.DEFINE_string(
     "catalog", None, "Catalogue folder or CSV; the synthetic one when unset."

@@ -115,11 +115,11 @@ from beau_tf.adaptation import self_training
 from beau_tf.data import augment
 from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.data import grocery
+from beau_tf.datasets import grocery
 from beau_tf.data import pipelines
 from beau_tf.data import products as products_lib
 from beau_tf.retrieval import metrics
-from beau_tf.serving import build as build_lib
+from beau_tf.exporting import assemble
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import saved_model
@@ -450,7 +450,7 @@ def main(argv):
     csvs = grocery.convert_grocery_store(
         _DATASET_DIR.value, os.path.join(out_dir, "csv")
     )
-    (model,) = build_lib.untrained_members(["efficientnet_lite0"], _IMAGE_SIZE)
+    (model,) = assemble.untrained_members(["efficientnet_lite0"], _IMAGE_SIZE)
     exported = os.path.join(out_dir, "exported")
     plain_dir = export_once(model, exported, "efficientnet_lite0_224_gap")
     embedded = cached_npz(

@@ -30,7 +30,7 @@ import numpy as np
 
 from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.data import synthetic
+from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.training import config as config_lib
 from beau_tf.training import trainer

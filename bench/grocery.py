@@ -63,19 +63,20 @@ import tensorflow as tf
 
 from beau_tf.adaptation import learn
 from beau_tf.adaptation import self_training
+from beau_tf.common import files
 from beau_tf.common import pictures
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.data import grocery
+from beau_tf.datasets import grocery
 from beau_tf.retrieval import evaluation
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import metrics
 from beau_tf.retrieval import query
 from beau_tf.retrieval import shards
-from beau_tf.serving import build as build_lib
+from beau_tf.exporting import assemble
 from beau_tf.serving import contract
 from beau_tf.serving import preprocess
 from beau_tf.serving import saved_model
-from beau_tf.training import config as config_lib
+from beau_tf.training import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -174,7 +175,7 @@ def cached(out_dir: str, name: str, compute) -> dict:
         with open(path) as stream:
             return json.load(stream)
     result = compute()
-    config_lib.write_json_atomically(path, result)
+    files.write_json_atomically(path, result)
     logging.info("%s: %s", name, json.dumps(result["views"]))
     return result
 
@@ -243,7 +244,7 @@ def train_run(
 ) -> str:
     """Runs `python -m beau_tf.train` (skipped when finished); its workdir."""
     workdir = os.path.join(out_dir, "runs", name)
-    if os.path.exists(os.path.join(workdir, config_lib.EXTRACTOR_FILE)):
+    if workdir_lib.is_finished(workdir):
         return workdir
     command = [sys.executable, "-m", "beau_tf.train"]
     command += [f"--flagfile={os.path.join(REPO, f)}" for f in flagfiles]
@@ -399,7 +400,7 @@ def main(argv):
         add_pair(
             f"{backbone} {size}px GAP, ImageNet",
             f"{backbone}_{size}_gap",
-            lambda: build_lib.build_export_model(
+            lambda: assemble.build_export_model(
                 backbones=[backbone], image_size=size
             ),
             _ADAPT_SINGLE,
@@ -447,14 +448,14 @@ def main(argv):
         plain, _ = add_pair(
             f"{label}, {steps} steps",
             f"{run_name}_{steps}",
-            lambda: build_lib.build_export_model([workdirs[run_name]]),
+            lambda: assemble.build_export_model([workdirs[run_name]]),
             _ADAPT_SINGLE,
         )
         trained[run_name] = plain["model_dir"]
 
     # 3. Ensembles of three backbones at one image size, plain and adapted.
     def imagenet_ensemble():
-        return build_lib.build_export_model(
+        return assemble.build_export_model(
             backbones=_ENSEMBLE_BACKBONES, image_size=size
         )
 
@@ -470,7 +471,7 @@ def main(argv):
     add_pair(
         f"ensemble Lite0+1+2 {size}px paper-faithful, {steps} steps",
         f"ensemble_paper_{size}_{steps}",
-        lambda: build_lib.build_export_model([workdirs[r] for r in paper_runs]),
+        lambda: assemble.build_export_model([workdirs[r] for r in paper_runs]),
         _ADAPT_ENSEMBLE,
     )
 
@@ -511,13 +512,13 @@ def main(argv):
         f"Lite0 paper-faithful + distilled from the adapted ensemble, "
         f"{distill_steps} steps",
         distill_lite0,
-        lambda: build_lib.build_export_model([workdirs[distill_lite0]]),
+        lambda: assemble.build_export_model([workdirs[distill_lite0]]),
         _ADAPT_SINGLE,
     )
     add_pair(
         "the same, backbone frozen, 800 steps",
         "distill_lite0_800",
-        lambda: build_lib.build_export_model([workdirs["distill_lite0_800"]]),
+        lambda: assemble.build_export_model([workdirs["distill_lite0_800"]]),
         _ADAPT_SINGLE,
     )
     no_paper = f"distill_lite0_gap_nomask_{distill_steps}"
@@ -525,7 +526,7 @@ def main(argv):
         f"the same distilled, without the paper's parts (GAP, no mask "
         f"loss), {distill_steps} steps",
         no_paper,
-        lambda: build_lib.build_export_model([workdirs[no_paper]]),
+        lambda: assemble.build_export_model([workdirs[no_paper]]),
         _ADAPT_SINGLE,
     )
     distill_members = [distill_lite0] + [
@@ -535,7 +536,7 @@ def main(argv):
     _, best_distilled = add_pair(
         f"ensemble Lite0+1+2 {size}px distilled, {distill_steps} steps",
         f"ensemble_distill_{size}_{distill_steps}",
-        lambda: build_lib.build_export_model(
+        lambda: assemble.build_export_model(
             [workdirs[r] for r in distill_members]
         ),
         _ADAPT_ENSEMBLE,

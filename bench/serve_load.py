@@ -50,11 +50,11 @@ import numpy as np
 from PIL import Image
 
 from beau_tf.common import cli
-from beau_tf.data import synthetic
+from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.retrieval import index_dir as index_dir_lib
-from beau_tf.service import embedders
-from beau_tf.service import index_versions
-from beau_tf.service import searcher as searcher_lib
+from beau_tf.search_service import embedders
+from beau_tf.search_service import index_versions
+from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
 
 _EXPORT = flags.DEFINE_string(

@@ -10,9 +10,9 @@ py=.venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 # 1. A catalogue of product shots on white, in-the-wild queries, backgrounds.
-$py -m beau_tf.data.make_synthetic --out_dir="$out/synthetic"
+$py -m beau_tf.make_synthetic --out_dir="$out/synthetic"
 # 2. What the model trains on: augmented pairs with their masks.
-$py -m beau_tf.data.preview --catalog="$out/synthetic/catalog.csv" \
+$py -m beau_tf.preview --catalog="$out/synthetic/catalog.csv" \
     --background_dir="$out/synthetic/backgrounds" --out="$out/preview.png"
 # 3. Train the demo model (EfficientNet-Lite0, ImageNet weights ported offline)
 #    for a minute or two; rerunning resumes or, when done, just re-saves.

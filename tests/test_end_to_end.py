@@ -13,7 +13,7 @@ from PIL import Image
 import pytest
 
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.data import synthetic
+from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.serving import contract
@@ -224,10 +224,12 @@ def test_index_is_never_overwritten(chain):
 
 def test_search_through_tf_serving_grpc(chain):
     from beau_tf.serving import (
-        dev_server,
+        prediction_service,
     )  # pylint: disable=g-import-not-at-top
 
-    server, address = dev_server.start_server(chain["model"], "beau_tf", 1)
+    server, address = prediction_service.start_server(
+        chain["model"], "beau_tf", 1
+    )
     try:
         queries = catalog_lib.read_queries(chain["data"].queries_csv)
         remote = run(
@@ -288,7 +290,7 @@ def test_search_of_an_undecodable_image_is_skipped_with_its_name(chain):
 
 def test_search_and_evaluate_over_grpc_skip_bad_photos_as_locally(chain):
     from beau_tf.serving import (
-        dev_server,
+        prediction_service,
     )  # pylint: disable=g-import-not-at-top
 
     bad = chain["root"] / "empty.jpg"
@@ -296,7 +298,9 @@ def test_search_and_evaluate_over_grpc_skip_bad_photos_as_locally(chain):
     query = catalog_lib.read_queries(chain["data"].queries_csv)[0].path
     searches = [f"--query={bad}", f"--query={query}", "--json"]
     evaluation = [f"--queries={chain['data'].queries_csv}", "--json"]
-    server, address = dev_server.start_server(chain["model"], "beau_tf", 1)
+    server, address = prediction_service.start_server(
+        chain["model"], "beau_tf", 1
+    )
     try:
         remote = [
             run(*args, f"--index={chain['index_dir']}", f"--server={address}")

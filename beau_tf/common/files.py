@@ -1,6 +1,7 @@
 """Writing files so that a reader sees the old file or the new, never half."""
 
 import contextlib
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -35,6 +36,13 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+
+
+def write_json_atomically(path: str, value) -> None:
+    """Writes JSON so that readers see the old file or the new, never half."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w") as stream:
+            json.dump(value, stream, indent=2, sort_keys=True)
 
 
 def check_writable(path: str, flag: str, folder: bool = False) -> None:

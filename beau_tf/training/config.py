@@ -189,13 +189,6 @@ class TrainConfig:
         return cls(**values)
 
 
-def write_json_atomically(path: str, value: dict) -> None:
-    """Writes JSON so that readers see the old file or the new, never half."""
-    with files.atomic_path(path) as temporary:
-        with open(temporary, "w") as stream:
-            json.dump(value, stream, indent=2, sort_keys=True)
-
-
 def load_train_config(workdir: str) -> TrainConfig:
     """The configuration a workdir was trained with."""
     path = os.path.join(workdir, CONFIG_FILE)
@@ -244,7 +237,9 @@ def record_config(workdir: str, config: TrainConfig, flags_text: str) -> None:
     """
     check_same_run(workdir, config)
     os.makedirs(workdir, exist_ok=True)
-    write_json_atomically(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+    files.write_json_atomically(
+        os.path.join(workdir, CONFIG_FILE), config.to_dict()
+    )
     with files.atomic_path(os.path.join(workdir, "flags.txt")) as temporary:
         with open(temporary, "w") as stream:
             stream.write(flags_text)

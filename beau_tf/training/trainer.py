@@ -34,6 +34,7 @@ from beau_tf.models import losses
 from beau_tf.training import config as config_lib
 from beau_tf.training import distribute
 from beau_tf.training import photo_targets
+from beau_tf.training import workdir as workdir_lib
 
 # Training examples shown in TensorBoard (input, true and predicted masks).
 SUMMARY_IMAGES = 4
@@ -379,7 +380,7 @@ def train(
                 start_step,
             )
         save_extractor(extractor, output_dir)
-    return os.path.join(workdir, config_lib.EXTRACTOR_FILE)
+    return workdir_lib.extractor_path(workdir)
 
 
 def fit(
@@ -435,7 +436,7 @@ def fit(
 
 def save_extractor(extractor: keras.Model, workdir: str) -> str:
     """Saves the extractor as `.keras`, atomically."""
-    path = os.path.join(workdir, config_lib.EXTRACTOR_FILE)
+    path = workdir_lib.extractor_path(workdir)
     with files.atomic_path(path, ".keras") as temporary:
         extractor.save(temporary)
     logging.info("Saved the extractor to %s", path)

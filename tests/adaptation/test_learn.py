@@ -13,7 +13,7 @@ import tensorflow as tf
 from beau_tf.adaptation import learn
 from beau_tf.adaptation import self_training
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.data import synthetic
+from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.serving import contract
 from beau_tf.training import config as config_lib

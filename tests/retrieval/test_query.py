@@ -11,7 +11,7 @@ import numpy as np
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import query
 from beau_tf.serving import contract
-from beau_tf.serving import dev_server
+from beau_tf.serving import prediction_service
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import grpc_client
 from tests.serving import tiny_export
@@ -54,7 +54,9 @@ class ServedModelCheckTest(unittest.TestCase):
         )
         cls.servers = {}
         for name, model_dir in [("indexed", cls.indexed), ("other", cls.other)]:
-            server, address = dev_server.start_server(model_dir, "beau_tf", 1)
+            server, address = prediction_service.start_server(
+                model_dir, "beau_tf", 1
+            )
             cls.servers[name] = (server, address)
 
     @classmethod

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from beau_tf.data import decode
-from beau_tf.serving import dev_server
+from beau_tf.serving import prediction_service
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import grpc_client
 from tests.serving import tiny_export
@@ -116,7 +116,7 @@ class LocalAndServedTest(unittest.TestCase):
         cls.paths, cls.bad = tiny_export.write_files(
             os.path.join(root, "images")
         )
-        cls.server, cls.address = dev_server.start_server(
+        cls.server, cls.address = prediction_service.start_server(
             cls.model_dir, "beau_tf", 1
         )
 

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from beau_tf.serving import contract
-from beau_tf.serving import dev_server
+from beau_tf.serving import prediction_service
 from beau_tf.serving import grpc_client
 from tests.serving import tiny_export
 
@@ -52,7 +52,7 @@ class ServingClientTest(tf.test.TestCase):
         cls.fingerprint = contract.model_identity(cls.model_dir)[
             "model_fingerprint"
         ]
-        cls.server, cls.address = dev_server.start_server(
+        cls.server, cls.address = prediction_service.start_server(
             cls.model_dir, _MODEL_NAME, _VERSION
         )
         cls.signature = tf.saved_model.load(cls.model_dir).signatures[
@@ -71,7 +71,7 @@ class ServingClientTest(tf.test.TestCase):
         return self.signature(images=tf.constant(images))["embedding"].numpy()
 
     def _start(self, **kwargs):
-        server, address = dev_server.start_server(
+        server, address = prediction_service.start_server(
             self.model_dir, _MODEL_NAME, _VERSION, **kwargs
         )
         self.addCleanup(server.stop, 0)
@@ -141,7 +141,9 @@ class ServingClientTest(tf.test.TestCase):
         tf.saved_model.save(
             module, old_dir, signatures={"serving_default": module.serve}
         )
-        server, address = dev_server.start_server(old_dir, _MODEL_NAME, 1)
+        server, address = prediction_service.start_server(
+            old_dir, _MODEL_NAME, 1
+        )
         self.addCleanup(server.stop, 0)
         with self.assertRaisesRegex(
             grpc_client.ServingError,

@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from beau_tf.data import synthetic
+from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
-from beau_tf.serving import build as build_lib
+from beau_tf.exporting import assemble
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import preprocess
@@ -320,7 +320,7 @@ class ExportSavedModelTest(tf.test.TestCase):
 class BuildExportModelTest(tf.test.TestCase):
 
     def test_untrained_backbones_need_no_workdir(self):
-        model, members = build_lib.build_export_model(
+        model, members = assemble.build_export_model(
             backbones=["efficientnet_lite0", "efficientnet_lite0"],
             image_size=64,
             weights=[1.0, 2.0],
@@ -342,7 +342,7 @@ class BuildExportModelTest(tf.test.TestCase):
 
     def test_nothing_to_export_is_a_clear_error(self):
         with self.assertRaisesRegex(ValueError, "--workdirs.*--backbones"):
-            build_lib.build_export_model()
+            assemble.build_export_model()
 
 
 class ExportCommandTest(tf.test.TestCase):

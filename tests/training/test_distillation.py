@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import pipelines
-from beau_tf.data import synthetic
+from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
-from beau_tf.serving import build as build_lib
+from beau_tf.exporting import assemble
 from beau_tf.serving import saved_model
 from beau_tf.training import config as config_lib
 from beau_tf.training import photo_targets
@@ -285,7 +285,7 @@ class DistillationRunTest(tf.test.TestCase):
         self.assertEqual(trained_steps(workdir), 4)
         self.assertEmpty(glob.glob(os.path.join(workdir, "*.tmp*")))
         # An export of the run says what it was distilled from.
-        _, members = build_lib.build_export_model([workdir])
+        _, members = assemble.build_export_model([workdir])
         self.assertEqual(
             members[0]["distilled_from"],
             {"teacher": os.path.abspath(teacher), "photos": photos},

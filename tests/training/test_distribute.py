@@ -20,7 +20,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from beau_tf.data import synthetic
+from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.training import config as config_lib
 from beau_tf.training import distribute

@@ -1,0 +1,290 @@
+"""Tests for beau_tf.search_service.searcher: uploads in, catalogue items out."""
+
+import concurrent.futures
+import io
+import os
+import struct
+import threading
+import time
+import zlib
+
+from absl.testing import absltest
+import numpy as np
+from PIL import Image
+
+from beau_tf.search_service import embedders
+from beau_tf.search_service import searcher as searcher_lib
+from tests import testing
+from tests.search_service import fakes
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG claiming width x height whose pixel data stops at once."""
+    fields = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + fields
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(fields))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + struct.pack(">I", 100)
+        + b"IDAT"
+    )
+
+
+def make_searcher(test_case, config=None, model=None, versioned=False):
+    """A loaded Searcher over the fake model and a fake index; returns
+    (searcher, fake model, catalogue images, index path)."""
+    root = testing.make_tempdir(test_case)
+    index = os.path.join(root, "indexes")
+    catalogue = fakes.write_index(
+        os.path.join(index, "1") if versioned else index,
+        os.path.join(root, "catalogue"),
+    )
+    model = model or fakes.FakeModel()
+    searcher = searcher_lib.Searcher(
+        model.as_embedding_model,
+        index,
+        config or searcher_lib.ServiceConfig(batch_timeout_ms=1),
+    )
+    searcher.load()
+    test_case.addCleanup(searcher.close)
+    model.calls.clear()  # the warm-up's
+    return searcher, model, catalogue, index
+
+
+class UploadChecksTest(absltest.TestCase):
+
+    def test_too_many_bytes_is_413(self):
+        config = searcher_lib.ServiceConfig(max_upload_bytes=100)
+        with self.assertRaisesRegex(
+            searcher_lib.RequestError, "x.png is 1.2 KiB.*at most 100 bytes"
+        ) as raised:
+            searcher_lib.check_upload(bytes(1234), "x.png", config)
+        self.assertEqual(raised.exception.status_code, 413)
+
+    def test_too_many_pixels_is_refused_from_the_header_alone(self):
+        config = searcher_lib.ServiceConfig(max_pixels=50_000_000)
+        with self.assertRaisesRegex(
+            searcher_lib.RequestError,
+            "x.png is 9000×9000 pixels \\(81 megapixels\\); at most 50",
+        ) as raised:
+            searcher_lib.prepare_upload(
+                png_header_only(9000, 9000), "x.png", config
+            )
+        self.assertEqual(raised.exception.status_code, 400)
+        with self.assertRaisesRegex(
+            searcher_lib.RequestError, "too many pixels"
+        ):
+            searcher_lib.check_upload(
+                png_header_only(30000, 30000), "x.png", config
+            )
+
+    def test_unusable_images_are_400_with_the_decoders_reason(self):
+        config = searcher_lib.ServiceConfig()
+        for data, reason in [
+            (b"not an image at all", "not a decodable image"),
+            (fakes.encode_png(np.zeros((1, 1, 3), np.uint8)), "1×1 pixels"),
+            (fakes.photo(0)[:60], "truncated|corrupt"),
+            (b"", "empty"),
+        ]:
+            with self.assertRaisesRegex(
+                searcher_lib.RequestError, f"upload.*({reason})"
+            ):
+                searcher_lib.prepare_upload(data, "upload", config)
+
+    def test_bad_settings_are_named(self):
+        with self.assertRaisesRegex(ValueError, "max_batch=0"):
+            searcher_lib.ServiceConfig(max_batch=0)
+        with self.assertRaisesRegex(ValueError, "index_poll_seconds=0"):
+            searcher_lib.ServiceConfig(index_poll_seconds=0)
+
+
+class MaskTest(absltest.TestCase):
+
+    def test_the_padding_of_a_tall_image_is_cropped(self):
+        mask = np.zeros((16, 16), np.float32)
+        mask[:, 4:12] = 1.0  # where a 1:2 image lands in the square
+        cropped = searcher_lib.crop_mask_to_image(mask, width=20, height=40)
+        self.assertEqual(cropped.shape, (16, 8))
+        self.assertTrue(np.all(cropped == 1.0))
+
+    def test_mask_png_is_grey_and_as_wide_as_the_image(self):
+        mask = np.full((16, 16), 0.5, np.float32)
+        png = searcher_lib.mask_as_png(
+            mask, fakes.photo(0, width=40, height=20)
+        )
+        image = Image.open(io.BytesIO(png))
+        self.assertEqual((image.mode, image.size), ("L", (16, 8)))
+        self.assertEqual(image.getpixel((3, 3)), 128)
+
+
+class SearcherTest(absltest.TestCase):
+
+    def test_a_catalogue_image_finds_itself_first(self):
+        searcher, _, catalogue, index = make_searcher(self)
+        answer = searcher.search(catalogue[3], "query.png", k=4)
+        self.assertEqual(answer.item_ids[0], "brand/item-3")
+        self.assertLen(answer.item_ids, 4)
+        self.assertAlmostEqual(answer.scores[0], 1.0, places=5)
+        self.assertEqual(answer.scores, sorted(answer.scores, reverse=True))
+        self.assertEqual(
+            answer.model,
+            {"name": "fake", "version": 1, "fingerprint": "weights-1"},
+        )
+        self.assertEqual(answer.index["directory"], index)
+        self.assertEqual(set(answer.timings_ms), {"decode", "embed", "search"})
+        self.assertIsNone(answer.mask_png)
+
+    def test_k_is_checked_and_clipped_to_the_catalogue(self):
+        searcher, _, catalogue, _ = make_searcher(self)
+        self.assertLen(searcher.search(catalogue[0], "q", k=100).item_ids, 12)
+        for k in (0, 101):
+            with self.assertRaisesRegex(searcher_lib.RequestError, f"k={k}"):
+                searcher.search(catalogue[0], "q", k=k)
+
+    def test_an_image_the_model_refuses_is_a_request_error(self):
+        searcher, _, _, _ = make_searcher(self)
+        refused = fakes.encode_png(np.zeros((13, 13, 3), np.uint8))
+        with self.assertRaisesRegex(
+            searcher_lib.RequestError, f"query.png is {fakes.REFUSED_STATUS}"
+        ):
+            searcher.search(refused, "query.png")
+
+    def test_multiscale_picks_the_signature(self):
+        model = fakes.FakeModel()
+        used = []
+        embedding_model = model.as_embedding_model()
+        model.as_embedding_model = lambda: embedders.EmbeddingModel(
+            embedding_model.identity,
+            {
+                name: (
+                    lambda images, name=name: used.append(name)
+                    or model.embed(images)
+                )
+                for name in embedders.QUERY_SIGNATURES
+            },
+            None,
+            "the fake model",
+        )
+        searcher, _, catalogue, _ = make_searcher(self, model=model)
+        used.clear()
+        searcher.search(catalogue[0], "q", multiscale=True)
+        searcher.search(catalogue[0], "q", multiscale=False)
+        self.assertEqual(used, ["query_multiscale", "serving_default"])
+        with self.assertRaisesRegex(searcher_lib.RequestError, "mask=true"):
+            searcher.search(catalogue[0], "q", mask=True)
+
+    def test_the_mask_is_returned_when_asked(self):
+        searcher, _, catalogue, _ = make_searcher(self)
+        answer = searcher.search(catalogue[0], "q", mask=True)
+        mask = Image.open(io.BytesIO(answer.mask_png))
+        self.assertEqual(mask.size, (16, 13))  # 40 x 32 in a 16 x 16 square
+        self.assertIn("mask", answer.timings_ms)
+
+    def test_concurrent_searches_share_model_calls(self):
+        model = fakes.FakeModel()
+        config = searcher_lib.ServiceConfig(max_batch=8, batch_timeout_ms=200)
+        searcher, model, catalogue, _ = make_searcher(self, config, model)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(lambda n: searcher.search(catalogue[n], "q"), range(8))
+            )
+        self.assertEqual(
+            [answer.item_ids[0] for answer in answers],
+            [f"brand/item-{n}" for n in range(8)],
+        )
+        self.assertEqual(model.calls, [8])
+        stats = searcher.batching_stats()
+        self.assertEqual(
+            stats["model_calls"]["query_multiscale"], {"calls": 1, "images": 8}
+        )
+        self.assertEqual(stats["max_batch"], 8)
+
+    def test_searches_during_index_swaps_all_succeed(self):
+        config = searcher_lib.ServiceConfig(
+            batch_timeout_ms=1, index_poll_seconds=0.02
+        )
+        searcher, _, catalogue, index = make_searcher(
+            self, config, versioned=True
+        )
+        stop = threading.Event()
+        seen_versions, errors = set(), []
+
+        def search_until_stopped():
+            while not stop.is_set():
+                try:
+                    answer = searcher.search(catalogue[2], "q", k=3)
+                    assert answer.item_ids[0] == "brand/item-2", answer
+                    seen_versions.add(answer.index["version"])
+                except Exception as error:  # pylint: disable=broad-except
+                    errors.append(error)
+
+        threads = [
+            threading.Thread(target=search_until_stopped) for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for version in (2, 3):
+            fakes.write_index(
+                os.path.join(index, str(version)),
+                os.path.join(index, f"catalogue{version}"),
+            )
+            deadline = time.monotonic() + 10
+            while (
+                searcher.status()["index"]["version"] != version
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.01)
+        time.sleep(0.1)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(seen_versions, {1, 2, 3})
+
+    def test_thumbnails_only_for_indexed_items(self):
+        config = searcher_lib.ServiceConfig(thumbnail_side=16)
+        searcher, _, _, _ = make_searcher(self, config)
+        thumbnail = Image.open(io.BytesIO(searcher.thumbnail("brand/item-1")))
+        self.assertEqual((thumbnail.format, thumbnail.size), ("JPEG", (16, 13)))
+        for item_id in ("brand/item-99", "../catalogue/item1.png", ""):
+            with self.assertRaisesRegex(
+                searcher_lib.RequestError, "no item"
+            ) as raised:
+                searcher.thumbnail(item_id)
+            self.assertEqual(raised.exception.status_code, 404)
+
+    def test_a_missing_catalogue_image_is_404(self):
+        searcher, _, _, index = make_searcher(self)
+        os.remove(
+            os.path.join(os.path.dirname(index), "catalogue", "item2.png")
+        )
+        with self.assertRaisesRegex(
+            searcher_lib.RequestError, "item 'brand/item-2' cannot be read"
+        ) as raised:
+            searcher.thumbnail("brand/item-2")
+        self.assertEqual(raised.exception.status_code, 404)
+
+    def test_not_ready_until_loaded_and_a_failed_load_is_reported(self):
+        root = testing.make_tempdir(self)
+        fakes.write_index(os.path.join(root, "index"), root)
+        model = fakes.FakeModel(fakes.identity(version=7))
+        searcher = searcher_lib.Searcher(
+            model.as_embedding_model, os.path.join(root, "index")
+        )
+        self.assertFalse(searcher.status()["ready"])
+        with self.assertRaises(searcher_lib.NotReadyError):
+            searcher.search(fakes.photo(0), "q")
+        failures = []
+        searcher.start(on_failure=failures.append).join(10)
+        self.assertLen(failures, 1)
+        status = searcher.status()
+        self.assertFalse(status["ready"])
+        self.assertRegex(status["error"], "ValueError: index .* model_version")
+        with self.assertRaisesRegex(searcher_lib.NotReadyError, "ValueError"):
+            searcher.search(fakes.photo(0), "q")
+
+
+if __name__ == "__main__":
+    absltest.main()

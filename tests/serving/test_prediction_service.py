@@ -1,0 +1,193 @@
+"""Tests for beau_tf.serving.prediction_service and the beau_tf.dev_server command."""
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import grpc
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.serving import contract
+from beau_tf.serving import prediction_service
+from beau_tf.serving import embedding as embedding_lib
+from tests import testing
+from tests.serving import tiny_export
+
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
+ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+class LatestVersionTest(unittest.TestCase):
+
+    def test_the_highest_numbered_saved_model_is_served(self):
+        with tempfile.TemporaryDirectory() as base:
+            tiny_export.export_tiny(base, version=2)
+            tiny_export.export_tiny(base, version=10)
+            model_base = os.path.join(base, "beau_tf")
+            # Neither an empty numbered folder nor an unnumbered one counts.
+            os.makedirs(os.path.join(model_base, "11"))
+            os.makedirs(os.path.join(model_base, ".tmp-12"))
+            self.assertEqual(
+                prediction_service.latest_version(model_base),
+                (10, os.path.join(model_base, "10")),
+            )
+
+    def test_a_folder_without_versions_is_named(self):
+        with tempfile.TemporaryDirectory() as base:
+            with self.assertRaisesRegex(FileNotFoundError, "no numbered"):
+                prediction_service.latest_version(base)
+            with self.assertRaisesRegex(FileNotFoundError, "not a folder"):
+                prediction_service.latest_version(os.path.join(base, "missing"))
+
+
+class ServerTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._directory = tempfile.TemporaryDirectory()
+        cls.model_dir = tiny_export.export_tiny(cls._directory.name)
+        cls.server, cls.address = prediction_service.start_server(
+            cls.model_dir, "beau_tf", 1
+        )
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop(0)
+        cls._directory.cleanup()
+        super().tearDownClass()
+
+    def _metadata(self, *fields):
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        request.model_spec.name = "beau_tf"
+        request.metadata_field.extend(fields)
+        with grpc.insecure_channel(self.address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            return stub.GetModelMetadata(request, timeout=10)
+
+    def test_metadata_gives_the_signatures(self):
+        response = self._metadata("signature_def")
+        self.assertEqual(response.model_spec.version.value, 1)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signatures)
+        default = signatures.signature_def[contract.SIGNATURE_NAME]
+        self.assertEqual(
+            set(default.outputs),
+            {"embedding", "mask", "status", "model_fingerprint"},
+        )
+        self.assertIn(
+            contract.MULTISCALE_SIGNATURE_NAME, signatures.signature_def
+        )
+
+    def test_other_metadata_is_refused(self):
+        with self.assertRaises(grpc.RpcError) as caught:
+            self._metadata("other")
+        self.assertEqual(
+            caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT
+        )
+
+    def test_a_taken_port_is_named(self):
+        port = int(self.address.rsplit(":", 1)[1])
+        with self.assertRaisesRegex(OSError, f"127.0.0.1:{port}.*taken"):
+            prediction_service.start_server(
+                self.model_dir, "beau_tf", 1, port=port
+            )
+
+
+def _read_line(stream, timeout_seconds: float) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout_seconds)
+    return stream.readline() if ready else ""
+
+
+class CommandTest(unittest.TestCase):
+
+    def test_search_through_the_command_then_ctrl_c(self):
+        root = testing.make_tempdir(self)
+        base = os.path.join(root, "exported")
+        tiny_export.export_tiny(base, seed=0, version=1)
+        served = tiny_export.export_tiny(base, seed=1, version=2)
+        paths, bad = tiny_export.write_files(os.path.join(root, "images"))
+        good = [p for p in paths if p not in bad]
+        embeddings, _ = embedding_lib.embed_files(
+            embedding_lib.load_embed_fn(served), good
+        )
+        index_dir = os.path.join(root, "index")
+        index_dir_lib.build_and_save(
+            index_dir_lib.EmbeddedCatalog(
+                embeddings,
+                [os.path.basename(p) for p in good],
+                good,
+                contract.model_identity(served),
+            ),
+            index_dir,
+        )
+
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "beau_tf.dev_server",
+                f"--model_base={os.path.join(base, 'beau_tf')}",
+                "--port=0",
+            ],
+            cwd=REPO,
+            env=ENVIRONMENT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(server.kill)
+        line = _read_line(server.stdout, 120)
+        self.assertRegex(
+            line,
+            r"^development stand-in for TF Serving, not for production: "
+            r"serving model 'beau_tf' version 2 from .*exported/beau_tf/2 at "
+            r"127\.0\.0\.1:\d+ \(Ctrl-C stops\)$",
+        )
+        address = re.search(r"at (127\.0\.0\.1:\d+)", line).group(1)
+
+        search = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "beau_tf.search",
+                f"--index={index_dir}",
+                f"--server={address}",
+                f"--query={good[1]}",
+                f"--query={bad[0]}",
+                "--k=2",
+                "--nomultiscale",  # as the catalogue was embedded: score 1
+                "--json",
+            ],
+            cwd=REPO,
+            env=ENVIRONMENT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        self.assertEqual(search.returncode, 0, search.stderr[-3000:])
+        answers = json.loads(search.stdout)
+        self.assertEqual([a["query"] for a in answers], [good[1]])
+        top = answers[0]["results"][0]
+        self.assertEqual(top["item_id"], os.path.basename(good[1]))
+        self.assertAlmostEqual(top["score"], 1.0, places=4)
+        self.assertIn(f"Skipped: {bad[0]}", search.stderr)
+
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=60)
+        self.assertEqual(server.returncode, 0, stderr[-3000:])
+        self.assertNotIn("Traceback", stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,9 +1,14 @@
-"""Writing files so that a reader sees the old file or the new, never half."""
+"""Writing files and folders so that a reader sees the old or the new,
+never half: `atomic_path` for one file, `write_json_atomically` for JSON,
+`staged_folder` for a folder written whole (an export version, an index, a
+synthetic catalogue)."""
 
 import contextlib
 import json
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 
@@ -36,6 +41,77 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+
+
+@contextlib.contextmanager
+def staged_folder(path: str, replace: bool = False) -> Iterator[str]:
+    """Yields a hidden folder beside `path`, renamed to `path` on success.
+
+    Readers (TF Serving, search) never see a half-written folder: whatever
+    the block writes appears at `path` all at once. On an exception, or when
+    `path` was taken meanwhile, the staging folder is removed and `path` is
+    left as it was. An empty folder at `path` is replaced; a non-empty one
+    only when the caller says so.
+
+    Args:
+      path: the folder to create; missing, or an empty folder.
+      replace: replace a non-empty folder at `path` (moved aside, swapped,
+        then removed); for outputs the caller has checked are its own.
+
+    Yields:
+      The staging folder to write into (it exists, empty).
+
+    Raises:
+      FileExistsError: `path` is a file or a non-empty folder, when the
+        block starts or when it ends.
+    """
+    if not replace:
+        _check_free_folder(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(
+        prefix=f".{os.path.basename(os.path.normpath(path))}.tmp-", dir=parent
+    )
+    try:
+        yield staging
+        if replace and os.path.isdir(path) and os.listdir(path):
+            _swap(staging, path)
+            return
+        _check_free_folder(path)
+        if os.path.isdir(path):
+            os.rmdir(path)  # empty, checked above
+        try:
+            os.rename(staging, path)
+        except OSError as error:  # a non-empty folder took the name meanwhile
+            raise FileExistsError(
+                f"{path} appeared while it was written; it is never "
+                "overwritten."
+            ) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap(staging: str, path: str) -> None:
+    """Renames `staging` onto the non-empty folder `path`, removing the old."""
+    old = staging + ".old"
+    os.rename(path, old)
+    try:
+        os.rename(staging, path)
+    except OSError:
+        os.rename(old, path)  # put the old one back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_free_folder(path: str) -> None:
+    if os.path.isdir(path) and not os.listdir(path):
+        return
+    if os.path.exists(path):
+        kind = "a non-empty folder" if os.path.isdir(path) else "a file"
+        raise FileExistsError(
+            f"{path} exists and is {kind}; it is never overwritten: choose "
+            "a new or empty folder."
+        )
 
 
 def write_json_atomically(path: str, value) -> None:

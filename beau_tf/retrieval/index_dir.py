@@ -26,8 +26,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 
 from absl import logging
 import numpy as np
@@ -144,13 +142,7 @@ def write_index(
         raise ValueError(
             f"{len(paths)} paths for an index of {index.num_items} items."
         )
-    parent = os.path.dirname(os.path.abspath(index_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(
-        prefix=f".{os.path.basename(os.path.normpath(index_dir))}.tmp-",
-        dir=parent,
-    )
-    try:
+    with files.staged_folder(index_dir) as staging:
         os.makedirs(os.path.join(staging, SCANN_DIR))
         index.write_searcher(os.path.join(staging, SCANN_DIR))
         np.save(
@@ -169,11 +161,6 @@ def write_index(
         )
         with open(os.path.join(staging, MANIFEST_FILE), "w") as stream:
             json.dump(manifest, stream, indent=2, sort_keys=True)
-        if os.path.isdir(index_dir):
-            os.rmdir(index_dir)  # empty, checked above
-        os.rename(staging, index_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     index.manifest, index.directory = manifest, index_dir
     logging.info(
         "Index of %d items (%s) written to %s",

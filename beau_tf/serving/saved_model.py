@@ -16,12 +16,9 @@ looks at integer names) and renamed into place, so the server never sees half
 a model, and an existing version is never overwritten.
 """
 
-import contextlib
 import hashlib
 import json
 import os
-import secrets
-import shutil
 from collections.abc import Mapping, Sequence
 
 from absl import logging
@@ -29,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from beau_tf.common import files
 from beau_tf.serving import contract
 from beau_tf.serving import preprocess
 
@@ -324,36 +322,19 @@ def export_saved_model(
         "adaptation": dict(adaptation) if adaptation is not None else None,
     }
 
-    temporary = os.path.join(
-        model_dir, f".tmp-{version}-{os.getpid()}-{secrets.token_hex(4)}"
-    )
-    try:
+    with files.staged_folder(version_dir) as staging:
         tf.saved_model.save(
             module,
-            temporary,
+            staging,
             signatures={
                 contract.SIGNATURE_NAME: serve,
                 contract.MULTISCALE_SIGNATURE_NAME: serve_multiscale,
             },
         )
-        identity_path = os.path.join(temporary, contract.IDENTITY_FILE)
+        identity_path = os.path.join(staging, contract.IDENTITY_FILE)
         os.makedirs(os.path.dirname(identity_path), exist_ok=True)
         with open(identity_path, "w") as stream:
             json.dump(identity, stream, indent=2, sort_keys=True)
-        if os.path.exists(version_dir):
-            raise FileExistsError(
-                f"{version_dir} appeared while exporting; versions are never "
-                "overwritten."
-            )
-        try:
-            os.rename(temporary, version_dir)
-        except OSError as error:  # a non-empty folder took the name meanwhile
-            raise FileExistsError(
-                f"{version_dir} exists; versions are never overwritten."
-            ) from error
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(temporary)
     logging.info(
         "Exported %s version %d (embedding size %d) to %s",
         model_name,

@@ -1,5 +1,6 @@
 """Tests for beau_tf.common.files."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -73,3 +74,77 @@ class CheckWritableTest(unittest.TestCase):
         self.addCleanup(os.chmod, self.folder, 0o700)
         with self.assertRaisesRegex(PermissionError, "no permission"):
             files.check_writable(os.path.join(self.folder, "a"), "--out")
+
+
+class StagedFolderTest(unittest.TestCase):
+
+    def setUp(self):
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        self.root = directory.name
+        self.path = os.path.join(self.root, "out")
+
+    def _write(self, folder: str, text: str) -> None:
+        with open(os.path.join(folder, "a.txt"), "w") as stream:
+            stream.write(text)
+
+    def _read(self) -> str:
+        with open(os.path.join(self.path, "a.txt")) as stream:
+            return stream.read()
+
+    def test_folder_appears_whole_and_nothing_is_left_behind(self):
+        with files.staged_folder(self.path) as staging:
+            self._write(staging, "new")
+            self.assertFalse(os.path.exists(self.path))
+            self.assertTrue(os.path.basename(staging).startswith("."))
+        self.assertEqual(self._read(), "new")
+        self.assertEqual(os.listdir(self.root), ["out"])
+
+    def test_an_empty_folder_is_replaced(self):
+        os.makedirs(self.path)
+        with files.staged_folder(self.path) as staging:
+            self._write(staging, "new")
+        self.assertEqual(self._read(), "new")
+
+    def test_failure_leaves_nothing(self):
+        with self.assertRaises(RuntimeError):
+            with files.staged_folder(self.path) as staging:
+                self._write(staging, "half")
+                raise RuntimeError("writer died")
+        self.assertEqual(os.listdir(self.root), [])
+
+    def test_a_non_empty_folder_is_never_overwritten(self):
+        os.makedirs(self.path)
+        self._write(self.path, "old")
+        with self.assertRaisesRegex(FileExistsError, "never overwritten"):
+            with files.staged_folder(self.path):
+                pass
+        self.assertEqual(self._read(), "old")
+
+    def test_a_folder_taken_meanwhile_is_kept(self):
+        with self.assertRaisesRegex(FileExistsError, "never overwritten"):
+            with files.staged_folder(self.path) as staging:
+                self._write(staging, "mine")
+                os.makedirs(self.path)
+                self._write(self.path, "theirs")
+        self.assertEqual(self._read(), "theirs")
+        self.assertEqual(os.listdir(self.root), ["out"])
+
+    def test_replace_swaps_a_non_empty_folder(self):
+        os.makedirs(self.path)
+        self._write(self.path, "old")
+        with files.staged_folder(self.path, replace=True) as staging:
+            self._write(staging, "new")
+        self.assertEqual(self._read(), "new")
+        self.assertEqual(os.listdir(self.root), ["out"])
+
+
+class WriteJsonAtomicallyTest(unittest.TestCase):
+
+    def test_round_trip(self):
+        with tempfile.TemporaryDirectory() as root:
+            path = os.path.join(root, "sub", "a.json")
+            files.write_json_atomically(path, {"b": [1, 2]})
+            with open(path) as stream:
+                self.assertEqual(json.load(stream), {"b": [1, 2]})
+            self.assertEqual(os.listdir(os.path.dirname(path)), ["a.json"])

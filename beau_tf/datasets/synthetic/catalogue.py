@@ -9,7 +9,8 @@ stand-in for such data, so the demo and the tests need no download.
 - queries, drawn by `synthetic_scenes.render_query`;
 - product-free backgrounds, drawn by `synthetic_scenes.render_background`.
 
-The files are built in a temporary directory and renamed into place.
+The files are built in a staging folder and renamed into place
+(`beau_tf.common.files.staged_folder`).
 
 Its command line is `beau_tf.make_synthetic`.
 """
@@ -18,12 +19,11 @@ import csv
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 
 from absl import logging
 from PIL import Image
 
+from beau_tf.common import files
 from beau_tf.datasets.synthetic import products as synthetic_products
 from beau_tf.datasets.synthetic import scenes as synthetic_scenes
 
@@ -270,16 +270,9 @@ def write_synthetic_catalog(
     if _check_replaceable(out_dir, wanted) is not None:
         logging.info("Reusing the synthetic catalogue in %s.", out_dir)
         return _catalog_at(out_dir, wanted)
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(
-        prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent
-    )
-    try:
-        _write_files(tmp, wanted)
-        _publish(tmp, out_dir, wanted)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # Anything at out_dir now is empty or one of ours (checked above).
+    with files.staged_folder(out_dir, replace=True) as staging:
+        _write_files(staging, wanted)
     logging.info(
         "Wrote %d products, %d queries and %d backgrounds to %s.",
         num_products,
@@ -288,30 +281,3 @@ def write_synthetic_catalog(
         out_dir,
     )
     return _catalog_at(out_dir, wanted)
-
-
-def _publish(tmp: str, out_dir: str, wanted: dict) -> None:
-    """Renames `tmp` to `out_dir`, replacing an empty dir or an old catalogue."""
-    if _check_replaceable(out_dir, wanted) is not None:
-        return  # Another writer finished the same catalogue meanwhile.
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        # One of ours with other parameters: move it aside, then swap.
-        old = tempfile.mkdtemp(
-            prefix=f".{os.path.basename(out_dir)}.old-",
-            dir=os.path.dirname(tmp),
-        )
-        os.rename(out_dir, os.path.join(old, "catalogue"))
-        logging.info(
-            "Replacing the synthetic catalogue in %s (other " "parameters).",
-            out_dir,
-        )
-        try:
-            os.rename(tmp, out_dir)
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-        return
-    try:
-        os.rename(tmp, out_dir)  # Replaces an empty directory atomically.
-    except OSError:
-        if _check_replaceable(out_dir, wanted) is None:
-            raise

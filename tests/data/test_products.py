@@ -14,7 +14,8 @@ from PIL import Image
 from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import products as products_lib
-from tests import testing
+from tests.fixtures import images
+from tests.fixtures import testing
 
 SPRITE = 32
 
@@ -28,15 +29,8 @@ def product_on_white(
     return image
 
 
-def _save(path: str, array: np.ndarray, mode: str | None = None, **kwargs):
-    image = Image.fromarray(array)
-    if mode:
-        image = image.convert(mode)
-    image.save(path, **kwargs)
-
-
 def _write_good(path):
-    _save(path, product_on_white())
+    images.save(path, product_on_white())
 
 
 def _write_bytes(data: bytes):
@@ -48,7 +42,7 @@ def _write_bytes(data: bytes):
 
 
 def _write_truncated(path):
-    _save(path, product_on_white(120, 120), quality=95)
+    images.save(path, product_on_white(120, 120), quality=95)
     with open(path, "rb") as stream:
         data = stream.read()
     with open(path, "wb") as stream:
@@ -56,11 +50,11 @@ def _write_truncated(path):
 
 
 def _write_grayscale(path):
-    _save(path, product_on_white(), mode="L")
+    images.save(path, product_on_white(), mode="L")
 
 
 def _write_cmyk(path):
-    _save(path, product_on_white(), mode="CMYK")
+    images.save(path, product_on_white(), mode="CMYK")
 
 
 def _write_16_bit(path):
@@ -71,7 +65,7 @@ def _write_16_bit(path):
 def _write_alpha(path):
     rgba = np.zeros((48, 40, 4), np.uint8)
     rgba[10:38, 12:28] = (30, 200, 60, 255)  # colour under alpha 0 is black
-    _save(path, rgba)
+    images.save(path, rgba)
 
 
 def _write_huge(path):
@@ -79,7 +73,7 @@ def _write_huge(path):
 
 
 def _write_one_pixel(path):
-    _save(path, np.zeros((1, 1, 3), np.uint8))
+    images.save(path, np.zeros((1, 1, 3), np.uint8))
 
 
 # (file name, writer, expected outcome: None = prepared, else the problem kind)
@@ -164,7 +158,7 @@ class PrepareProductsTest(parameterized.TestCase):
 
     def test_full_frame_policy(self):
         def full_frame(path):
-            _save(
+            images.save(
                 path,
                 np.random.default_rng(0).integers(
                     0, 200, (40, 40, 3), dtype=np.uint8
@@ -225,11 +219,11 @@ class LoadBackgroundsTest(parameterized.TestCase):
     def test_photos_are_fitted_and_bad_files_skipped(self):
         root = testing.make_tempdir(self)
         os.makedirs(os.path.join(root, "shelf"))
-        _save(
+        images.save(
             os.path.join(root, "shelf", "wide.jpg"),
             np.full((30, 90, 3), 90, np.uint8),
         )
-        _save(
+        images.save(
             os.path.join(root, "tall.png"), np.full((80, 40, 3), 20, np.uint8)
         )
         _write_bytes(b"")(os.path.join(root, "empty.jpg"))
@@ -242,7 +236,7 @@ class LoadBackgroundsTest(parameterized.TestCase):
     def test_a_csv_of_paths_picks_the_photos(self):
         root = testing.make_tempdir(self)
         for name, value in [("kept.png", 50), ("left_out.png", 200)]:
-            _save(
+            images.save(
                 os.path.join(root, name), np.full((16, 16, 3), value, np.uint8)
             )
         listing = os.path.join(root, "backgrounds.csv")
@@ -255,7 +249,7 @@ class LoadBackgroundsTest(parameterized.TestCase):
     def test_max_count_takes_a_seeded_subset(self):
         root = testing.make_tempdir(self)
         for i in range(5):
-            _save(
+            images.save(
                 os.path.join(root, f"{i}.png"),
                 np.full((16, 16, 3), i * 40, np.uint8),
             )
@@ -278,7 +272,7 @@ class LoadBackgroundsTest(parameterized.TestCase):
         root = testing.make_tempdir(self)
         paths = [os.path.join(root, f"{name}.png") for name in "abc"]
         for i, path in enumerate(paths):
-            _save(path, np.full((16, 20, 3), 60 * i, np.uint8))
+            images.save(path, np.full((16, 20, 3), 60 * i, np.uint8))
         _write_bytes(b"")(paths[1])
         with self.assertLogs(level="WARNING"):
             photos, kept, report = backgrounds_lib.load_photos(paths, 8)

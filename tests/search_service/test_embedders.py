@@ -1,7 +1,6 @@
 """Tests for beau_tf.search_service.embedders: the one adapter over both models."""
 
 import os
-import socket
 
 from absl.testing import absltest
 import numpy as np
@@ -9,14 +8,9 @@ import numpy as np
 from beau_tf.retrieval import index_dir
 from beau_tf.search_service import embedders
 from beau_tf.serving import embedding as embedding_lib
-from tests import testing
-from tests.search_service import fakes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.fixtures import fakes
+from tests.fixtures import testing
+from tests.fixtures.ports import free_port
 
 
 class EmbeddingModelTest(absltest.TestCase):

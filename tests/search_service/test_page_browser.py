@@ -30,8 +30,8 @@ from beau_tf.search_service import app as app_lib
 from beau_tf.search_service import embedders
 from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
-from tests.serving import tiny_export
-from tests.search_service import test_embedders
+from tests.fixtures import ports
+from tests.fixtures import tiny_export
 
 try:
     from selenium import webdriver
@@ -86,7 +86,7 @@ def start_chromium(browser: str, driver: str):
 def start_service(searcher: searcher_lib.Searcher) -> tuple:
     """Serves the app on a free port in a thread; returns (server, thread,
     url)."""
-    port = test_embedders.free_port()
+    port = ports.free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             app_lib.make_app(searcher),

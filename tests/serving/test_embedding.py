@@ -13,7 +13,7 @@ from beau_tf.data import decode
 from beau_tf.serving import prediction_service
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import grpc_client
-from tests.serving import tiny_export
+from tests.fixtures import tiny_export
 
 _REFUSED = "grey, which the stand-in refuses"
 

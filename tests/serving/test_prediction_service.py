@@ -18,12 +18,9 @@ from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.serving import contract
 from beau_tf.serving import prediction_service
 from beau_tf.serving import embedding as embedding_lib
-from tests import testing
-from tests.serving import tiny_export
+from tests.fixtures import testing
+from tests.fixtures import tiny_export
 
-REPO = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
 ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
@@ -140,7 +137,7 @@ class CommandTest(unittest.TestCase):
                 f"--model_base={os.path.join(base, 'beau_tf')}",
                 "--port=0",
             ],
-            cwd=REPO,
+            cwd=testing.REPO,
             env=ENVIRONMENT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -169,7 +166,7 @@ class CommandTest(unittest.TestCase):
                 "--nomultiscale",  # as the catalogue was embedded: score 1
                 "--json",
             ],
-            cwd=REPO,
+            cwd=testing.REPO,
             env=ENVIRONMENT,
             capture_output=True,
             text=True,

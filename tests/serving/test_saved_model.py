@@ -1,6 +1,5 @@
 """Tests for beau_tf.serving.saved_model, serving.build and the beau_tf.export command line."""
 
-import io
 import os
 import subprocess
 import sys
@@ -8,7 +7,6 @@ import tempfile
 
 import keras
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 
 from beau_tf.datasets.synthetic import catalogue as synthetic
@@ -18,31 +16,14 @@ from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import preprocess
 from beau_tf.serving import saved_model
-from beau_tf.training import config as config_lib
-from beau_tf.training import trainer
-from tests.serving import tiny_export
+from tests.fixtures import testing
+from tests.fixtures import tiny_export
+from tests.fixtures import training
 
-REPO = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
 SAVED_MODEL_CLI = os.path.join(
     os.path.dirname(sys.executable), "saved_model_cli"
 )
 ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-
-
-def encode(array: np.ndarray, image_format: str) -> bytes:
-    stream = io.BytesIO()
-    Image.fromarray(array).save(stream, format=image_format)
-    return stream.getvalue()
-
-
-def real_image_bytes() -> tf.Tensor:
-    """A tall JPEG and a wide PNG photo-like pair, (2,) tf.string."""
-    rng = np.random.default_rng(0)
-    tall = rng.integers(0, 256, (80, 48, 3), dtype=np.uint8)
-    wide = rng.integers(0, 256, (30, 90, 3), dtype=np.uint8)
-    return tf.constant([encode(tall, "JPEG"), encode(wide, "PNG")])
 
 
 def tiny_extractor():
@@ -79,7 +60,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         super().tearDownClass()
 
     def test_serving_default_equals_the_in_memory_model(self):
-        images = real_image_bytes()
+        images = tiny_export.real_image_bytes()
         loaded = tf.saved_model.load(self.version_dir)
         served = loaded.signatures["serving_default"](images=images)
         expected = self.model(preprocess.decode_batch(images, 64)[0])
@@ -95,7 +76,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         )
 
     def test_query_multiscale_is_the_normalised_mean_over_zooms(self):
-        images = real_image_bytes()
+        images = tiny_export.real_image_bytes()
         loaded = tf.saved_model.load(self.version_dir)
         served = loaded.signatures["query_multiscale"](images=images)
         views, _ = preprocess.decode_batch_zoomed(images, 64, (1.0, 0.5))
@@ -177,7 +158,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         )
 
     def test_bad_images_get_a_reason_and_a_zero_row_without_failing(self):
-        good = real_image_bytes().numpy().tolist()
+        good = tiny_export.real_image_bytes().numpy().tolist()
         bad = tiny_export.bad_bytes()
         images = tf.constant([good[0], *bad.values(), good[1]])
         signatures = tf.saved_model.load(self.version_dir).signatures
@@ -186,7 +167,9 @@ class ExportSavedModelTest(tf.test.TestCase):
             + [tiny_export.BAD_BYTES_STATUS[key].encode() for key in bad]
             + [b"ok"]
         )
-        alone = signatures["serving_default"](images=real_image_bytes())
+        alone = signatures["serving_default"](
+            images=tiny_export.real_image_bytes()
+        )
         for name in ("serving_default", "query_multiscale"):
             served = signatures[name](images=images)
             self.assertAllEqual(served["status"], want)
@@ -207,7 +190,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         for signature in tf.saved_model.load(
             self.version_dir
         ).signatures.values():
-            served = signature(images=real_image_bytes()[:2])
+            served = signature(images=tiny_export.real_image_bytes()[:2])
             self.assertEqual(
                 [
                     value.decode()
@@ -289,7 +272,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         self.assertEqual(identity["adaptation"], {"num_photos": 7})
         signatures = tf.saved_model.load(version_dir).signatures
         plain = saved_model.ServingModule(self.model, (1.0, 0.5))
-        images = real_image_bytes()
+        images = tiny_export.real_image_bytes()
 
         def project(embeddings):
             projected = (embeddings - mean) @ matrix
@@ -356,21 +339,7 @@ class ExportCommandTest(tf.test.TestCase):
             num_backgrounds=2,
             image_size=64,
         )
-        workdir = os.path.join(root, "run")
-        trainer.train(
-            config_lib.TrainConfig(
-                extractor=extractor_lib.ExtractorConfig(
-                    backbone="tiny", backbone_weights="none", image_size=64
-                ),
-                catalog=catalog.catalog_csv,
-                background_dir=catalog.backgrounds_dir,
-                batch_size=2,
-                steps=1,
-                checkpoint_every=1,
-                warmup_steps=1,
-            ),
-            workdir,
-        )
+        workdir = training.trained_workdir(catalog, os.path.join(root, "run"))
         export_dir = os.path.join(root, "exported")
         command = [
             sys.executable,
@@ -385,7 +354,11 @@ class ExportCommandTest(tf.test.TestCase):
             "--query_zooms=1.0,0.6",
         ]
         done = subprocess.run(
-            command, cwd=REPO, env=ENVIRONMENT, capture_output=True, text=True
+            command,
+            cwd=testing.REPO,
+            env=ENVIRONMENT,
+            capture_output=True,
+            text=True,
         )
         self.assertEqual(done.returncode, 0, done.stderr[-3000:])
         version_dir = os.path.join(export_dir, "beau_tf", "1")
@@ -396,7 +369,7 @@ class ExportCommandTest(tf.test.TestCase):
             [member["weight"] for member in identity["members"]], [1.0, 2.0]
         )
         served = tf.saved_model.load(version_dir).signatures["serving_default"](
-            images=real_image_bytes()
+            images=tiny_export.real_image_bytes()
         )
         self.assertEqual(served["embedding"].shape, (2, 3))
         self.assertAllClose(
@@ -406,7 +379,7 @@ class ExportCommandTest(tf.test.TestCase):
         # A user error is one line, without a traceback.
         again = subprocess.run(
             command + ["--version=1"],
-            cwd=REPO,
+            cwd=testing.REPO,
             env=ENVIRONMENT,
             capture_output=True,
             text=True,
@@ -422,7 +395,7 @@ class ExportCommandTest(tf.test.TestCase):
         ]:
             bad = subprocess.run(
                 command + [f"--query_zooms={zooms}"],
-                cwd=REPO,
+                cwd=testing.REPO,
                 env=ENVIRONMENT,
                 capture_output=True,
                 text=True,

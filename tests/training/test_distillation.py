@@ -17,54 +17,16 @@ from beau_tf.data import pipelines
 from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.exporting import assemble
-from beau_tf.serving import saved_model
 from beau_tf.training import config as config_lib
 from beau_tf.training import photo_targets
 from beau_tf.training import trainer
-from tests import testing
-from tests.training.test_trainer import summary_tags
-from tests.training.test_trainer import tiny_config
-from tests.training.test_trainer import trained_steps
+from tests.fixtures import testing
+from tests.fixtures import training
 
 _SIZE = 64
 _TINY = extractor_lib.ExtractorConfig(
     backbone="tiny", backbone_weights="none", image_size=_SIZE
 )
-
-
-def catalogue_and_photos(root: str):
-    """A 4-product synthetic catalogue and a folder of unlabelled photos:
-    its 8 query photos, each catalogue image once more, and one file no
-    decoder reads."""
-    catalog = synthetic.write_synthetic_catalog(
-        os.path.join(root, "synthetic"),
-        num_products=4,
-        queries_per_product=2,
-        num_backgrounds=2,
-        image_size=_SIZE,
-    )
-    photos = os.path.join(root, "photos")
-    shutil.copytree(
-        os.path.join(os.path.dirname(catalog.queries_csv), "queries"), photos
-    )
-    for item in catalog_lib.list_catalog(catalog.catalog_csv):
-        shutil.copy(item.path, os.path.join(photos, f"shot_{item.item_id}.png"))
-    with open(os.path.join(photos, "broken.jpg"), "wb") as stream:
-        stream.write(b"not an image")
-    return catalog, photos
-
-
-def export_teacher(root: str) -> str:
-    """An untrained tiny extractor, exported as `python -m beau_tf.export`
-    would: a teacher for the tests. Its queries are one whole view, so a
-    copy of a catalogue shot embeds exactly as that shot does."""
-    tf.keras.utils.set_random_seed(0)
-    return saved_model.export_saved_model(
-        extractor_lib.build_extractor(_TINY),
-        os.path.join(root, "exported"),
-        "teacher",
-        query_zooms=(1.0,),
-    )
 
 
 class DistillationConfigTest(parameterized.TestCase):
@@ -87,11 +49,11 @@ class DistillationConfigTest(parameterized.TestCase):
     )
     def test_the_loss_needs_weight_photos_and_teacher_together(self, **values):
         with self.assertRaisesRegex(ValueError, "needs all three"):
-            tiny_config(self.catalog, **values)
+            training.tiny_config(self.catalog, **values)
 
     def test_bad_temperature_is_named(self):
         with self.assertRaisesRegex(ValueError, "teacher_temperature=0"):
-            tiny_config(
+            training.tiny_config(
                 self.catalog,
                 photo_loss_weight=1.0,
                 photos="p",
@@ -100,7 +62,7 @@ class DistillationConfigTest(parameterized.TestCase):
             )
 
     def test_distillation_alone_is_something_to_train(self):
-        config = tiny_config(
+        config = training.tiny_config(
             self.catalog,
             mask_loss_weight=0.0,
             identity_loss_weight=0.0,
@@ -122,8 +84,8 @@ class TeacherTargetsTest(tf.test.TestCase):
         tempdir = tempfile.TemporaryDirectory(prefix="beau_tf_")
         cls.addClassCleanup(tempdir.cleanup)
         cls.root = tempdir.name
-        cls.catalog, cls.photos = catalogue_and_photos(cls.root)
-        cls.teacher = export_teacher(cls.root)
+        cls.catalog, cls.photos = training.catalogue_and_photos(cls.root)
+        cls.teacher = training.export_teacher(cls.root)
         cls.items = catalog_lib.list_catalog(cls.catalog.catalog_csv)
         cls.paths = catalog_lib.list_photos(cls.photos)
 
@@ -255,8 +217,8 @@ class DistillationRunTest(tf.test.TestCase):
 
     def test_run_distils_and_resumes_without_the_teacher(self):
         root = testing.make_tempdir(self)
-        catalog, photos = catalogue_and_photos(root)
-        teacher = export_teacher(root)
+        catalog, photos = training.catalogue_and_photos(root)
+        teacher = training.export_teacher(root)
         workdir = os.path.join(root, "run")
         values = dict(
             photos=photos,
@@ -270,19 +232,19 @@ class DistillationRunTest(tf.test.TestCase):
                 embedding_dim=8,
             ),
         )
-        config = tiny_config(catalog, steps=2, **values)
+        config = training.tiny_config(catalog, steps=2, **values)
         trainer.train(config, workdir)
-        self.assertEqual(trained_steps(workdir), 2)
+        self.assertEqual(training.trained_steps(workdir), 2)
         self.assertIn(
             "loss/photo_logits_loss",
-            summary_tags(os.path.join(workdir, "tensorboard")),
+            training.summary_tags(os.path.join(workdir, "tensorboard")),
         )
         with np.load(os.path.join(workdir, photo_targets.TARGETS_FILE)) as kept:
             self.assertEqual(kept["targets"].shape, (12, 4))
         # The targets stay with the run: resuming needs no teacher.
         shutil.rmtree(os.path.dirname(teacher))
-        trainer.train(tiny_config(catalog, steps=4, **values), workdir)
-        self.assertEqual(trained_steps(workdir), 4)
+        trainer.train(training.tiny_config(catalog, steps=4, **values), workdir)
+        self.assertEqual(training.trained_steps(workdir), 4)
         self.assertEmpty(glob.glob(os.path.join(workdir, "*.tmp*")))
         # An export of the run says what it was distilled from.
         _, members = assemble.build_export_model([workdir])

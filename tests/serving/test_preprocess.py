@@ -1,4 +1,5 @@
-"""Tests for beau_tf.preprocess."""
+"""Tests for beau_tf.serving.preprocess: the decoding and resizing inside the
+SavedModel's signatures."""
 
 from absl.testing import parameterized
 import numpy as np

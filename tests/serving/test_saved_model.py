@@ -1,4 +1,5 @@
-"""Tests for beau_tf.serving.saved_model, serving.build and the beau_tf.export command line."""
+"""Tests for beau_tf.serving.saved_model: the SavedModel's signatures, identity
+and versions."""
 
 import os
 import subprocess
@@ -9,16 +10,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
-from beau_tf.exporting import assemble
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import preprocess
 from beau_tf.serving import saved_model
-from tests.fixtures import testing
 from tests.fixtures import tiny_export
-from tests.fixtures import training
 
 SAVED_MODEL_CLI = os.path.join(
     os.path.dirname(sys.executable), "saved_model_cli"
@@ -298,111 +295,6 @@ class ExportSavedModelTest(tf.test.TestCase):
     def test_missing_identity_is_a_clear_error(self):
         with self.assertRaisesRegex(FileNotFoundError, "beau_tf.export"):
             contract.model_identity(self.get_temp_dir())
-
-
-class BuildExportModelTest(tf.test.TestCase):
-
-    def test_untrained_backbones_need_no_workdir(self):
-        model, members = assemble.build_export_model(
-            backbones=["efficientnet_lite0", "efficientnet_lite0"],
-            image_size=64,
-            weights=[1.0, 2.0],
-        )
-        self.assertEqual(saved_model.image_size_of(model), 64)
-        self.assertEqual(model.output["embedding"].shape[-1], 2 * 1280)
-        self.assertEqual(
-            members,
-            [
-                {
-                    "backbone": "efficientnet_lite0",
-                    "weights": "imagenet",
-                    "pooling": "gap",
-                    "weight": weight,
-                }
-                for weight in (1.0, 2.0)
-            ],
-        )
-
-    def test_nothing_to_export_is_a_clear_error(self):
-        with self.assertRaisesRegex(ValueError, "--workdirs.*--backbones"):
-            assemble.build_export_model()
-
-
-class ExportCommandTest(tf.test.TestCase):
-
-    def test_ensemble_with_whitening_from_a_trained_workdir(self):
-        root = self.get_temp_dir()
-        catalog = synthetic.write_synthetic_catalog(
-            os.path.join(root, "synthetic"),
-            num_products=4,
-            queries_per_product=0,
-            num_backgrounds=2,
-            image_size=64,
-        )
-        workdir = training.trained_workdir(catalog, os.path.join(root, "run"))
-        export_dir = os.path.join(root, "exported")
-        command = [
-            sys.executable,
-            "-m",
-            "beau_tf.export",
-            f"--workdirs={workdir},{workdir}",
-            "--member_weights=1,2",
-            "--pca_dim=3",
-            f"--pca_catalog={catalog.catalog_csv}",
-            f"--export_dir={export_dir}",
-            "--model_name=beau_tf",
-            "--query_zooms=1.0,0.6",
-        ]
-        done = subprocess.run(
-            command,
-            cwd=testing.REPO,
-            env=ENVIRONMENT,
-            capture_output=True,
-            text=True,
-        )
-        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
-        version_dir = os.path.join(export_dir, "beau_tf", "1")
-        identity = contract.model_identity(version_dir)
-        self.assertEqual(identity["embedding_dim"], 3)
-        self.assertEqual(identity["query_zooms"], [1.0, 0.6])
-        self.assertEqual(
-            [member["weight"] for member in identity["members"]], [1.0, 2.0]
-        )
-        served = tf.saved_model.load(version_dir).signatures["serving_default"](
-            images=tiny_export.real_image_bytes()
-        )
-        self.assertEqual(served["embedding"].shape, (2, 3))
-        self.assertAllClose(
-            np.linalg.norm(served["embedding"], axis=-1), [1.0, 1.0]
-        )
-
-        # A user error is one line, without a traceback.
-        again = subprocess.run(
-            command + ["--version=1"],
-            cwd=testing.REPO,
-            env=ENVIRONMENT,
-            capture_output=True,
-            text=True,
-        )
-        self.assertEqual(again.returncode, 1)
-        self.assertRegex(again.stderr, r"error: .*1 exists")
-        self.assertNotIn("Traceback", again.stderr)
-        self.assertEqual(os.listdir(os.path.join(export_dir, "beau_tf")), ["1"])
-
-        for zooms, message in [
-            ("1.0,big", r"--query_zooms=1.0,big; numbers in \(0, 1\] expected"),
-            ("1.0,2", r"zooms=\[1.0, 2.0\] is invalid"),
-        ]:
-            bad = subprocess.run(
-                command + [f"--query_zooms={zooms}"],
-                cwd=testing.REPO,
-                env=ENVIRONMENT,
-                capture_output=True,
-                text=True,
-            )
-            self.assertEqual(bad.returncode, 1)
-            self.assertRegex(bad.stderr, "error: " + message)
-            self.assertNotIn("Traceback", bad.stderr)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
-"""Tests for beau_tf.training and the beau_tf.train command line."""
+"""Tests for beau_tf.training.trainer: runs that write, resume and distil,
+and a killed `python -m beau_tf.train` that resumes."""
 
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 from absl.testing import absltest
-from absl.testing import parameterized
 import keras
 import numpy as np
 import pytest
@@ -20,58 +21,13 @@ from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import pipelines
 from beau_tf.data import products as products_lib
+from beau_tf.exporting import assemble
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.training import config as config_lib
+from beau_tf.training import photo_targets
 from beau_tf.training import trainer
 from tests.fixtures import testing
 from tests.fixtures import training
-
-
-class TrainConfigTest(parameterized.TestCase):
-
-    def setUp(self):
-        super().setUp()
-        self.catalog = training.tiny_catalog(testing.make_tempdir(self))
-
-    @parameterized.parameters(
-        (dict(steps=5, checkpoint_every=2), "not a multiple"),
-        (
-            dict(mask_loss_weight=0.0, identity_loss_weight=0.0),
-            "nothing to train",
-        ),
-        (dict(strategy="cloud"), "strategy='cloud'"),
-        (dict(batch_size=0), "batch_size=0"),
-    )
-    def test_bad_values_are_named(self, overrides, message):
-        with self.assertRaisesRegex(ValueError, message):
-            training.tiny_config(self.catalog, **overrides)
-
-    def test_dict_round_trip(self):
-        config = training.tiny_config(self.catalog, mask_loss_weight=0.5)
-        self.assertEqual(
-            config_lib.TrainConfig.from_dict(config.to_dict()), config
-        )
-
-    def test_workdir_refuses_another_run_but_accepts_more_steps(self):
-        workdir = testing.make_tempdir(self)
-        config_lib.record_config(
-            workdir, training.tiny_config(self.catalog), ""
-        )
-        config_lib.record_config(
-            workdir, training.tiny_config(self.catalog, steps=8), ""
-        )
-        with self.assertRaisesRegex(ValueError, "learning_rate: 0.001 -> 0.5"):
-            config_lib.record_config(
-                workdir,
-                training.tiny_config(self.catalog, learning_rate=0.5),
-                "",
-            )
-
-    def test_missing_workdir_config_is_a_clear_error(self):
-        with self.assertRaisesRegex(
-            FileNotFoundError, "not a beau_tf training"
-        ):
-            config_lib.load_train_config(testing.make_tempdir(self))
 
 
 class TrainTest(tf.test.TestCase):
@@ -168,6 +124,47 @@ class TrainTest(tf.test.TestCase):
         tags = training.summary_tags(os.path.join(root, "run", "tensorboard"))
         self.assertIn("loss/loss", tags)
         self.assertNotIn("loss/logits_loss", tags)
+
+
+class DistillationRunTest(tf.test.TestCase):
+
+    def test_run_distils_and_resumes_without_the_teacher(self):
+        root = testing.make_tempdir(self)
+        catalog, photos = training.catalogue_and_photos(root)
+        teacher = training.export_teacher(root)
+        workdir = os.path.join(root, "run")
+        values = dict(
+            photos=photos,
+            teacher=teacher,
+            photo_loss_weight=1.0,
+            identity_loss_weight=0.3,
+            extractor=extractor_lib.ExtractorConfig(
+                backbone="tiny",
+                backbone_weights="none",
+                image_size=training.IMAGE_SIZE,
+                embedding_dim=8,
+            ),
+        )
+        config = training.tiny_config(catalog, steps=2, **values)
+        trainer.train(config, workdir)
+        self.assertEqual(training.trained_steps(workdir), 2)
+        self.assertIn(
+            "loss/photo_logits_loss",
+            training.summary_tags(os.path.join(workdir, "tensorboard")),
+        )
+        with np.load(os.path.join(workdir, photo_targets.TARGETS_FILE)) as kept:
+            self.assertEqual(kept["targets"].shape, (12, 4))
+        # The targets stay with the run: resuming needs no teacher.
+        shutil.rmtree(os.path.dirname(teacher))
+        trainer.train(training.tiny_config(catalog, steps=4, **values), workdir)
+        self.assertEqual(training.trained_steps(workdir), 4)
+        self.assertEmpty(glob.glob(os.path.join(workdir, "*.tmp*")))
+        # An export of the run says what it was distilled from.
+        _, members = assemble.build_export_model([workdir])
+        self.assertEqual(
+            members[0]["distilled_from"],
+            {"teacher": os.path.abspath(teacher), "photos": photos},
+        )
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from beau_tf.datasets.synthetic import catalogue as synthetic
@@ -16,6 +17,7 @@ from tests.fixtures import training
 ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
+@pytest.mark.slow  # trains a workdir, then four export commands (~30 s)
 class ExportCommandTest(tf.test.TestCase):
 
     def test_ensemble_with_whitening_from_a_trained_workdir(self):

@@ -7,6 +7,7 @@ import tempfile
 import unittest
 
 from PIL import Image
+import pytest
 
 from beau_tf.datasets.synthetic import catalogue as synthetic
 from tests.fixtures import testing
@@ -14,6 +15,7 @@ from tests.fixtures import testing
 
 class PreviewCommandTest(unittest.TestCase):
 
+    @pytest.mark.slow  # a catalogue, then the command (~7 s)
     def test_writes_a_grid_of_pairs(self):
         with tempfile.TemporaryDirectory() as root:
             catalog = synthetic.write_synthetic_catalog(

@@ -11,6 +11,7 @@ import tempfile
 import unittest
 
 import grpc
+import pytest
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -106,6 +107,7 @@ def _read_line(stream, timeout_seconds: float) -> str:
     return stream.readline() if ready else ""
 
 
+@pytest.mark.slow  # an export, the dev_server and search commands (~15 s)
 class CommandTest(unittest.TestCase):
 
     def test_search_through_the_command_then_ctrl_c(self):

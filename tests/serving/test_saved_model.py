@@ -8,6 +8,7 @@ import tempfile
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from beau_tf.models import extractor as extractor_lib
@@ -216,6 +217,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         }
         self.assertLen(variants | {base}, 5)
 
+    @pytest.mark.slow  # four exports (~8 s)
     def test_versions_increment_and_are_never_overwritten(self):
         base = os.path.join(self.get_temp_dir(), "versions")
         model = self.model

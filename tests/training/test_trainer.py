@@ -32,6 +32,7 @@ from tests.fixtures import training
 
 class TrainTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # 4 steps, then 4 more (~11 s)
     def test_run_writes_a_complete_workdir_and_resumes(self):
         root = testing.make_tempdir(self)
         catalog = training.tiny_catalog(root)
@@ -126,6 +127,7 @@ class TrainTest(tf.test.TestCase):
         self.assertNotIn("loss/logits_loss", tags)
 
 
+@pytest.mark.slow  # a teacher export and two runs (~16 s)
 class DistillationRunTest(tf.test.TestCase):
 
     def test_run_distils_and_resumes_without_the_teacher(self):

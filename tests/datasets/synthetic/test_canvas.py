@@ -1,4 +1,4 @@
-"""Tests for the drawing canvas: masks, painting, shading and text."""
+"""Tests for beau_tf.datasets.synthetic.canvas: masks, paint, shading, text."""
 
 from unittest import mock
 

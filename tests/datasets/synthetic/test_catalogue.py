@@ -1,4 +1,4 @@
-"""Tests for write_synthetic_catalog, at 64 px and a handful of products."""
+"""Tests for beau_tf.datasets.synthetic.catalogue, at 64 px and a few products."""
 
 import csv
 import hashlib

@@ -1,4 +1,4 @@
-"""Tests for the designs of synthetic products: shapes, lines and shades."""
+"""Tests for beau_tf.datasets.synthetic.designs: shapes, product lines, shades."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""Tests for the print on synthetic packages."""
+"""Tests for beau_tf.datasets.synthetic.labels: the print on packages."""
 
 import dataclasses
 

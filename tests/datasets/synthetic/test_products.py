@@ -1,4 +1,4 @@
-"""Tests for the synthetic catalogue's products, at 64 px."""
+"""Tests for beau_tf.datasets.synthetic.products: rendering on white, at 64 px."""
 
 import itertools
 from unittest import mock

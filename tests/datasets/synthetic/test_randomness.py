@@ -1,4 +1,4 @@
-"""Tests for the keyed random streams of the synthetic catalogue."""
+"""Tests for beau_tf.datasets.synthetic.randomness: keyed random streams."""
 
 from absl.testing import absltest
 import numpy as np

@@ -1,4 +1,4 @@
-"""Tests for the synthetic queries and backgrounds, at 64 px."""
+"""Tests for beau_tf.datasets.synthetic.scenes: queries and backgrounds, at 64 px."""
 
 import ast
 

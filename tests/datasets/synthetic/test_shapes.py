@@ -1,4 +1,4 @@
-"""Tests for the per-shape drawers of synthetic packages."""
+"""Tests for beau_tf.datasets.synthetic.shapes: one drawer per package shape."""
 
 import dataclasses
 

@@ -37,13 +37,13 @@ from beau_tf.training import trainer
 _WORKDIR = flags.DEFINE_string(
     "workdir",
     None,
-    "Run folder (created; " "resumed when it holds a run).",
+    "Run folder (created; resumed when it holds a run).",
     required=True,
 )
 _CATALOG = flags.DEFINE_string(
     "catalog",
     None,
-    "Catalogue: image folder (recursive) or CSV of " "item_id,path.",
+    "Catalogue: image folder (recursive) or CSV of item_id,path.",
     required=True,
 )
 _BACKGROUND_DIR = flags.DEFINE_string(

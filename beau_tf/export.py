@@ -10,16 +10,27 @@ exports its extractor alone; several are combined into one ensemble
 --pca_dim > 0. Serve it as export/README.md shows.
 
 Untrained ImageNet backbones export without a workdir, and in-domain
-adaptation from unlabelled photos (`beau_tf.adaptation`) is one flag; the
-best measured recipe on GroceryStore (bench/RESULTS.md) is
-
-  python -m beau_tf.export \
-      --backbones=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2 \
-      --adapt_photos=shop_photos/ --adapt_catalog=catalog.csv
-
+adaptation from unlabelled photos (`beau_tf.adaptation`) is one flag.
 --adapt_photos learns a projection by self-training on the shop's own photos
 (no labels) and bakes it into both signatures; the identity records what it
 learned from.
+
+The best measured recipe on GroceryStore (bench/RESULTS.md, "Distilling the
+adapted ensemble") has two steps. Step 1 (configs/recommended.flags) trains
+nothing: three untrained backbones, adapted; it is also the teacher of step 2.
+
+  python -m beau_tf.export \
+      --backbones=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2 \
+      --adapt_photos=shop_photos/ --adapt_catalog=catalog.csv \
+      --export_dir=teachers
+
+Step 2 distils the teacher into each of the three backbones
+(configs/distill.flags, `python -m beau_tf.train`) and exports their ensemble,
+adapted the same way:
+
+  python -m beau_tf.export \
+      --workdirs=runs/lite0_distilled,runs/lite1_distilled,runs/lite2_distilled \
+      --adapt_photos=shop_photos/ --adapt_catalog=catalog.csv
 """
 
 import os

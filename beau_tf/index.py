@@ -34,7 +34,7 @@ from beau_tf.serving import contract
 _MODEL = flags.DEFINE_string(
     "model",
     None,
-    "Exported SavedModel version directory, e.g. " "exported/beau_tf/1.",
+    "Exported SavedModel version directory, e.g. exported/beau_tf/1.",
 )
 _CATALOG = flags.DEFINE_string(
     "catalog", None, "Catalogue: image folder (recursive) or CSV item_id,path."

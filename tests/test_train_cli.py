@@ -29,7 +29,7 @@ class CheckInputsExistTest(absltest.TestCase):
         with self.assertRaisesRegex(
             FileNotFoundError,
             r"--catalog=out/grocery/none\.csv does not exist; .*"
-            r"python -m beau_tf\.data\.convert_grocery",
+            r"python -m beau_tf\.convert_grocery",
         ):
             train.check_inputs_exist(_config(catalog="out/grocery/none.csv"))
 

@@ -58,8 +58,13 @@ def untrained_members(
     backbones: Sequence[str], image_size: int
 ) -> list[keras.Model]:
     """Extractors of ImageNet backbones with global average pooling and no
-    training: measured on GroceryStore, an ensemble of them, adapted, beats
-    every CPU-trained model (bench/RESULTS.md)."""
+    training.
+
+    On GroceryStore an ensemble of them, adapted, is step 1 of the recommended
+    recipe (configs/recommended.flags) and the teacher that distillation
+    learns from; the distilled ensemble, adapted, scores best
+    (bench/RESULTS.md, "Distilling the adapted ensemble").
+    """
     return [
         extractor_lib.build_extractor(
             extractor_lib.ExtractorConfig(
@@ -86,7 +91,7 @@ def build_export_model(
     untrained ImageNet backbones, one or an ensemble.
 
     Args:
-      workdirs: training workdirs (see `beau_tf.training`).
+      workdirs: training workdirs (see `beau_tf.training.workdir`).
       weights: one weight per member (workdirs first, then backbones); None
         weighs them equally.
       pca_dim: > 0 adds PCA whitening to this size, learned on the

@@ -1,4 +1,4 @@
-"""Several trained extractors as one model, optionally PCA-whitened.
+"""Several extractors, trained or not, as one model, optionally PCA-whitened.
 
     ensemble = build_ensemble([r50, lite2], weights=[1.0, 0.5])
     mean, projection = fit_pca_whitening(catalog_embeddings, dim=256)

@@ -352,7 +352,7 @@ def recall_against_exact(
         )
     if approx.shape[0] == 0:
         raise ValueError(
-            "No queries: approx_indices and exact_indices are " "empty."
+            "No queries: approx_indices and exact_indices are empty."
         )
     for name, array in (("approx_indices", approx), ("exact_indices", exact)):
         if array.shape[1] < k:

@@ -1,4 +1,4 @@
-"""Tests for beau_tf.preprocess."""
+"""Tests for beau_tf.serving.preprocess."""
 
 import io
 

@@ -1,4 +1,4 @@
-"""Tests for beau_tf.serving.saved_model, serving.build and the beau_tf.export command line."""
+"""Tests for beau_tf.serving.saved_model, beau_tf.exporting.assemble and the beau_tf.export command line."""
 
 import io
 import os

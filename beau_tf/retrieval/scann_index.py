@@ -23,6 +23,8 @@ from absl import logging
 import numpy as np
 from scann.scann_ops.py import scann_ops_pybind
 
+from beau_tf.retrieval import metrics
+
 MODES = ("brute_force", "ah", "tree_ah")
 IDENTITY_KEYS = (
     "model_name",
@@ -317,8 +319,6 @@ RESCORE_COST_IN_POINTS = 64
 TUNING_LEAF_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 TUNING_REORDER_FACTORS = (1, 2, 5, 10, 20, 50)  # times num_neighbors
 DEFAULT_TUNING_QUERIES = 1000
-# Scores held at once by the oracle: (B, N) float32 with B * N of this.
-_ORACLE_SCORES = 100_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,35 +382,6 @@ def tuning_grid(params: IndexParams, num_items: int) -> list[tuple[int, int]]:
         )
 
     return sorted(((l, r) for l in leaves for r in reorders), key=cost)
-
-
-def exact_top_k(
-    embeddings: np.ndarray, queries: np.ndarray, k: int
-) -> np.ndarray:
-    """The NumPy oracle: (Q, k) rows of the largest inner products, best first.
-
-    Args:
-      embeddings: (N, D) float32 catalogue.
-      queries: (Q, D) float32.
-      k: neighbours per query, at most N.
-    """
-    rows = np.empty((len(queries), k), np.int64)
-    batch = max(1, _ORACLE_SCORES // len(embeddings))  # 400 MB of scores
-    for start in range(0, len(queries), batch):
-        scores = queries[start : start + batch] @ embeddings.T  # (B, N)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (B, k)
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-        rows[start : start + batch] = np.take_along_axis(top, order, axis=1)
-    return rows
-
-
-def recall_at_k(found: np.ndarray, true: np.ndarray) -> float:
-    """Share of the (Q, k) true rows that the (Q, k) found rows contain."""
-    hits = sum(
-        len(np.intersect1d(f, t, assume_unique=True))
-        for f, t in zip(found, true)
-    )
-    return hits / true.size
 
 
 def _without_own_row(rows: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -491,14 +462,17 @@ def tune_search(
         )
     )
     queries = embeddings[own]
-    true = _without_own_row(exact_top_k(embeddings, queries, k + 1), own)
+    exact_rows, _ = metrics.rank_exact(queries, embeddings, k + 1)
+    true = _without_own_row(exact_rows, own)
     grid = list(tuning_grid(params, index.num_items) if grid is None else grid)
     measured = []
     for leaves, reorder in grid:
         found, _ = index._search_rows(  # pylint: disable=protected-access
             queries, k + 1, leaves or None, reorder
         )
-        recall = recall_at_k(_without_own_row(found, own), true)
+        recall = metrics.recall_against_exact(
+            _without_own_row(found, own), true, k
+        )
         logging.debug(
             "leaves_to_search=%d reorder=%d: recall@%d %.4f",
             leaves,

@@ -4,6 +4,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from beau_tf.retrieval import metrics
 from beau_tf.retrieval import scann_index
 
 NUM_ITEMS, DIM, NUM_QUERIES, K = 2000, 32, 100, 10
@@ -233,7 +234,7 @@ class TuneSearchTest(parameterized.TestCase):
         cls.embeddings = _clustered(rng, cls.TUNE_ITEMS, centres)
         # Fresh queries from the same distribution, never used for tuning.
         cls.fresh = _clustered(rng, cls.TUNE_QUERIES, centres)
-        cls.true_rows = scann_index.exact_top_k(cls.embeddings, cls.fresh, K)
+        cls.true_rows, _ = metrics.rank_exact(cls.fresh, cls.embeddings, K)
         cls.ids = [f"item-{i:05d}" for i in range(cls.TUNE_ITEMS)]
         identity = dict(IDENTITY, embedding_dim=cls.TUNE_DIM)
         cls.params = {
@@ -382,19 +383,6 @@ class TuningHelpersTest(parameterized.TestCase):
             scann_index.tuning_grid(params, 150),
             [(0, 10), (0, 20), (0, 50), (0, 100), (0, 150)],
         )
-
-    def test_exact_top_k_is_the_argsort_oracle(self):
-        rng = np.random.default_rng(5)
-        embeddings, queries = _normalised(rng, 300), _normalised(rng, 7)
-        rows, _ = _oracle(embeddings, queries, K)
-        np.testing.assert_array_equal(
-            scann_index.exact_top_k(embeddings, queries, K), rows
-        )
-
-    def test_recall_at_k(self):
-        found = np.array([[1, 2, 3], [4, 5, 6]])
-        true = np.array([[3, 2, 9], [7, 8, 4]])
-        self.assertAlmostEqual(scann_index.recall_at_k(found, true), 3 / 6)
 
     def test_own_row_is_left_out(self):
         rows = np.array([[5, 1, 2], [3, 4, 9]])  # query 2's row 7 not found

@@ -9,9 +9,9 @@ centre) and 1,000 fresh queries from the same mixture, then measures, side
 by side on the same vectors:
   exact        NumPy matmul + partition (`metrics.rank_exact`), the
                ground truth and the QPS baseline;
-  scann        `build_index` with `choose_index_params` (build time, peak
+  scann        `ScannIndex.build` with `choose_index_params` (build time, peak
                RSS, the index's resident memory), searched with its
-               default setting, then `tune_search` at --target_recall on
+               default setting, then `tuning.tune_search` at --target_recall on
                the catalogue's own rows and searched with the tuned one;
   faiss        at --faiss_sizes, when faiss-cpu is installed (the bench
                only: pip install faiss-cpu): IVF + 4-bit PQ fast-scan +
@@ -147,7 +147,7 @@ def _setting(params, leaves, reorder) -> str:
 def _scann_disk_bytes(index) -> int:
     """Bytes of the serialized searcher (what `scann/` holds on disk)."""
     with tempfile.TemporaryDirectory() as tmp:
-        index.write_searcher(tmp)
+        index.save(tmp)
         return sum(
             os.path.getsize(os.path.join(folder, name))
             for folder, _, names in os.walk(tmp)
@@ -172,7 +172,7 @@ def build_scann(catalogue, k):
     params = scann_index.choose_index_params(num_items, dim, k)
     before = _resident_bytes()
     index, build_s = _timed(
-        scann_index.build_index, catalogue, ids, identity, params
+        scann_index.ScannIndex.build, catalogue, ids, identity, params
     )
     # ru_maxrss is the high-water mark: nothing larger ran before the build.
     built = {
@@ -188,7 +188,7 @@ def build_scann(catalogue, k):
 def scann_rows(index, built, catalogue, queries, true, k, target, rounds):
     """The default and the tuned settings, searched on `queries`."""
     from beau_tf.retrieval import (
-        scann_index,
+        tuning,
     )  # pylint: disable=g-import-not-at-top
 
     params = index.params
@@ -215,23 +215,23 @@ def scann_rows(index, built, catalogue, queries, true, k, target, rounds):
         }
     ]
     tuned, tune_s = _timed(
-        scann_index.tune_search,
+        tuning.tune_search,
         index,
         catalogue,
         target,
         num_queries=len(queries),
     )
-    tuning = tuned.manifest["tuning"]
-    rec, seconds = measure(tuning["num_leaves_to_search"], tuning["reorder"])
+    record = tuned.manifest["tuning"]
+    rec, seconds = measure(record["num_leaves_to_search"], record["reorder"])
     rows.append(
         {
             "method": f"scann tuned, target {target}",
             "setting": _setting(
-                params, tuning["num_leaves_to_search"], tuning["reorder"]
+                params, record["num_leaves_to_search"], record["reorder"]
             )
             + (
-                f" (sample recall {tuning['recall']:.3f}, "
-                f"{tuning['settings_tried']} settings tried in {tune_s:.0f} s)"
+                f" (sample recall {record['recall']:.3f}, "
+                f"{record['settings_tried']} settings tried in {tune_s:.0f} s)"
             ),
             "recall": rec,
             "seconds": seconds,

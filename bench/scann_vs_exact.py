@@ -7,7 +7,8 @@ For each catalogue size, in one run on the same vectors and queries:
   exact numpy   `beau_tf.retrieval.metrics.rank_exact`: float32 matmul +
                 partition, in query blocks (the ground truth);
   exact tf      tf.matmul + tf.math.top_k, in query batches;
-  scann         `beau_tf.retrieval.scann_index.build_index` with `choose_index_params`,
+  scann         `beau_tf.retrieval.scann_index.ScannIndex.build` with
+                `choose_index_params`,
                 then a sweep of the search-time knobs (leaves to search,
                 candidates rescored) to find the fastest setting that
                 reaches --target_recall;
@@ -140,7 +141,7 @@ def bench_scann(catalogue, queries, true_rows, k, table, sweep_table):
     }
     params = scann_index.choose_index_params(num_items, dim, k)
     index, build_s = timed(
-        scann_index.build_index, catalogue, ids, identity, params
+        scann_index.ScannIndex.build, catalogue, ids, identity, params
     )
     index.search(queries, k)  # Warm-up: thread pool and caches.
 

@@ -740,15 +740,13 @@ class CatalogIndex:
           ValueError: naming both models when any of those differ (an index
             without a model fingerprint accepts only a model without one).
         """
-        built = self.manifest["model_identity"]
-        differ = [
-            key
-            for key in IDENTITY_KEYS + (MODEL_FINGERPRINT_KEY,)
-            if built.get(key) != model_identity.get(key)
-        ]
-        if differ:
-            raise ValueError(
-                f"index {self._where()} was built with {_describe(built)}, "
-                f"but the model given is {_describe(model_identity)} (differs in "
-                f"{', '.join(differ)}); {REBUILD_HINT}."
-            )
+        # The serving contract decides compatibility for every path.
+        from beau_tf.serving import (  # pylint: disable=g-import-not-at-top
+            contract,
+        )
+
+        contract.check_compatible(
+            self.manifest["model_identity"],
+            model_identity,
+            f"index {self._where()}",
+        )

@@ -82,7 +82,10 @@ COMPATIBILITY_KEYS = (
     "model_fingerprint",
     "embedding_dim",
 )
-REEXPORT_HINT = "re-export it with python -m beau_tf.export"
+# Why a signature lacks the status and the model fingerprint, and what to do.
+OLDER_EXPORT_HINT = (
+    "exported by an older beau_tf; re-export it with python -m beau_tf.export"
+)
 REBUILD_HINT = "rebuild the index with python -m beau_tf.index"
 
 
@@ -281,6 +284,6 @@ def check_outputs(outputs: Iterable[str], where: str) -> None:
     missing = sorted(set(QUERY_OUTPUTS) - set(outputs))
     if missing:
         raise IncompatibleModelError(
-            f"{where} returns {outputs}, without {missing}: it was exported "
-            f"by an older beau_tf; {REEXPORT_HINT}."
+            f"{where} returns {outputs}, without {missing}: it was "
+            f"{OLDER_EXPORT_HINT}."
         )

@@ -158,8 +158,7 @@ def _serving_error(
             f"{first}..{last - 1} to {model}: {details}. Check that the "
             f"signature takes a string input {contract.INPUT_NAME!r} and "
             f"returns {', '.join(map(repr, contract.QUERY_OUTPUTS))}; a "
-            "model exported by an older beau_tf lacks the last two: "
-            f"{contract.REEXPORT_HINT}."
+            f"model without the last two was {contract.OLDER_EXPORT_HINT}."
         )
     elif code == grpc.StatusCode.NOT_FOUND:
         message = (

@@ -75,8 +75,8 @@ class PinTest(unittest.TestCase):
 
 class EmbeddingModelTest(unittest.TestCase):
 
-    def _model(self, identity, close_fn=models._nothing_to_close):
-        return models.EmbeddingModel(identity, {}, None, "m", close_fn)
+    def _model(self, identity, **kwargs):
+        return models.EmbeddingModel(identity, {}, None, "m", **kwargs)
 
     def test_summary_prefers_the_model_fingerprint(self):
         self.assertEqual(
@@ -90,7 +90,7 @@ class EmbeddingModelTest(unittest.TestCase):
 
     def test_closing_releases_what_it_holds(self):
         closed = []
-        with self._model(_IDENTITY, lambda: closed.append(True)):
+        with self._model(_IDENTITY, close_fn=lambda: closed.append(True)):
             self.assertEqual(closed, [])
         self.assertEqual(closed, [True])
 

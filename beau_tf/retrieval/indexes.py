@@ -27,6 +27,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from beau_tf.serving import contract
+
 # kind -> "module:class". A type is imported when an index of it is built or
 # loaded, so its library (ScaNN, faiss...) is needed only by its indexes.
 INDEX_TYPES = {
@@ -41,10 +43,7 @@ IDENTITY_KEYS = (
     "signature_fingerprint",
     "embedding_dim",
 )
-# Compared by `check_compatible` besides IDENTITY_KEYS; exports older than
-# the model fingerprint lack it, so an index need not hold it.
-MODEL_FINGERPRINT_KEY = "model_fingerprint"
-REBUILD_HINT = "rebuild the index with python -m beau_tf.index"
+REBUILD_HINT = contract.REBUILD_HINT
 
 
 def index_type(kind: str) -> type["CatalogIndex"]:
@@ -60,57 +59,6 @@ def index_type(kind: str) -> type["CatalogIndex"]:
         )
     module_name, class_name = INDEX_TYPES[kind].split(":")
     return getattr(importlib.import_module(module_name), class_name)
-
-
-def _short(fingerprint) -> str:
-    text = str(fingerprint)
-    return text if len(text) <= 12 else text[:12] + "…"
-
-
-def _describe(identity: dict) -> str:
-    fingerprint = identity.get(MODEL_FINGERPRINT_KEY)
-    weights = (
-        f"model fingerprint {_short(fingerprint)}"
-        if fingerprint
-        else "no model fingerprint"
-    )
-    return (
-        f"model {identity.get('model_name')} version "
-        f"{identity.get('model_version')} (signature "
-        f"{_short(identity.get('signature_fingerprint'))}, {weights}, "
-        f"{identity.get('embedding_dim')}-d embeddings)"
-    )
-
-
-def check_compatible(
-    index_identity: dict, model_identity: dict, index_name: str
-) -> None:
-    """Refuses a model other than the one an index was built with.
-
-    Its vectors would live in another space, so search would silently
-    return the wrong products.
-
-    Args:
-      index_identity: the manifest's `model_identity`.
-      model_identity: the serving model's `model_name`, `model_version`,
-        `signature_fingerprint`, `model_fingerprint` and `embedding_dim`.
-      index_name: the index's folder (or "(in memory)"), for the message.
-
-    Raises:
-      ValueError: naming both models when any of those differ (an index
-        without a model fingerprint accepts only a model without one).
-    """
-    differ = [
-        key
-        for key in IDENTITY_KEYS + (MODEL_FINGERPRINT_KEY,)
-        if index_identity.get(key) != model_identity.get(key)
-    ]
-    if differ:
-        raise ValueError(
-            f"index {index_name} was built with {_describe(index_identity)}, "
-            f"but the model given is {_describe(model_identity)} (differs in "
-            f"{', '.join(differ)}); {REBUILD_HINT}."
-        )
 
 
 def _check_embeddings(embeddings: np.ndarray, item_ids: Sequence[str]):
@@ -331,8 +279,11 @@ class CatalogIndex(abc.ABC):
         return self.directory or "(in memory)"
 
     def check_compatible(self, model_identity: dict) -> None:
-        """`check_compatible` against the model this index was built with."""
-        check_compatible(self.model_identity, model_identity, self._where())
+        """Refuses a model other than the one this index was built with
+        (`contract.check_compatible`, the one place that decides it)."""
+        contract.check_compatible(
+            self.model_identity, model_identity, f"index {self._where()}"
+        )
 
     def search(
         self, queries: np.ndarray, k: int, **options

@@ -149,17 +149,5 @@ class EveryIndexTypeTest(parameterized.TestCase):
             _build(kind, identity=identity)
 
 
-class CheckCompatibleTest(absltest.TestCase):
-
-    def test_one_function_names_the_index_it_was_given(self):
-        indexes.check_compatible(IDENTITY, dict(IDENTITY), "indexes/v1")
-        with self.assertRaisesRegex(
-            ValueError, r"^index indexes/v1 was built with model beau"
-        ):
-            indexes.check_compatible(
-                IDENTITY, dict(IDENTITY, model_name="other"), "indexes/v1"
-            )
-
-
 if __name__ == "__main__":
     absltest.main()

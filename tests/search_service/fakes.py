@@ -19,6 +19,7 @@ from beau_tf.retrieval import scann_index
 from beau_tf.search_service import embedders
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
+from beau_tf.serving import models
 
 DIM = 8
 NUM_ITEMS = 12
@@ -102,17 +103,21 @@ class FakeModel:
         masks[:, 4:12, 4:12] = 1.0
         return masks
 
-    def as_embedding_model(self) -> embedders.EmbeddingModel:
-        return embedders.EmbeddingModel(
-            identity=self.identity,
-            embed_fns={
-                name: embedders.checked(
-                    self.embed, self.identity, "the fake model"
-                )
-                for name in embedders.QUERY_SIGNATURES
-            },
-            mask_fn=self.masks,
-            source="the fake model",
+    def as_embedding_model(self) -> models.EmbeddingModel:
+        """The fake as the service opens a model: held to its identity
+        (`models.pin`), failures as `embedders.EmbeddingUnavailableError`."""
+        return embedders.for_service(
+            models.EmbeddingModel(
+                identity=self.identity,
+                embed_fns={
+                    name: models.pin(
+                        self.embed, self.identity, "the fake model"
+                    )
+                    for name in contract.QUERY_SIGNATURES
+                },
+                mask_fn=self.masks,
+                source="the fake model",
+            )
         )
 
 

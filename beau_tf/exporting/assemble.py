@@ -122,7 +122,25 @@ def build_export_model(
     if workdirs:
         extractors, image_size = workdir_lib.load_extractors(workdirs)
     extractors += untrained_members(backbones, image_size)
-    model = ensemble_lib.build_ensemble(extractors, weights)
+    sources = [workdir_lib.source(w) for w in workdirs] + [
+        {
+            "backbone": b,
+            "weights": "imagenet",
+            "pooling": "gap",
+            "trained_mask_decoder": False,
+        }
+        for b in backbones
+    ]
+    # The ensemble's mask is its trained decoders' (an untrained one's is
+    # noise); with none trained, every member's.
+    mask_members = [
+        index
+        for index, source in enumerate(sources)
+        if source["trained_mask_decoder"]
+    ] or None
+    model = ensemble_lib.build_ensemble(
+        extractors, weights, mask_members=mask_members
+    )
     if pca_dim > 0:
         if not pca_paths:
             raise ValueError(
@@ -136,11 +154,9 @@ def build_export_model(
             *embeddings.shape,
         )
         whitening = ensemble_lib.fit_pca_whitening(embeddings, pca_dim)
-        model = ensemble_lib.build_ensemble(extractors, weights, whitening)
-    sources = [workdir_lib.source(w) for w in workdirs] + [
-        {"backbone": b, "weights": "imagenet", "pooling": "gap"}
-        for b in backbones
-    ]
+        model = ensemble_lib.build_ensemble(
+            extractors, weights, whitening, mask_members=mask_members
+        )
     members = [
         dict(source, weight=float(weight))
         for source, weight in zip(sources, weights)

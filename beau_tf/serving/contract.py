@@ -11,8 +11,14 @@ image bytes:
   serving_default   -> embedding (B, D) float32; mask (B, S, S, 1);
                        status (B,) tf.string; model_fingerprint (B,) tf.string
   query_multiscale  -> embedding (B, D): the normalised mean of the embeddings
-                       of central crops at the model's `query_zooms`; status;
-                       model_fingerprint
+                       of several views of each photo: central crops at the
+                       model's `query_zooms`, then, when the export has
+                       `query_mask_views`, square crops around the product
+                       its mask decoder finds on the whole photo, one per
+                       padding; status; model_fingerprint; view_boxes
+                       (B, P, 4) float32: the P mask-guided crops as
+                       (y0, x0, y1, x1) fractions of the square the photo
+                       is fitted into (P = 0 without mask views)
 
 `status` is b"ok" for an image that was embedded, whose embedding row has unit
 L2 norm; otherwise it says why the image cannot be used, worded to read after
@@ -29,7 +35,8 @@ as the model an index was built from, which a name and version alone do not
 prove.
 
 `assets.extra/beau_tf.json` is the model's identity (`model_identity`):
-name, version, embedding size, image size, query zooms, a fingerprint of the
+name, version, embedding size, image size, query zooms and mask views (an
+export older than mask views lacks "query_mask_views"), a fingerprint of the
 signature, the model fingerprint and the members it was built from. The
 search index stores the identity and refuses a model that does not match.
 
@@ -64,10 +71,19 @@ EMBEDDING_OUTPUT = "embedding"
 MASK_OUTPUT = "mask"
 STATUS_OUTPUT = "status"
 MODEL_FINGERPRINT_OUTPUT = "model_fingerprint"
+VIEW_BOXES_OUTPUT = "view_boxes"
 # The status of an image that was embedded.
 STATUS_OK = "ok"
 # Measured on GroceryStore val and train photos (bench/RESULTS.md).
 DEFAULT_QUERY_ZOOMS = (1.0, 0.75, 0.5)
+# A mask-guided view is the square around the mask's pixels of at least
+# this fraction of its peak, widened by the view's padding (a fraction of its
+# side), at least `MASK_VIEW_MIN_SIDE` of the photo's square; a mask whose
+# peak is below `MASK_VIEW_MIN_PEAK` finds nothing, and the view is the whole
+# photo.
+MASK_VIEW_THRESHOLD = 0.5
+MASK_VIEW_MIN_SIDE = 0.25
+MASK_VIEW_MIN_PEAK = 0.05
 # The signatures that embed query photos (see `query_signature`).
 QUERY_SIGNATURES = (SIGNATURE_NAME, MULTISCALE_SIGNATURE_NAME)
 # What a client reads of a signature's answer; an older beau_tf's exports
@@ -103,6 +119,26 @@ def check_zooms(zooms: Iterable[float]) -> tuple[float, ...]:
             "in (0, 1], e.g. 1.0,0.75,0.5 (1.0 is the whole image)."
         )
     return zooms
+
+
+def check_mask_views(pads: Iterable[float], zooms: Iterable[float]) -> tuple:
+    """Mask-view paddings as a tuple of floats in [0, 4]; ValueError otherwise.
+
+    Mask views crop around what the mask decoder finds on the whole photo,
+    so the zooms must include 1.0 (the whole photo) when there are any.
+    """
+    pads = tuple(float(pad) for pad in pads)
+    if not all(0.0 <= pad <= 4.0 for pad in pads):
+        raise ValueError(
+            f"mask view paddings {list(pads)} are invalid; expected fractions "
+            "of the box side in [0, 4], e.g. 0.25 (a quarter wider)."
+        )
+    if pads and 1.0 not in tuple(zooms):
+        raise ValueError(
+            f"mask views {list(pads)} need the zoom 1.0 (the whole photo, "
+            f"where the mask is predicted) among the zooms {list(zooms)}."
+        )
+    return pads
 
 
 def query_signature(multiscale: bool) -> str:

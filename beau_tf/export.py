@@ -10,16 +10,27 @@ exports its extractor alone; several are combined into one ensemble
 --pca_dim > 0. Serve it as export/README.md shows.
 
 Untrained ImageNet backbones export without a workdir, and in-domain
-adaptation from unlabelled photos (`beau_tf.adaptation`) is one flag; the
-best measured recipe on GroceryStore (bench/RESULTS.md) is
-
-  python -m beau_tf.export \
-      --backbones=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2 \
-      --adapt_photos=shop_photos/ --adapt_catalog=catalog.csv
-
+adaptation from unlabelled photos (`beau_tf.adaptation`) is one flag.
 --adapt_photos learns a projection by self-training on the shop's own photos
 (no labels) and bakes it into both signatures; the identity records what it
 learned from.
+
+The best measured recipe on GroceryStore (bench/RESULTS.md, "Distilling the
+adapted ensemble") has two steps. Step 1 (configs/recommended.flags) trains
+nothing: three untrained backbones, adapted; it is also the teacher of step 2.
+
+  python -m beau_tf.export \
+      --backbones=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2 \
+      --adapt_photos=shop_photos/ --adapt_catalog=catalog.csv \
+      --export_dir=teachers
+
+Step 2 distils the teacher into each of the three backbones
+(configs/distill.flags, `python -m beau_tf.train`) and exports their ensemble,
+adapted the same way:
+
+  python -m beau_tf.export \
+      --workdirs=runs/lite0_distilled,runs/lite1_distilled,runs/lite2_distilled \
+      --adapt_photos=shop_photos/ --adapt_catalog=catalog.csv
 """
 
 import os
@@ -74,6 +85,15 @@ _QUERY_ZOOMS = flags.DEFINE_list(
     [str(zoom) for zoom in contract.DEFAULT_QUERY_ZOOMS],
     "Central-crop fractions the query_multiscale signature averages over "
     "(1.0 = the whole photo).",
+)
+_QUERY_MASK_VIEWS = flags.DEFINE_list(
+    "query_mask_views",
+    [],
+    "Paddings of mask-guided query views, e.g. 0.25: query_multiscale also "
+    "embeds the square around the product the mask decoder finds on the "
+    "whole photo, widened by each padding (a fraction of its side). Needs a "
+    "trained member (--workdirs); its decoder finds the product. Empty: the "
+    "zooms alone.",
 )
 _ADAPT_PHOTOS = flags.DEFINE_string(
     "adapt_photos",
@@ -146,6 +166,22 @@ def parse_zooms(values: list[str]) -> tuple[float, ...]:
     return contract.check_zooms(zooms)
 
 
+def parse_mask_views(
+    values: list[str], zooms: tuple[float, ...], num_trained: int
+) -> tuple[float, ...]:
+    """`--query_mask_views` as paddings; ValueError when they cannot work."""
+    pads = contract.check_mask_views(
+        parse_floats("query_mask_views", values, "paddings in [0, 4]"), zooms
+    )
+    if pads and not num_trained:
+        raise ValueError(
+            "--query_mask_views needs a trained member (--workdirs): an "
+            "untrained backbone's mask decoder has never learned where the "
+            "product is."
+        )
+    return pads
+
+
 def pca_paths() -> list[str]:
     """The --pca_catalog images, checked before any model is built."""
     if _PCA_DIM.value <= 0:
@@ -192,6 +228,9 @@ def main(argv):
         raise app.UsageError("Pass --workdirs, --backbones or both.")
     num_members = len(workdirs) + len(backbones)
     query_zooms = parse_zooms(_QUERY_ZOOMS.value)
+    mask_views = parse_mask_views(
+        _QUERY_MASK_VIEWS.value, query_zooms, len(workdirs)
+    )
     export_dir, model_name, version = (
         _EXPORT_DIR.value,
         _MODEL_NAME.value,
@@ -211,17 +250,24 @@ def main(argv):
         backbones=backbones,
         image_size=_IMAGE_SIZE.value,
     )
+    if mask_views and not any(m["trained_mask_decoder"] for m in members):
+        raise ValueError(
+            "--query_mask_views needs a member whose mask decoder learned "
+            "(trained with the mask loss or attention pooling); "
+            f"{', '.join(workdirs)} trained none."
+        )
     projection = adaptation = None
     if adapt_photos:
         learned, adaptation = learn.learn_projection(
             model, query_zooms, adapt_catalogue, adapt_photos, adapt_config,
-            batch_size=_BATCH_SIZE.value,
+            batch_size=_BATCH_SIZE.value, mask_views=mask_views,
             source=os.path.abspath(_ADAPT_PHOTOS.value),
         )  # fmt: skip
         projection = (learned.mean, learned.matrix)
     version_dir = saved_model.export_saved_model(
         model, export_dir, model_name, version=version, members=members,
         query_zooms=query_zooms, projection=projection, adaptation=adaptation,
+        query_mask_views=mask_views,
     )  # fmt: skip
     logging.info(
         "Serve it with export/README.md's command; wrote %s", version_dir

@@ -1,4 +1,4 @@
-r"""Embeds a catalogue through an exported model and builds its ScaNN index.
+r"""Embeds a catalogue through an exported model and builds its search index.
 
   python -m beau_tf.index --model=exported/beau_tf/1 \
       --catalog=out/grocery/catalog.csv --index_dir=indexes/grocery-v1
@@ -16,9 +16,11 @@ options follow `--`, see beau_tf.retrieval.beam_embedding):
       --index_dir=indexes/v1 --runner=DirectRunner \
       -- --direct_num_workers=2 --direct_running_mode=multi_processing
 
-The ScaNN configuration follows the catalogue's size (brute force when small,
-asymmetric hashing with reordering, tree partitioning from ~100K items);
-`--target_recall=0.95` then tunes its search for that recall@10.
+The index is ScaNN's by default, its configuration following the
+catalogue's size (brute force when small, asymmetric hashing with reordering,
+tree partitioning from ~100K items); `--target_recall=0.95` then tunes its
+search for that recall@10. `--index_type=brute_force` builds an exact
+inner-product index in NumPy instead (no ScaNN files, nothing to tune).
 """
 
 from absl import app
@@ -28,13 +30,14 @@ from beau_tf.common import cli
 from beau_tf.common import files
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.retrieval import indexes
 from beau_tf.retrieval import shards
 from beau_tf.serving import contract
 
 _MODEL = flags.DEFINE_string(
     "model",
     None,
-    "Exported SavedModel version directory, e.g. " "exported/beau_tf/1.",
+    "Exported SavedModel version directory, e.g. exported/beau_tf/1.",
 )
 _CATALOG = flags.DEFINE_string(
     "catalog", None, "Catalogue: image folder (recursive) or CSV item_id,path."
@@ -62,6 +65,14 @@ _TARGET_RECALL = flags.DEFINE_float(
     lower_bound=0.0,
     upper_bound=1.0,
 )
+_INDEX_TYPE = flags.DEFINE_enum(
+    "index_type",
+    indexes.DEFAULT_KIND,
+    sorted(indexes.INDEX_TYPES),
+    "scann: approximate search, configured by the catalogue's size; "
+    "brute_force: exact inner products in NumPy, cost linear in the "
+    "catalogue.",
+)
 _RUNNER = flags.DEFINE_string(
     "runner",
     None,
@@ -75,6 +86,11 @@ def main(argv):
     beam_args = argv[1:]  # what follows --
     if beam_args and not _RUNNER.value:
         raise app.UsageError(f"Unexpected arguments: {beam_args}")
+    if _TARGET_RECALL.value is not None and _INDEX_TYPE.value != "scann":
+        raise app.UsageError(
+            "--target_recall tunes ScaNN's search; "
+            f"--index_type={_INDEX_TYPE.value} has nothing to tune."
+        )
     if _MERGE_SHARDS.value:
         if not _INDEX_DIR.value:
             raise app.UsageError("--merge_shards needs --index_dir.")
@@ -83,6 +99,7 @@ def main(argv):
             shards.merge_shards(_MERGE_SHARDS.value),
             _INDEX_DIR.value,
             target_recall=_TARGET_RECALL.value,
+            index_type=_INDEX_TYPE.value,
         )
         return
     if not (_MODEL.value and _CATALOG.value):
@@ -115,7 +132,10 @@ def main(argv):
         )
     else:
         index_dir_lib.build_and_save(
-            embedded, _INDEX_DIR.value, target_recall=_TARGET_RECALL.value
+            embedded,
+            _INDEX_DIR.value,
+            target_recall=_TARGET_RECALL.value,
+            index_type=_INDEX_TYPE.value,
         )
 
 

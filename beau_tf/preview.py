@@ -1,4 +1,4 @@
-"""Shows what the model trains on: augmented pairs with their masks overlaid.
+r"""Shows what the model trains on: augmented pairs with their masks overlaid.
 
   python -m beau_tf.preview --catalog=out/synthetic/catalog.csv \
       --background_dir=out/synthetic/backgrounds --out=out/preview.png

@@ -1,11 +1,14 @@
-r"""Trains a beau_tf feature extractor from catalogue images alone.
+r"""Trains a beau_tf feature extractor on the catalogue (and optionally photos).
 
   python -m beau_tf.train --flagfile=configs/r50.flags \
       --catalog=catalog.csv --background_dir=backgrounds/ --workdir=runs/r50
 
 Flagfiles compose (`configs/r50.flags` starts with `--flagfile=configs/base.flags`)
 and later flags override earlier ones. Restarting the same command resumes from
-the workdir's last checkpoint. See `beau_tf.training` for the workdir layout.
+the workdir's last checkpoint. See `beau_tf.training.config` for the workdir layout.
+
+With --photos and --teacher (configs/distill.flags) it also learns from the
+shop's unlabelled photos, against a teacher export's soft targets.
 
 On N workers, each runs the same command with `--strategy=multi_worker` and its
 own index (0 is the chief, which writes the workdir):
@@ -34,13 +37,13 @@ from beau_tf.training import trainer
 _WORKDIR = flags.DEFINE_string(
     "workdir",
     None,
-    "Run folder (created; " "resumed when it holds a run).",
+    "Run folder (created; resumed when it holds a run).",
     required=True,
 )
 _CATALOG = flags.DEFINE_string(
     "catalog",
     None,
-    "Catalogue: image folder (recursive) or CSV of " "item_id,path.",
+    "Catalogue: image folder (recursive) or CSV of item_id,path.",
     required=True,
 )
 _BACKGROUND_DIR = flags.DEFINE_string(

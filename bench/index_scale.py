@@ -7,11 +7,11 @@ draws clustered, L2-normalised 256-d vectors (the recipe and seed of
 `bench/scann_vs_exact.py`: 2,000 Gaussian centres, cosine ~0.7 to the
 centre) and 1,000 fresh queries from the same mixture, then measures, side
 by side on the same vectors:
-  exact        NumPy matmul + argpartition (`scann_index.exact_top_k`), the
+  exact        NumPy matmul + partition (`metrics.rank_exact`), the
                ground truth and the QPS baseline;
-  scann        `build_index` with `choose_index_params` (build time, peak
+  scann        `ScannIndex.build` with `choose_index_params` (build time, peak
                RSS, the index's resident memory), searched with its
-               default setting, then `tune_search` at --target_recall on
+               default setting, then `tuning.tune_search` at --target_recall on
                the catalogue's own rows and searched with the tuned one;
   faiss        at --faiss_sizes, when faiss-cpu is installed (the bench
                only: pip install faiss-cpu): IVF + 4-bit PQ fast-scan +
@@ -118,11 +118,14 @@ def _median_seconds(fn, rounds):
 
 
 def _recall(found, true) -> float:
+    """Recall@k of (Q, k) found rows against the (Q, k) exact ones."""
     from beau_tf.retrieval import (
-        scann_index,
+        metrics,
     )  # pylint: disable=g-import-not-at-top
 
-    return scann_index.recall_at_k(np.asarray(found, np.int64), true)
+    return metrics.recall_against_exact(
+        np.asarray(found, np.int64), true, true.shape[1]
+    )
 
 
 def _fastest_meeting(results, target):
@@ -144,7 +147,7 @@ def _setting(params, leaves, reorder) -> str:
 def _scann_disk_bytes(index) -> int:
     """Bytes of the serialized searcher (what `scann/` holds on disk)."""
     with tempfile.TemporaryDirectory() as tmp:
-        index.write_searcher(tmp)
+        index.save(tmp)
         return sum(
             os.path.getsize(os.path.join(folder, name))
             for folder, _, names in os.walk(tmp)
@@ -169,7 +172,7 @@ def build_scann(catalogue, k):
     params = scann_index.choose_index_params(num_items, dim, k)
     before = _resident_bytes()
     index, build_s = _timed(
-        scann_index.build_index, catalogue, ids, identity, params
+        scann_index.ScannIndex.build, catalogue, ids, identity, params
     )
     # ru_maxrss is the high-water mark: nothing larger ran before the build.
     built = {
@@ -185,7 +188,7 @@ def build_scann(catalogue, k):
 def scann_rows(index, built, catalogue, queries, true, k, target, rounds):
     """The default and the tuned settings, searched on `queries`."""
     from beau_tf.retrieval import (
-        scann_index,
+        tuning,
     )  # pylint: disable=g-import-not-at-top
 
     params = index.params
@@ -212,23 +215,23 @@ def scann_rows(index, built, catalogue, queries, true, k, target, rounds):
         }
     ]
     tuned, tune_s = _timed(
-        scann_index.tune_search,
+        tuning.tune_search,
         index,
         catalogue,
         target,
         num_queries=len(queries),
     )
-    tuning = tuned.manifest["tuning"]
-    rec, seconds = measure(tuning["num_leaves_to_search"], tuning["reorder"])
+    record = tuned.manifest["tuning"]
+    rec, seconds = measure(record["num_leaves_to_search"], record["reorder"])
     rows.append(
         {
             "method": f"scann tuned, target {target}",
             "setting": _setting(
-                params, tuning["num_leaves_to_search"], tuning["reorder"]
+                params, record["num_leaves_to_search"], record["reorder"]
             )
             + (
-                f" (sample recall {tuning['recall']:.3f}, "
-                f"{tuning['settings_tried']} settings tried in {tune_s:.0f} s)"
+                f" (sample recall {record['recall']:.3f}, "
+                f"{record['settings_tried']} settings tried in {tune_s:.0f} s)"
             ),
             "recall": rec,
             "seconds": seconds,
@@ -310,7 +313,7 @@ def _faiss_rows(catalogue, queries, true, k, target, rounds):
 def run_worker(num_items: int, out_path: str) -> None:
     """Measures one size in this process and writes its rows as JSON."""
     from beau_tf.retrieval import (
-        scann_index,
+        metrics,
     )  # pylint: disable=g-import-not-at-top
 
     k, target, rounds, dim = _K.value, _TARGET.value, _ROUNDS.value, _DIM.value
@@ -329,12 +332,12 @@ def run_worker(num_items: int, out_path: str) -> None:
         "%d vectors drawn (%.2f GiB)", num_items, catalogue.nbytes / _GIB
     )
     index, built = build_scann(catalogue, k)
-    scann_index.exact_top_k(catalogue, queries[:10], k)  # Warm-up.
-    true, exact_s = _timed(scann_index.exact_top_k, catalogue, queries, k)
+    metrics.rank_exact(queries[:10], catalogue, k)  # Warm-up.
+    (true, _), exact_s = _timed(metrics.rank_exact, queries, catalogue, k)
     rows = [
         {
             "method": "exact",
-            "setting": "NumPy matmul + argpartition",
+            "setting": "NumPy matmul + partition",
             "recall": 1.0,
             "seconds": exact_s,
         }

@@ -4,10 +4,11 @@
       --num_queries=1000
 
 For each catalogue size, in one run on the same vectors and queries:
-  exact numpy   float32 matmul + argpartition, in query batches (the ground
-                truth);
+  exact numpy   `beau_tf.retrieval.metrics.rank_exact`: float32 matmul +
+                partition, in query blocks (the ground truth);
   exact tf      tf.matmul + tf.math.top_k, in query batches;
-  scann         `beau_tf.retrieval.scann_index.build_index` with `choose_index_params`,
+  scann         `beau_tf.retrieval.scann_index.ScannIndex.build` with
+                `choose_index_params`,
                 then a sweep of the search-time knobs (leaves to search,
                 candidates rescored) to find the fastest setting that
                 reaches --target_recall;
@@ -39,6 +40,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from beau_tf.retrieval import metrics
 from beau_tf.retrieval import scann_index
 
 import faiss_indexes  # bench/, beside this script
@@ -74,19 +76,6 @@ _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 _QUERY_BATCH = 100  # (100, 1M) float32 scores: 400 MB at a time.
 
 
-def exact_numpy(catalogue, queries, k):
-    """Top-k rows by inner product: matmul + argpartition + sort."""
-    rows = np.empty((len(queries), k), np.int64)
-    for start in range(0, len(queries), _QUERY_BATCH):
-        scores = queries[start : start + _QUERY_BATCH] @ catalogue.T  # (B, N)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-        rows[start : start + _QUERY_BATCH] = np.take_along_axis(
-            top, order, axis=1
-        )
-    return rows
-
-
 def exact_tf(catalogue, queries, k):
     """Top-k rows by inner product: tf.matmul + tf.math.top_k."""
     rows = []
@@ -96,14 +85,6 @@ def exact_tf(catalogue, queries, k):
         )  # (B, N)
         rows.append(tf.math.top_k(scores, k).indices.numpy())
     return np.concatenate(rows)
-
-
-def recall(found_rows, true_rows) -> float:
-    hits = sum(
-        len(np.intersect1d(f, t, assume_unique=True))
-        for f, t in zip(found_rows, true_rows)
-    )
-    return hits / true_rows.size
 
 
 def timed(fn, *args, **kwargs):
@@ -160,13 +141,18 @@ def bench_scann(catalogue, queries, true_rows, k, table, sweep_table):
     }
     params = scann_index.choose_index_params(num_items, dim, k)
     index, build_s = timed(
-        scann_index.build_index, catalogue, ids, identity, params
+        scann_index.ScannIndex.build, catalogue, ids, identity, params
     )
     index.search(queries, k)  # Warm-up: thread pool and caches.
 
     def measure(**overrides):
         (found, _), seconds = timed(index.search, queries, k, **overrides)
-        return recall(np.array(found, np.int64), true_rows), seconds
+        return (
+            metrics.recall_against_exact(
+                np.array(found, np.int64), true_rows, k
+            ),
+            seconds,
+        )
 
     rec, seconds = measure()
     default = (
@@ -238,7 +224,7 @@ def bench_faiss(catalogue, queries, true_rows, k, table, sweep_table):
                 index.search, queries, k, params=search_params
             )
             setting = f"nprobe={nprobe}/{nlist} k_factor={k_factor}"
-            rec = recall(rows, true_rows)
+            rec = metrics.recall_against_exact(rows, true_rows, k)
             results.append((setting, rec, seconds))
             sweep_table.add("faiss ivf-pq", setting, rec, seconds)
     (setting, rec, seconds), met = best_meeting(results, _TARGET.value)
@@ -258,7 +244,7 @@ def bench_faiss(catalogue, queries, true_rows, k, table, sweep_table):
     for ef in (16, 32, 64, 128, 256):
         hnsw.hnsw.efSearch = ef
         (_, rows), seconds = timed(hnsw.search, queries, k)
-        rec = recall(rows, true_rows)
+        rec = metrics.recall_against_exact(rows, true_rows, k)
         results.append((f"M=32 efSearch={ef}", rec, seconds))
         sweep_table.add("faiss hnsw", f"M=32 efSearch={ef}", rec, seconds)
     (setting, rec, seconds), met = best_meeting(results, _TARGET.value)
@@ -280,14 +266,15 @@ def bench_size(catalogue, queries, data_name):
     )
     table = Table(title, num_queries)
     sweep = Table(f"sweep at {num_items} items", num_queries)
-    exact_numpy(catalogue, queries[:_QUERY_BATCH], k)  # Warm-up.
-    true_rows, seconds = timed(exact_numpy, catalogue, queries, k)
-    table.add("exact numpy", "matmul + argpartition", 1.0, seconds)
-    sweep.add("exact numpy", "matmul + argpartition", 1.0, seconds)
+    metrics.rank_exact(queries[:_QUERY_BATCH], catalogue, k)  # Warm-up.
+    (true_rows, _), seconds = timed(metrics.rank_exact, queries, catalogue, k)
+    table.add("exact numpy", "matmul + partition", 1.0, seconds)
+    sweep.add("exact numpy", "matmul + partition", 1.0, seconds)
     catalogue_tf = tf.constant(catalogue)
     exact_tf(catalogue_tf, queries[:_QUERY_BATCH], k)  # Warm-up.
     rows, seconds = timed(exact_tf, catalogue_tf, queries, k)
-    table.add("exact tf", "matmul + top_k", recall(rows, true_rows), seconds)
+    rec = metrics.recall_against_exact(rows, true_rows, k)
+    table.add("exact tf", "matmul + top_k", rec, seconds)
     del catalogue_tf
     logging.info("Exact search done for %d items", num_items)
     bench_scann(catalogue, queries, true_rows, k, table, sweep)

@@ -27,6 +27,7 @@ def learn_projection(
     config: self_training.SelfTrainingConfig,
     batch_size: int = 32,
     source: str = "",
+    mask_views: Sequence[float] = (),
 ) -> tuple[self_training.Projection, dict]:
     """Embeds catalogue and photos with `model`, then self-trains.
 
@@ -40,13 +41,17 @@ def learn_projection(
       batch_size: images per model call.
       source: where the photos were listed from (a folder or CSV), for the
         record; by default the folder that holds them all.
+      mask_views: the export's mask-view paddings (photos are embedded as
+        queries).
 
     Returns:
       `(projection, record)`: the record (for the model identity) says what
       was learned from: the photos' source, photo and catalogue counts, the
       recipe and each round's pseudo-label summary.
     """
-    module = saved_model.ServingModule(model, query_zooms)
+    module = saved_model.ServingModule(
+        model, query_zooms, mask_views=mask_views
+    )
 
     def embed(function, paths, description) -> np.ndarray:
         embeddings, _ = embedding_lib.embed_files(

@@ -319,7 +319,7 @@ def list_image_files(root: str) -> list[str]:
 def _check_sides(max_side: int | None, min_side: int) -> None:
     if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
         raise ValueError(
-            f"max_side must be a positive integer or None, got " f"{max_side!r}"
+            f"max_side must be a positive integer or None, got {max_side!r}"
         )
     if not isinstance(min_side, int) or min_side < 1:
         raise ValueError(

@@ -176,7 +176,7 @@ def _read_classes(dataset_dir: str) -> dict[int, _Product]:
             iconic_path = os.path.join(dataset_dir, *parts)
             if not os.path.isfile(iconic_path):
                 raise FileNotFoundError(
-                    f"{where}: iconic image {iconic_path} does not " "exist"
+                    f"{where}: iconic image {iconic_path} does not exist"
                 )
             products[class_id] = _Product(
                 item_id=name,
@@ -213,7 +213,7 @@ def _read_split(
             product = products.get(_parse_int(fine, where, "fine class id"))
             if product is None:
                 raise ValueError(
-                    f"{where}: fine class id {fine} is not in " "classes.csv"
+                    f"{where}: fine class id {fine} is not in classes.csv"
                 )
             if (
                 _parse_int(coarse, where, "coarse class id")

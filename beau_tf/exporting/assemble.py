@@ -58,8 +58,13 @@ def untrained_members(
     backbones: Sequence[str], image_size: int
 ) -> list[keras.Model]:
     """Extractors of ImageNet backbones with global average pooling and no
-    training: measured on GroceryStore, an ensemble of them, adapted, beats
-    every CPU-trained model (bench/RESULTS.md)."""
+    training.
+
+    On GroceryStore an ensemble of them, adapted, is step 1 of the recommended
+    recipe (configs/recommended.flags) and the teacher that distillation
+    learns from; the distilled ensemble, adapted, scores best
+    (bench/RESULTS.md, "Distilling the adapted ensemble").
+    """
     return [
         extractor_lib.build_extractor(
             extractor_lib.ExtractorConfig(
@@ -86,7 +91,7 @@ def build_export_model(
     untrained ImageNet backbones, one or an ensemble.
 
     Args:
-      workdirs: training workdirs (see `beau_tf.training`).
+      workdirs: training workdirs (see `beau_tf.training.workdir`).
       weights: one weight per member (workdirs first, then backbones); None
         weighs them equally.
       pca_dim: > 0 adds PCA whitening to this size, learned on the
@@ -117,7 +122,25 @@ def build_export_model(
     if workdirs:
         extractors, image_size = workdir_lib.load_extractors(workdirs)
     extractors += untrained_members(backbones, image_size)
-    model = ensemble_lib.build_ensemble(extractors, weights)
+    sources = [workdir_lib.source(w) for w in workdirs] + [
+        {
+            "backbone": b,
+            "weights": "imagenet",
+            "pooling": "gap",
+            "trained_mask_decoder": False,
+        }
+        for b in backbones
+    ]
+    # The ensemble's mask is its trained decoders' (an untrained one's is
+    # noise); with none trained, every member's.
+    mask_members = [
+        index
+        for index, source in enumerate(sources)
+        if source["trained_mask_decoder"]
+    ] or None
+    model = ensemble_lib.build_ensemble(
+        extractors, weights, mask_members=mask_members
+    )
     if pca_dim > 0:
         if not pca_paths:
             raise ValueError(
@@ -131,11 +154,9 @@ def build_export_model(
             *embeddings.shape,
         )
         whitening = ensemble_lib.fit_pca_whitening(embeddings, pca_dim)
-        model = ensemble_lib.build_ensemble(extractors, weights, whitening)
-    sources = [workdir_lib.source(w) for w in workdirs] + [
-        {"backbone": b, "weights": "imagenet", "pooling": "gap"}
-        for b in backbones
-    ]
+        model = ensemble_lib.build_ensemble(
+            extractors, weights, whitening, mask_members=mask_members
+        )
     members = [
         dict(source, weight=float(weight))
         for source, weight in zip(sources, weights)

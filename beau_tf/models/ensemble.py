@@ -1,4 +1,4 @@
-"""Several trained extractors as one model, optionally PCA-whitened.
+"""Several extractors, trained or not, as one model, optionally PCA-whitened.
 
     ensemble = build_ensemble([r50, lite2], weights=[1.0, 0.5])
     mean, projection = fit_pca_whitening(catalog_embeddings, dim=256)
@@ -9,7 +9,8 @@ each scaled by its weight, normalised again; whitening then centres it,
 projects it onto the catalogue's leading principal directions scaled to unit
 variance, and normalises once more. Cosine similarity of two ensemble
 embeddings is therefore the weighted mean of the members' similarities
-(before whitening). The mask is the members' mean mask.
+(before whitening). The mask is the members' mean mask, or the mean over
+the members whose decoders were trained (`mask_members`).
 
 All members must take the same image size: the exported model decodes each
 image once, at one size, and resizing an already resized image again per
@@ -196,6 +197,7 @@ def build_ensemble(
     weights: Sequence[float] | None = None,
     whitening: tuple[np.ndarray, np.ndarray] | None = None,
     name: str = "ensemble",
+    mask_members: Sequence[int] | None = None,
 ) -> keras.Model:
     """Combines extractors into one model with the extractor's interface.
 
@@ -210,6 +212,8 @@ def build_ensemble(
       whitening: `(mean (D,), projection (D, d))` from `fit_pca_whitening`,
         with D the sum of the members' embedding sizes; None for none.
       name: the model's name.
+      mask_members: the members whose masks the ensemble's mask averages
+        (those whose decoders were trained); None: every member.
 
     Returns:
       A functional `keras.Model` mapping "image" (B, S, S, 3) pixels in
@@ -281,6 +285,15 @@ def build_ensemble(
         embedding = whiten(embedding)  # (B, D) -> (B, d)
         whiten.set_weights([mean, projection])
         embedding = layers.L2Normalize(name="embedding")(embedding)
+    if mask_members is not None:
+        if not mask_members or not set(mask_members) <= set(
+            range(len(extractors))
+        ):
+            raise ValueError(
+                f"mask_members={list(mask_members)}; indices of some of the "
+                f"{len(extractors)} members expected."
+            )
+        masks = [masks[index] for index in sorted(set(mask_members))]
     if len(masks) > 1:
         mask = keras.layers.Average(name="mask")(masks)  # (B, S, S, 1)
     else:

@@ -2,23 +2,28 @@
 
 ```
 <index_dir>/
-  manifest.json    format version, the model it was built from (name, version,
-                   signature and model fingerprints, embedding size), item
-                   count, ScaNN build parameters and version, creation time,
-                   the size and SHA-256 of every other file below, and
-                   (built with a target recall) "tuning": the target, the
-                   search setting chosen, the recall it measured and on
-                   how many queries
+  manifest.json    format version, the index kind ("scann", "brute_force"),
+                   the model it was built from (name, version, signature and
+                   model fingerprints, embedding size), item count, creation
+                   time, the size and SHA-256 of every other file below, the
+                   kind's own entries (ScaNN: build parameters and version,
+                   and, built with a target recall, "tuning": the target,
+                   the search setting chosen, the recall it measured and on
+                   how many queries)
   items.csv        item_id,path: row i of the embeddings is item i
   embeddings.npy   (N, D) float32 catalogue embeddings (exact search,
                    evaluation, DBA)
-  scann/           ScaNN's serialized searcher (relative paths, so it moves)
+  <kind>/          the index type's own files: scann/ holds ScaNN's
+                   serialized searcher (relative paths, so it moves);
+                   brute force has none (it searches embeddings.npy)
 ```
 
-`write_index` stages everything in a hidden sibling folder and renames it into
-place; an existing non-empty folder is never overwritten. `load_index`
-verifies every checksum before reading anything else, since ScaNN crashes the
-process (segmentation fault) on a corrupt file instead of raising.
+A manifest without a kind was written before there were other kinds than
+ScaNN, and loads as one. `write_index` stages everything in a hidden sibling
+folder and renames it into place; an existing non-empty folder is never
+overwritten. `load_index` verifies every checksum before reading anything
+else, since ScaNN crashes the process (segmentation fault) on a corrupt file
+instead of raising.
 """
 
 import csv
@@ -32,14 +37,16 @@ import numpy as np
 
 from beau_tf.common import files
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.retrieval import scann_index
+from beau_tf.retrieval import indexes
+from beau_tf.retrieval import tuning
 
 FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 ITEMS_FILE = "items.csv"
 EMBEDDINGS_FILE = "embeddings.npy"
-SCANN_DIR = "scann"
-_REBUILD = scann_index.REBUILD_HINT
+# The kind of an index whose manifest names none: the only one there was.
+UNRECORDED_KIND = "scann"
+_REBUILD = indexes.REBUILD_HINT
 
 
 @dataclasses.dataclass
@@ -56,7 +63,7 @@ class EmbeddedCatalog:
 class IndexBundle:
     """A loaded index folder."""
 
-    index: scann_index.CatalogIndex
+    index: indexes.CatalogIndex
     embeddings: np.ndarray  # (N, D)
     paths: dict[str, str]  # item id -> catalogue image
     directory: str
@@ -90,32 +97,41 @@ def check_free(index_dir: str) -> None:
 def build_and_save(
     embedded: EmbeddedCatalog,
     index_dir: str,
-    params: scann_index.IndexParams | None = None,
+    settings=None,
     target_recall: float | None = None,
+    index_type: str = indexes.DEFAULT_KIND,
 ) -> str:
-    """Builds the ScaNN index over `embedded` and writes its folder.
+    """Builds an index over `embedded` and writes its folder.
 
     Args:
         embedded: the catalogue's embeddings, ids and paths.
         index_dir: the folder to create (missing or empty).
-        params: ScaNN's configuration; `choose_index_params` by default.
-        target_recall: when given, `scann_index.tune_search` picks the
-            cheapest leaves-to-search and reorder reaching this recall@k on
-            a sample of the catalogue, recorded in the manifest.
+        settings: the index type's configuration (ScaNN: an `IndexParams`,
+            `choose_index_params` by default; brute force: none).
+        target_recall: when given (ScaNN only), `tuning.tune_search` picks
+            the cheapest leaves-to-search and reorder reaching this recall@k
+            on a sample of the catalogue, recorded in the manifest.
+        index_type: a kind in `indexes.INDEX_TYPES`.
+
+    Raises:
+        FileExistsError: `index_dir` exists and is not empty.
+        ValueError: an unknown index type, invalid embeddings or settings,
+            or a target recall for a type other than ScaNN.
     """
     check_free(index_dir)
-    index = scann_index.build_index(
-        embedded.embeddings, embedded.item_ids, embedded.model_identity, params
+    index = indexes.index_type(index_type).build(
+        embedded.embeddings,
+        embedded.item_ids,
+        embedded.model_identity,
+        settings,
     )
     if target_recall is not None:
-        index = scann_index.tune_search(
-            index, embedded.embeddings, target_recall
-        )
+        index = tuning.tune_search(index, embedded.embeddings, target_recall)
     return write_index(index, embedded.embeddings, embedded.paths, index_dir)
 
 
 def write_index(
-    index: scann_index.CatalogIndex,
+    index: indexes.CatalogIndex,
     embeddings: np.ndarray,
     paths: list[str],
     index_dir: str,
@@ -123,7 +139,7 @@ def write_index(
     """Writes the index folder atomically; returns `index_dir`.
 
     Args:
-        index: the searcher, row i for `index.item_ids[i]`.
+        index: an index of any type, row i for `index.item_ids[i]`.
         embeddings: (N, D) the rows the searcher was built from.
         paths: the catalogue image of each row.
         index_dir: the folder to create (missing or empty).
@@ -143,8 +159,7 @@ def write_index(
             f"{len(paths)} paths for an index of {index.num_items} items."
         )
     with files.staged_folder(index_dir) as staging:
-        os.makedirs(os.path.join(staging, SCANN_DIR))
-        index.write_searcher(os.path.join(staging, SCANN_DIR))
+        index.save(os.path.join(staging, index.kind))
         np.save(
             os.path.join(staging, EMBEDDINGS_FILE),
             np.asarray(embeddings, np.float32),
@@ -165,7 +180,7 @@ def write_index(
     logging.info(
         "Index of %d items (%s) written to %s",
         index.num_items,
-        index.params.mode,
+        index.summary,
         index_dir,
     )
     return index_dir
@@ -193,10 +208,18 @@ def load_index(index_dir: str) -> IndexBundle:
     _verify_files(index_dir, manifest.get("files"))
     item_ids, paths = _read_items(index_dir)
     embeddings = np.load(os.path.join(index_dir, EMBEDDINGS_FILE))
+    kind = manifest.get("kind", UNRECORDED_KIND)
+    if kind not in indexes.INDEX_TYPES:
+        raise ValueError(
+            f"Index {index_dir} is a {kind!r} index, a kind this beau_tf "
+            f"does not know ({', '.join(sorted(indexes.INDEX_TYPES))}); "
+            f"{_REBUILD}."
+        )
+    index_class = indexes.index_type(kind)
     try:
         num_items = int(manifest["num_items"])
         dim = int(manifest["embedding_dim"])
-        scann_index.IndexParams(**manifest["params"])
+        index_class.check_manifest(manifest)
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
             f"Index {index_dir} has a corrupt {MANIFEST_FILE}: {error}"
@@ -207,10 +230,10 @@ def load_index(index_dir: str) -> IndexBundle:
             f"{embeddings.shape} embeddings, but its manifest says "
             f"{num_items} x {dim}; it is corrupt ({_REBUILD})."
         )
-    index = scann_index.CatalogIndex.read_searcher(
-        os.path.join(index_dir, SCANN_DIR), item_ids, manifest, index_dir
+    index = index_class.load(
+        os.path.join(index_dir, kind), item_ids, embeddings, manifest, index_dir
     )
-    logging.info("Loaded the %d-item index %s", num_items, index_dir)
+    logging.info("Loaded the %d-item %s index %s", num_items, kind, index_dir)
     return IndexBundle(index, embeddings, dict(zip(item_ids, paths)), index_dir)
 
 

@@ -114,7 +114,27 @@ def rank_exact(
                 f"{name} {array.shape} contain NaN or infinite values; check "
                 "the model's outputs."
             )
-    k = min(_check_k(k), database.shape[0])
+    return rank_exact_unchecked(queries, database, _check_k(k))
+
+
+def rank_exact_unchecked(
+    queries: np.ndarray, database: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`rank_exact` without its checks, for arrays checked once already.
+
+    The brute-force index checks its catalogue when it is built and each
+    query batch as it comes; checking a million finite rows again per query
+    would double the cost of a search.
+
+    Args:
+      queries: `(Q, D)` finite float32 query embeddings.
+      database: `(N, D)` finite float32 catalogue embeddings.
+      k: results per query, at least 1; clipped to `N`.
+
+    Returns:
+      As `rank_exact`.
+    """
+    k = min(k, database.shape[0])
     num_queries, num_items = queries.shape[0], database.shape[0]
     indices = np.zeros((num_queries, k), dtype=np.int64)
     scores = np.zeros((num_queries, k), dtype=np.float32)
@@ -352,7 +372,7 @@ def recall_against_exact(
         )
     if approx.shape[0] == 0:
         raise ValueError(
-            "No queries: approx_indices and exact_indices are " "empty."
+            "No queries: approx_indices and exact_indices are empty."
         )
     for name, array in (("approx_indices", approx), ("exact_indices", exact)):
         if array.shape[1] < k:

@@ -19,6 +19,7 @@ from beau_tf.retrieval import metrics
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import grpc_client
+from beau_tf.serving import models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,107 +45,6 @@ def list_query_paths(queries: list[str], query_dirs: list[str]) -> list[str]:
     return paths
 
 
-def embed_locally(
-    model_dir: str,
-    bundle: index_dir_lib.IndexBundle,
-    paths: list[str],
-    multiscale: bool = False,
-) -> EmbeddedQueries:
-    """Embeds with the exported SavedModel, after checking the index matches.
-
-    `multiscale` embeds through the `query_multiscale` signature (the mean
-    over central crops, see `beau_tf.serving.contract`) instead of one view.
-    """
-    bundle.index.check_compatible(contract.model_identity(model_dir))
-    embed_fn = embedding_lib.load_embed_fn(
-        model_dir, contract.query_signature(multiscale)
-    )
-    embeddings, kept = embedding_lib.embed_files(
-        embed_fn, paths, description="Queries"
-    )
-    return EmbeddedQueries(embeddings, [paths[i] for i in kept])
-
-
-def _short(fingerprint: str) -> str:
-    return fingerprint[:12] + "…"
-
-
-def embed_with_server(
-    address: str,
-    bundle: index_dir_lib.IndexBundle,
-    paths: list[str],
-    timeout_seconds: float,
-    multiscale: bool = False,
-    batch_size: int = 32,
-) -> EmbeddedQueries:
-    """Embeds through TF Serving's gRPC API, checking every answer's model.
-
-    Each answer names the model version and carries its model fingerprint;
-    both must be the index manifest's, so a model re-exported under the same
-    name and version is refused too.
-
-    Args:
-        address: TF Serving's gRPC endpoint, "host:port".
-        bundle: the index the queries will search.
-        paths: query image files.
-        timeout_seconds: deadline of each request.
-        multiscale: embed through `query_multiscale` (see `embed_locally`).
-        batch_size: images per request.
-
-    Raises:
-        grpc_client.ServingError: the server failed, or serves another model
-            than the index was built from, or the index predates model
-            fingerprints.
-    """
-    identity = bundle.manifest["model_identity"]
-    name, version = identity["model_name"], int(identity["model_version"])
-    expected = identity.get("model_fingerprint")
-    if not expected:
-        raise grpc_client.ServingError(
-            f"index {bundle.directory} was built from an export without a "
-            "model fingerprint (an older beau_tf), so it cannot be checked "
-            f"that TF Serving at {address} embeds as that model does; "
-            "re-export the model (python -m beau_tf.export), serve the new "
-            "version and rebuild the index from it (python -m beau_tf.index)."
-        )
-    client = grpc_client.PredictionClient(
-        address,
-        model_name=name,
-        signature_name=contract.query_signature(multiscale),
-        timeout_seconds=timeout_seconds,
-        version=version,
-    )
-
-    def embed(images) -> embedding_lib.EmbeddedBatch:
-        batch = client(images)
-        if client.model_version != version:
-            raise grpc_client.ServingError(
-                f"TF Serving at {address} answered with {name} version "
-                f"{client.model_version}, but index {bundle.directory} was "
-                f"built from version {version}; serve that version, or "
-                "rebuild the index from the served one with python -m "
-                "beau_tf.index."
-            )
-        if batch.model_fingerprint != expected:
-            raise grpc_client.ServingError(
-                f"TF Serving at {address} serves {name} version {version} "
-                f"with model fingerprint {_short(batch.model_fingerprint)}, "
-                f"but index {bundle.directory} was built from {name} version "
-                f"{version} with model fingerprint {_short(expected)}: the "
-                "same name and version, but other weights or settings "
-                "(re-exported?). Serve the export the index was built from, "
-                "or rebuild the index from the served export with python -m "
-                "beau_tf.index."
-            )
-        return batch
-
-    with client:
-        embeddings, kept = embedding_lib.embed_files(
-            embed, paths, batch_size=batch_size, description="Queries"
-        )
-    return EmbeddedQueries(embeddings, [paths[i] for i in kept])
-
-
 def embed_queries(
     bundle: index_dir_lib.IndexBundle,
     paths: list[str],
@@ -152,16 +52,62 @@ def embed_queries(
     server: str | None = None,
     timeout_seconds: float = 10.0,
     multiscale: bool = False,
+    batch_size: int = 32,
 ) -> EmbeddedQueries:
-    """`embed_locally` with `model_dir`, or `embed_with_server` with
-    `server` (exactly one of them)."""
+    """Embeds query photos with the model the index was built with.
+
+    The model is a local export (`model_dir`) or TF Serving over gRPC
+    (`server`), exactly one of them, held to the index's model identity
+    (`beau_tf.serving.models.open_model`): another model, or one with the
+    same name and version but other weights, is refused.
+
+    Args:
+        bundle: the index the queries will search.
+        paths: query image files.
+        model_dir: an exported version folder.
+        server: TF Serving's gRPC endpoint, "host:port".
+        timeout_seconds: deadline of each gRPC request.
+        multiscale: embed through `query_multiscale` (the mean over central
+            crops, see `beau_tf.serving.contract`) instead of one view.
+        batch_size: images per model call.
+
+    Raises:
+        ValueError: not exactly one of `model_dir` and `server`, or a
+            malformed `server`.
+        contract.IncompatibleModelError: the model is not the index's.
+        grpc_client.ServingError: the server failed.
+    """
     if bool(model_dir) == bool(server):
         raise ValueError("Pass exactly one of model_dir and server.")
     if server:
-        return embed_with_server(
-            server, bundle, paths, timeout_seconds, multiscale=multiscale
+        grpc_client.check_address(server)
+    signature = contract.query_signature(multiscale)
+    with models.open_model(
+        server or model_dir,
+        bundle.manifest["model_identity"],
+        index_name=f"index {bundle.directory}",
+        signature_names=[signature],
+        timeout_seconds=timeout_seconds,
+    ) as model:
+        embeddings, kept = embedding_lib.embed_files(
+            model.embed_fns[signature],
+            paths,
+            batch_size=batch_size,
+            description="Queries",
         )
-    return embed_locally(model_dir, bundle, paths, multiscale=multiscale)
+    return EmbeddedQueries(embeddings, [paths[i] for i in kept])
+
+
+def embed_locally(
+    model_dir: str,
+    bundle: index_dir_lib.IndexBundle,
+    paths: list[str],
+    multiscale: bool = False,
+) -> EmbeddedQueries:
+    """`embed_queries` with a local export."""
+    return embed_queries(
+        bundle, paths, model_dir=model_dir, multiscale=multiscale
+    )
 
 
 def search(

@@ -21,7 +21,9 @@ import numpy as np
 from beau_tf.common import files
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
+from beau_tf.serving import models
 
 SHARD_PATTERN = "shard-{index:05d}-of-{count:05d}.npz"
 
@@ -55,16 +57,29 @@ def embed_catalog_shard(
     """Embeds shard `shard_index` of `num_shards` of a catalogue.
 
     Shards are contiguous runs of the catalogue's (sorted) items, so merging
-    them in shard order restores the catalogue order.
+    them in shard order restores the catalogue order. The export is held to
+    `model_identity` (`beau_tf.serving.models.open_model`), the identity the
+    index will record, so every shard of a run embeds with one model.
+
+    Raises:
+        contract.IncompatibleModelError: `saved_model_dir` is not the model
+            `model_identity` names.
     """
     start, stop = shard_bounds(len(items), num_shards, shard_index)
     shard = items[start:stop]
-    embeddings, kept = embedding_lib.embed_files(
-        embedding_lib.load_embed_fn(saved_model_dir),
-        [item.path for item in shard],
-        batch_size=batch_size,
-        description=f"Embedding catalogue shard {shard_index + 1}/{num_shards}",
-    )
+    with models.open_model(
+        saved_model_dir,
+        model_identity,
+        signature_names=[contract.SIGNATURE_NAME],
+    ) as model:
+        embeddings, kept = embedding_lib.embed_files(
+            model.embed_fns[contract.SIGNATURE_NAME],
+            [item.path for item in shard],
+            batch_size=batch_size,
+            description=(
+                f"Embedding catalogue shard {shard_index + 1}/{num_shards}"
+            ),
+        )
     return index_dir_lib.EmbeddedCatalog(
         embeddings=embeddings,
         item_ids=[shard[i].item_id for i in kept],

@@ -27,6 +27,7 @@ from beau_tf.search_service import embedders
 from beau_tf.search_service import index_versions
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
+from beau_tf.serving import models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,7 @@ class SearchAnswer:
     Attributes:
       item_ids: the best catalogue items, best first.
       scores: their inner products with the upload's embedding.
-      model: `EmbeddingModel.summary()`.
+      model: `models.EmbeddingModel.summary()`.
       index: `ServedIndex.summary()` of the version searched.
       timings_ms: milliseconds spent decoding, embedding (the wait for a
         batch included), searching, and predicting the mask when asked.
@@ -121,7 +122,7 @@ class SearchAnswer:
 class _Loaded:
     """Everything a request needs, assigned at once when loading ends."""
 
-    model: embedders.EmbeddingModel
+    model: models.EmbeddingModel
     versions: index_versions.IndexVersions
     embed_batchers: dict  # signature name -> MicroBatcher
     mask_batcher: batching.MicroBatcher | None
@@ -221,7 +222,8 @@ class Searcher:
 
     Args:
       load_model: builds the model (`embedders.load_local_model`, a
-        `connect_to_server`, or a fake in tests); called once by `load`.
+        `connect_to_server`, or a fake in tests); called once by `load`,
+        closed by `close`.
       index_path: one index folder or a base folder of numbered versions.
       config: batching, polling and limits.
       load_index: reads an index folder (tests may pass their own).
@@ -229,7 +231,7 @@ class Searcher:
 
     def __init__(
         self,
-        load_model: Callable[[], embedders.EmbeddingModel],
+        load_model: Callable[[], models.EmbeddingModel],
         index_path: str,
         config: ServiceConfig = ServiceConfig(),
         load_index: index_versions.LoadFn = index_dir_lib.load_index,
@@ -260,7 +262,9 @@ class Searcher:
         model = self._load_model()
         embedders.warm_up(model)
         versions = index_versions.IndexVersions(
-            self.index_path, model.check_index, self._load_index
+            self.index_path,
+            functools.partial(embedders.check_index, model),
+            self._load_index,
         )
         versions.load_initial()
         config = self.config
@@ -311,7 +315,7 @@ class Searcher:
         return thread
 
     def close(self) -> None:
-        """Stops polling and the batchers' threads."""
+        """Stops polling and the batchers' threads, and closes the model."""
         loaded = self._loaded
         if loaded is None:
             return
@@ -320,6 +324,7 @@ class Searcher:
             batcher.close()
         if loaded.mask_batcher is not None:
             loaded.mask_batcher.close()
+        loaded.model.close()
 
     def status(self) -> dict:
         """`{"ready", "model", "index", "error"}` for the readiness check."""

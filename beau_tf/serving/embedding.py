@@ -6,6 +6,10 @@ SavedModel, or TF Serving over gRPC: both are an `EmbedFn`), which decodes
 them exactly as it decodes what any TF Serving client sends. A file that
 cannot be read, or that the model reports unusable, is skipped with one
 warning naming it and the reason; the rest are embedded.
+
+`beau_tf.serving.models.open_model` gives `EmbedFn`s held to the model an
+index was built with; `load_signatures` and `as_embed_fn` are what it (and
+training, which embeds through a teacher export) builds on.
 """
 
 import collections
@@ -32,23 +36,30 @@ class EmbeddedBatch:
       statuses: B strings, `contract.STATUS_OK` or why the image cannot be
         used (see `beau_tf.serving.contract`).
       model_fingerprint: the answering model's `model_fingerprint`.
+      model_version: the version that answered, where the answer names it
+        (TF Serving's does); else None.
     """
 
     embeddings: np.ndarray
     statuses: list[str]
     model_fingerprint: str
+    model_version: int | None = None
 
 
 # B encoded images -> what the model answered for them.
 EmbedFn = Callable[[Sequence[bytes]], EmbeddedBatch]
 
 
-def as_embed_fn(signature: Callable[..., Mapping[str, tf.Tensor]]) -> EmbedFn:
+def as_embed_fn(
+    signature: Callable[..., Mapping[str, tf.Tensor]],
+    model_version: int | None = None,
+) -> EmbedFn:
     """An exported signature (or a `ServingModule` function) as an `EmbedFn`.
 
     Args:
       signature: takes `images`, (B,) tf.string, and returns the outputs of
         `beau_tf.serving.contract`'s signatures.
+      model_version: the version its answers name (the export's), if known.
     """
 
     def embed(images: Sequence[bytes]) -> EmbeddedBatch:
@@ -63,6 +74,7 @@ def as_embed_fn(signature: Callable[..., Mapping[str, tf.Tensor]]) -> EmbedFn:
             model_fingerprint=b"".join(
                 outputs[contract.MODEL_FINGERPRINT_OUTPUT].numpy()[:1]
             ).decode("utf-8"),
+            model_version=model_version,
         )
 
     return embed
@@ -76,8 +88,9 @@ def load_signatures(
 
     Raises:
         FileNotFoundError: `saved_model_dir` holds no SavedModel.
-        ValueError: a signature is missing, or lacks per-image statuses
-            (exported by an older beau_tf).
+        ValueError: a signature is missing.
+        contract.IncompatibleModelError: a signature lacks per-image
+            statuses or the model fingerprint (`contract.check_outputs`).
     """
     if not tf.saved_model.contains_saved_model(saved_model_dir):
         raise FileNotFoundError(
@@ -86,7 +99,6 @@ def load_signatures(
             "python -m beau_tf.export writes one)."
         )
     signatures = tf.saved_model.load(saved_model_dir).signatures
-    wanted = {contract.STATUS_OUTPUT, contract.MODEL_FINGERPRINT_OUTPUT}
     for name in signature_names:
         if name not in signatures:
             raise ValueError(
@@ -94,14 +106,10 @@ def load_signatures(
                 f"{sorted(signatures)}); re-export it with python -m "
                 "beau_tf.export, or query with the signature it has."
             )
-        outputs = set(signatures[name].structured_outputs)
-        if not wanted <= outputs:
-            raise ValueError(
-                f"{saved_model_dir}'s {name!r} signature returns "
-                f"{sorted(outputs)}, without {sorted(wanted - outputs)}: it "
-                "was exported by an older beau_tf; re-export it with python "
-                "-m beau_tf.export."
-            )
+        contract.check_outputs(
+            signatures[name].structured_outputs,
+            f"{saved_model_dir}'s {name!r} signature",
+        )
     return {name: signatures[name] for name in signature_names}
 
 
@@ -176,7 +184,8 @@ def embed_files(
     names it and the reason.
 
     Args:
-        embed_fn: from `load_embed_fn`, `as_embed_fn` or a TF Serving client
+        embed_fn: one of `models.open_model(...).embed_fns`, or from
+            `load_embed_fn`, `as_embed_fn` or a TF Serving client
             (`beau_tf.serving.grpc_client.PredictionClient`).
         paths: image files.
         batch_size: images per model call.

@@ -10,18 +10,19 @@ never fails its batch.
 Example, against `docker run -p 8500:8500 ... tensorflow/serving` or
 `python -m beau_tf.dev_server` (see export/README.md):
 
-    embeddings, statuses, info = grpc_client.embed_with_server(
-        "localhost:8500", [open("query.jpg", "rb").read()])
+    with grpc_client.PredictionClient("localhost:8500") as client:
+        batch = client([open("query.jpg", "rb").read()])
 
 A `PredictionClient` is a `beau_tf.serving.embedding.EmbedFn` (one request
 per call), so `embedding.embed_files` reads files for it as it does for a
-local model.
+local model. To embed for an index, open the server with
+`beau_tf.serving.models.open_model`, which holds every answer to the model
+the index was built with.
 """
 
 import re
 from typing import Sequence
 
-from absl import logging
 import grpc
 import numpy as np
 import tensorflow as tf
@@ -31,11 +32,6 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 
-_OUTPUTS = (
-    contract.EMBEDDING_OUTPUT,
-    contract.STATUS_OUTPUT,
-    contract.MODEL_FINGERPRINT_OUTPUT,
-)
 # A host name, an IPv4 address or a bracketed IPv6 address, then a port.
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 # gRPC's default 4 MiB cap on received messages is too small for big batches.
@@ -47,9 +43,8 @@ _CHANNEL_OPTIONS = (
 _TIMEOUT_HINT = (
     "raise the deadline (--timeout of python -m beau_tf.search and "
     "beau_tf.evaluate; timeout_seconds in Python) or send fewer images per "
-    "request (batch_size, an argument of grpc_client.embed_with_server and "
-    "query.embed_with_server only: the command lines send 32 and have no "
-    "flag for it)"
+    "request (batch_size, an argument of embedding.embed_files only: the "
+    "command lines send 32 and have no flag for it)"
 )
 
 
@@ -57,7 +52,12 @@ class ServingError(RuntimeError):
     """TF Serving gave no embeddings; the message says why and what to check."""
 
 
-def _check_address(address: str) -> None:
+def is_address(text: str) -> bool:
+    """Whether `text` has the shape of "host:port" (the port unchecked)."""
+    return isinstance(text, str) and _ADDRESS.match(text) is not None
+
+
+def check_address(address: str) -> None:
     """Raises ValueError unless `address` reads "host:port"."""
     match = _ADDRESS.match(address) if isinstance(address, str) else None
     if match is None or not 0 < int(match.group(2)) < 65536:
@@ -99,13 +99,6 @@ def _check_settings(timeout_seconds: float, version: int | None) -> None:
         )
 
 
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1.")
-
-
 def _make_request(
     images: Sequence[bytes],
     model_name: str,
@@ -121,7 +114,7 @@ def _make_request(
     request.inputs[contract.INPUT_NAME].CopyFrom(
         tf.make_tensor_proto(list(images), dtype=tf.string)  # (B,)
     )
-    request.output_filter.extend(_OUTPUTS)
+    request.output_filter.extend(contract.QUERY_OUTPUTS)
     return request
 
 
@@ -164,9 +157,8 @@ def _serving_error(
             f"TF Serving at {address} rejected the request for images "
             f"{first}..{last - 1} to {model}: {details}. Check that the "
             f"signature takes a string input {contract.INPUT_NAME!r} and "
-            f"returns {', '.join(repr(name) for name in _OUTPUTS)}; a model "
-            "exported by an older beau_tf lacks the last two: re-export it "
-            "with python -m beau_tf.export."
+            f"returns {', '.join(map(repr, contract.QUERY_OUTPUTS))}; a "
+            f"model without the last two was {contract.OLDER_EXPORT_HINT}."
         )
     elif code == grpc.StatusCode.NOT_FOUND:
         message = (
@@ -189,25 +181,16 @@ def _serving_error(
     return ServingError(message)
 
 
-def _output(response, name: str, address: str) -> np.ndarray:
-    """One output of a PredictResponse as an array; ServingError if absent."""
-    if name not in response.outputs:
-        raise ServingError(
-            f"TF Serving at {address} answered without the {name!r} output "
-            f"(got {sorted(response.outputs)}); the served signature must "
-            f"return {', '.join(repr(n) for n in _OUTPUTS)}: re-export the "
-            "model with python -m beau_tf.export."
-        )
-    return tf.make_ndarray(response.outputs[name])
-
-
 def _batch_from(
     response, address: str, count: int, first: int
 ) -> embedding_lib.EmbeddedBatch:
-    """Reads embeddings, statuses and fingerprint out of a PredictResponse."""
-    embeddings = _output(response, contract.EMBEDDING_OUTPUT, address)
-    statuses = _output(response, contract.STATUS_OUTPUT, address)
-    fingerprint = _output(response, contract.MODEL_FINGERPRINT_OUTPUT, address)
+    """Reads embeddings, statuses, fingerprint and version out of a
+    PredictResponse."""
+    contract.check_outputs(response.outputs, f"TF Serving at {address}")
+    embeddings, statuses, fingerprint = (
+        tf.make_ndarray(response.outputs[name])
+        for name in contract.QUERY_OUTPUTS
+    )
     if (
         embeddings.ndim != 2
         or embeddings.shape[0] != count
@@ -227,6 +210,11 @@ def _batch_from(
         embeddings=embeddings.astype(np.float32, copy=False),
         statuses=[status.decode("utf-8") for status in statuses],
         model_fingerprint=fingerprint[0].decode("utf-8"),
+        model_version=(
+            response.model_spec.version.value
+            if response.model_spec.HasField("version")
+            else None
+        ),
     )
 
 
@@ -266,7 +254,7 @@ class PredictionClient:
         timeout_seconds: float = 10.0,
         version: int | None = None,
     ):
-        _check_address(address)
+        check_address(address)
         _check_settings(timeout_seconds, version)
         self.address = address
         self.model_name = model_name
@@ -284,12 +272,14 @@ class PredictionClient:
 
         Returns:
             One row and one status per image, in order, and the fingerprint
-            of the model that answered.
+            and version of the model that answered.
 
         Raises:
             ServingError: the server could not be reached, did not answer in
                 time, rejected the request, does not serve the model, or
-                answered without the outputs of `beau_tf.serving.contract`.
+                answered with outputs of the wrong shapes.
+            contract.IncompatibleModelError: the answer lacks outputs of
+                `contract.QUERY_OUTPUTS` (an older beau_tf's export).
             ValueError, TypeError: `images` is empty or not bytes.
         """
         _check_images(images)
@@ -312,8 +302,8 @@ class PredictionClient:
                 self.timeout_seconds,
             ) from None
         batch = _batch_from(response, self.address, len(images), first)
-        if response.model_spec.HasField("version"):
-            self.model_version = response.model_spec.version.value
+        if batch.model_version is not None:
+            self.model_version = batch.model_version
         return batch
 
     def close(self) -> None:
@@ -324,77 +314,3 @@ class PredictionClient:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-def embed_with_server(
-    address: str,
-    images: Sequence[bytes],
-    model_name: str = "beau_tf",
-    signature_name: str = contract.SIGNATURE_NAME,
-    timeout_seconds: float = 10.0,
-    version: int | None = None,
-    batch_size: int = 32,
-) -> tuple[np.ndarray, list[str], dict]:
-    """Embeds encoded images with a model served by TF Serving over gRPC.
-
-    Images are sent `batch_size` at a time, in order, by one
-    `PredictionClient` (so one call never mixes model versions).
-
-    Args:
-        address: TF Serving's gRPC endpoint, "host:port" (e.g.
-            "localhost:8500").
-        images: encoded image files (JPEG, PNG, BMP, GIF or WebP bytes).
-        model_name: the model's name in TF Serving (`--model_name`).
-        signature_name: the SavedModel signature to call.
-        timeout_seconds: deadline of each batch's request.
-        version: the model version to ask for; None for the latest.
-        batch_size: images per request.
-
-    Returns:
-        `(embeddings, statuses, info)`: embeddings (N, D) float32, one row
-        per image in the order given, zero for an image whose status is not
-        `contract.STATUS_OK`; statuses, N strings; info `{"model_name": str,
-        "model_version": int, "model_fingerprint": str}` naming the servable
-        that answered.
-
-    Raises:
-        ServingError: the server could not be reached, did not answer in
-            time, rejected the request, does not serve the model, or
-            answered without the outputs of `beau_tf.serving.contract`.
-        ValueError: `address`, `timeout_seconds`, `version` or `batch_size` is
-            malformed, or `images` is empty.
-        TypeError: `images` is not a sequence of bytes.
-    """
-    _check_images(images)
-    _check_batch_size(batch_size)
-    with PredictionClient(
-        address, model_name, signature_name, timeout_seconds, version
-    ) as client:
-        parts = [
-            client(images[first : first + batch_size])
-            for first in range(0, len(images), batch_size)
-        ]
-    dims = {part.embeddings.shape[1] for part in parts}
-    fingerprints = {part.model_fingerprint for part in parts}
-    if len(dims) != 1 or len(fingerprints) != 1:
-        raise ServingError(
-            f"TF Serving at {address} answered with embeddings of sizes "
-            f"{sorted(dims)} and {len(fingerprints)} model fingerprints "
-            "within one call; check the served model."
-        )
-    logging.info(
-        "Embedded %d images with %s version %s at %s.",
-        len(images),
-        model_name,
-        client.model_version,
-        address,
-    )
-    return (
-        np.concatenate([part.embeddings for part in parts], axis=0),
-        [status for part in parts for status in part.statuses],
-        {
-            "model_name": model_name,
-            "model_version": int(client.model_version or 0),
-            "model_fingerprint": fingerprints.pop(),
-        },
-    )

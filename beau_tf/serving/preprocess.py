@@ -5,7 +5,10 @@ and offline embedding (index, evaluate, the export's PCA and adaptation
 inputs) sends the model the same bytes (`beau_tf.serving.embedding`), so a
 served embedding equals the evaluated one by construction.
 `decode_batch_zoomed` gives the central crops of the `query_multiscale`
-signature (`beau_tf.serving.contract`), each fitted the same way.
+signature (`beau_tf.serving.contract`), each fitted the same way;
+`decode_batch_for_mask_views` adds each photo at a higher resolution, from
+which `mask_boxes` and `crop_views` cut the views around the product the mask
+decoder found.
 
 Geometry: the image is scaled, aspect ratio kept, so that its longer side is
 S pixels (bilinear with antialiasing, so that downscaling a large photo does
@@ -208,9 +211,145 @@ def decode_batch_zoomed(
     )  # (B,) -> (B, Z, S, S, 3), (B,)
 
 
-def _decode_checked(image_bytes: tf.Tensor, fit, blank: tf.Tensor):
+def decode_batch_for_mask_views(
+    image_bytes: tf.Tensor,
+    image_size: int,
+    zooms: tuple[float, ...],
+    source_size: int,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`decode_batch_zoomed`, plus each photo fitted into a larger square to
+    crop the mask-guided views from (one decode per photo).
+
+    Args:
+      image_bytes: (B,) tf.string encoded images.
+      image_size: S, the side of each view.
+      zooms: Z central-crop fractions.
+      source_size: C, the side of the square the views are cropped from
+        (larger than S, so that a crop of part of the photo keeps detail).
+
+    Returns:
+      `(views, sources, status)`: (B, Z, S, S, 3) and (B, C, C, 3) float32
+      pixels in [0, 255], and (B,) tf.string as `decode_batch` gives it.
+    """
+    zooms = contract.check_zooms(zooms)
+    blank = (
+        tf.fill((len(zooms), image_size, image_size, 3), PAD_VALUE),
+        tf.fill((source_size, source_size, 3), PAD_VALUE),
+    )
+
+    def fit(image):
+        return (
+            _fit_zooms(image, image_size, zooms),
+            fit_to_square(image, source_size),
+        )
+
+    (views, sources), status = tf.map_fn(
+        lambda one: _decode_checked(one, fit, blank),
+        image_bytes,
+        fn_output_signature=(
+            (
+                tf.TensorSpec(
+                    (len(zooms), image_size, image_size, 3), tf.float32
+                ),
+                tf.TensorSpec((source_size, source_size, 3), tf.float32),
+            ),
+            tf.TensorSpec((), tf.string),
+        ),
+    )  # (B,) -> ((B, Z, S, S, 3), (B, C, C, 3)), (B,)
+    return views, sources, status
+
+
+def mask_boxes(masks: tf.Tensor, pads: tuple[float, ...]) -> tf.Tensor:
+    """Square boxes around the product each predicted mask marks.
+
+    The box is the bounding box of the mask's pixels of at least
+    `contract.MASK_VIEW_THRESHOLD` of its peak, made square around its
+    centre, widened by each padding (a fraction of its side) and at least
+    `contract.MASK_VIEW_MIN_SIDE` of the square; a mask whose peak is below
+    `contract.MASK_VIEW_MIN_PEAK` gives the whole square.
+
+    Args:
+      masks: (B, M, M, 1) or (B, M, M) float32 in [0, 1], each covering the
+        square its photo was fitted into.
+      pads: P paddings.
+
+    Returns:
+      (B, P, 4) float32 `(y0, x0, y1, x1)` as fractions of the square; a box
+      may reach past its sides (the crop is then padded grey, as fitting is).
+    """
+    if masks.shape.rank == 4:
+        masks = masks[..., 0]  # (B, M, M, 1) -> (B, M, M)
+    side = tf.cast(tf.shape(masks)[1], tf.float32)
+    peak = tf.reduce_max(masks, axis=[1, 2])  # (B,)
+    selected = masks >= contract.MASK_VIEW_THRESHOLD * peak[:, None, None]
+    rows = tf.reduce_any(selected, axis=2)  # (B, M)
+    columns = tf.reduce_any(selected, axis=1)  # (B, M)
+
+    def extent(hits):  # (B, M) bool -> first, one past the last; (B,) each
+        first = tf.cast(tf.argmax(tf.cast(hits, tf.int32), axis=1), tf.float32)
+        last = side - tf.cast(
+            tf.argmax(tf.cast(hits[:, ::-1], tf.int32), axis=1), tf.float32
+        )
+        return first / side, last / side
+
+    top, bottom = extent(rows)
+    left, right = extent(columns)
+    centre_y, centre_x = (top + bottom) / 2, (left + right) / 2
+    box_side = tf.maximum(bottom - top, right - left)  # (B,)
+    found = peak >= contract.MASK_VIEW_MIN_PEAK
+    boxes = []
+    for pad in pads:
+        half = (
+            tf.clip_by_value(
+                box_side * (1.0 + pad), contract.MASK_VIEW_MIN_SIDE, 1.0
+            )
+            / 2
+        )  # (B,)
+        box = tf.stack(
+            [
+                centre_y - half,
+                centre_x - half,
+                centre_y + half,
+                centre_x + half,
+            ],
+            axis=-1,
+        )  # (B, 4)
+        whole = tf.constant([0.0, 0.0, 1.0, 1.0])
+        boxes.append(tf.where(found[:, None], box, whole))
+    if not boxes:
+        return tf.zeros([tf.shape(masks)[0], 0, 4], tf.float32)
+    return tf.stack(boxes, axis=1)  # (B, P, 4)
+
+
+def crop_views(
+    sources: tf.Tensor, boxes: tf.Tensor, image_size: int
+) -> tf.Tensor:
+    """Cuts each photo's boxes out of its source square, at S x S.
+
+    Args:
+      sources: (B, C, C, 3) float32, from `decode_batch_for_mask_views`.
+      boxes: (B, P, 4) square `(y0, x0, y1, x1)` fractions of the square
+        (`mask_boxes`); what lies outside it is `PAD_VALUE` grey.
+      image_size: S.
+
+    Returns:
+      (B, P, S, S, 3) float32 pixels in [0, 255].
+    """
+    batch, count = tf.shape(boxes)[0], tf.shape(boxes)[1]
+    crops = tf.image.crop_and_resize(
+        sources,
+        tf.reshape(boxes, [-1, 4]),  # (B * P, 4)
+        tf.repeat(tf.range(batch), count),  # the photo of each box
+        [image_size, image_size],
+        extrapolation_value=PAD_VALUE,
+    )  # (B * P, S, S, 3)
+    return tf.reshape(crops, [batch, count, image_size, image_size, 3])
+
+
+def _decode_checked(image_bytes: tf.Tensor, fit, blank):
     """`(fit(decoded image), status)` of one image; `(blank, reason)` when it
-    cannot be used.
+    cannot be used. `fit` may return a tuple of tensors; `blank` is then the
+    tuple of their stand-ins.
 
     A decoding error inside a graph cannot be caught, so the image is decoded
     in a one-element dataset whose errors are ignored, with `blank` queued
@@ -238,7 +377,13 @@ def _decode_checked(image_bytes: tf.Tensor, fit, blank: tf.Tensor):
     )
     # (0, 0) only comes from the stand-in: the bytes did not decode.
     status = tf.where(height > 0, status, _undecodable_reason(image_bytes))
-    return tf.where(status == contract.STATUS_OK, pixels, blank), status
+    usable = status == contract.STATUS_OK
+    pixels = tf.nest.map_structure(
+        lambda fitted, stand_in: tf.where(usable, fitted, stand_in),
+        pixels,
+        blank,
+    )
+    return pixels, status
 
 
 def _fit_with_size(image_bytes: tf.Tensor, fit):

@@ -30,6 +30,10 @@ from beau_tf.common import files
 from beau_tf.serving import contract
 from beau_tf.serving import preprocess
 
+# Mask-guided views are cut from the photo fitted into a square this many
+# times the model's side, so that a crop of part of it keeps its detail.
+MASK_VIEW_SOURCE_SCALE = 2
+
 
 class ServingModule(tf.Module):
     """The Keras model behind the bytes-in signatures.
@@ -42,6 +46,8 @@ class ServingModule(tf.Module):
         `export_saved_model`).
       zooms: the central-crop fractions of `serve_multiscale`; checked here,
         the one place every path to a signature goes through.
+      mask_views: paddings of `serve_multiscale`'s mask-guided views (see
+        `contract.check_mask_views`); empty for none.
       projection: `(mean (D,), matrix (D, d))` or None: the learned
         in-domain projection; every embedding leaving a signature becomes
         `normalise((e - mean) @ matrix)`, the multiscale one after the mean
@@ -57,11 +63,13 @@ class ServingModule(tf.Module):
         model: keras.Model,
         zooms: Sequence[float],
         projection: tuple[np.ndarray, np.ndarray] | None = None,
+        mask_views: Sequence[float] = (),
     ):
         super().__init__(name="beau_tf_serving")
         self.model = model
         self._image_size = image_size_of(model)
         self.zooms = contract.check_zooms(zooms)
+        self.mask_views = contract.check_mask_views(mask_views, self.zooms)
         self.projection_mean = self.projection_matrix = None
         if projection is not None:
             mean, matrix = (np.asarray(a, np.float32) for a in projection)
@@ -79,7 +87,7 @@ class ServingModule(tf.Module):
                 matrix, trainable=False, name="projection_matrix"
             )
         self.model_fingerprint = model_fingerprint(
-            model, self._image_size, self.zooms, projection
+            model, self._image_size, self.zooms, projection, self.mask_views
         )
 
     def _project(self, embeddings: tf.Tensor) -> tf.Tensor:
@@ -136,20 +144,52 @@ class ServingModule(tf.Module):
     )
     def serve_multiscale(self, images):
         size, num_zooms = self._image_size, len(self.zooms)
-        views, status = preprocess.decode_batch_zoomed(
-            images, size, self.zooms
-        )  # (B,) -> (B, Z, S, S, 3), (B,)
+        if self.mask_views:
+            views, sources, status = preprocess.decode_batch_for_mask_views(
+                images, size, self.zooms, MASK_VIEW_SOURCE_SCALE * size
+            )  # (B,) -> (B, Z, S, S, 3), (B, C, C, 3), (B,)
+        else:
+            views, status = preprocess.decode_batch_zoomed(
+                images, size, self.zooms
+            )  # (B,) -> (B, Z, S, S, 3), (B,)
         outputs = self.model(
             tf.reshape(views, [-1, size, size, 3]), training=False
-        )  # (B * Z, S, S, 3) -> {"embedding": (B * Z, D)}
+        )  # (B * Z, S, S, 3) -> {"embedding": (B * Z, D), "mask"}
         embeddings = tf.cast(outputs["embedding"], tf.float32)
-        embeddings = tf.reshape(
-            embeddings, [-1, num_zooms, tf.shape(embeddings)[-1]]
-        )  # (B, Z, D)
+        dim = tf.shape(embeddings)[-1]
+        embeddings = tf.reshape(embeddings, [-1, num_zooms, dim])  # (B, Z, D)
+        boxes = tf.zeros([tf.shape(images)[0], 0, 4], tf.float32)
+        if self.mask_views:
+            masks = tf.reshape(
+                tf.cast(outputs["mask"], tf.float32),
+                [-1, num_zooms, size, size],
+            )[
+                :, self.zooms.index(1.0)
+            ]  # (B, S, S): the whole photo's mask
+            boxes = preprocess.mask_boxes(masks, self.mask_views)  # (B, P, 4)
+            crops = preprocess.crop_views(sources, boxes, size)
+            cropped = self.model(
+                tf.reshape(crops, [-1, size, size, 3]), training=False
+            )[
+                "embedding"
+            ]  # (B * P, S, S, 3) -> (B * P, D)
+            embeddings = tf.concat(
+                [
+                    embeddings,
+                    tf.reshape(
+                        tf.cast(cropped, tf.float32),
+                        [-1, len(self.mask_views), dim],
+                    ),
+                ],
+                axis=1,
+            )  # (B, Z + P, D)
         mean = tf.math.l2_normalize(
             tf.reduce_mean(embeddings, axis=1), axis=-1
         )  # (B, D)
-        return self._outputs(mean, status)
+        return {
+            **self._outputs(mean, status),
+            contract.VIEW_BOXES_OUTPUT: boxes,
+        }
 
 
 def model_fingerprint(
@@ -157,12 +197,13 @@ def model_fingerprint(
     image_size: int,
     zooms: Sequence[float],
     projection: tuple[np.ndarray, np.ndarray] | None = None,
+    mask_views: Sequence[float] = (),
 ) -> str:
     """sha256 of everything that determines a served model's embeddings.
 
     Every weight of `model` (values, shapes and dtypes, in the model's
-    order), the projection, the query zooms and the image size; two exports
-    share a fingerprint only when they embed alike. Weight names are left
+    order), the projection, the query zooms, the mask views and the image
+    size; two exports share a fingerprint only when they embed alike. Weight names are left
     out: they hold counters that differ between equal models built twice.
 
     Args:
@@ -170,6 +211,7 @@ def model_fingerprint(
       image_size: S, the side images are fitted to.
       zooms: the `query_multiscale` signature's zooms.
       projection: `(mean, matrix)` of the in-domain projection, or None.
+      mask_views: the `query_multiscale` signature's mask-view paddings.
 
     Returns:
       The hex digest.
@@ -180,6 +222,8 @@ def model_fingerprint(
         "query_zooms": [float(zoom) for zoom in zooms],
         "projection": projection is not None,
     }
+    if mask_views:  # absent otherwise, so earlier exports keep their digest
+        settings["query_mask_views"] = [float(pad) for pad in mask_views]
     digest.update(json.dumps(settings, sort_keys=True).encode("utf-8"))
     arrays = [weight.numpy() for weight in model.weights]
     if projection is not None:
@@ -261,6 +305,7 @@ def export_saved_model(
     query_zooms: Sequence[float] = contract.DEFAULT_QUERY_ZOOMS,
     projection: tuple[np.ndarray, np.ndarray] | None = None,
     adaptation: Mapping | None = None,
+    query_mask_views: Sequence[float] = (),
 ) -> str:
     """Writes `model` as a new version of a TF Serving model.
 
@@ -280,6 +325,9 @@ def export_saved_model(
         into both signatures (see `ServingModule`), or None.
       adaptation: what the projection was learned from, recorded in the
         identity under "adaptation" (see `beau_tf.adaptation`).
+      query_mask_views: paddings of the `query_multiscale` signature's
+        mask-guided views (`contract.check_mask_views`); needs a model whose
+        mask decoder was trained.
 
     Returns:
       The version folder, `<export_base>/<model_name>/<version>`.
@@ -290,7 +338,9 @@ def export_saved_model(
         input is not (B, S, S, 3).
     """
     image_size = image_size_of(model)
-    module = ServingModule(model, query_zooms, projection)  # checks them
+    module = ServingModule(
+        model, query_zooms, projection, query_mask_views
+    )  # checks them
     version, version_dir = free_version_dir(export_base, model_name, version)
     model_dir = os.path.dirname(version_dir)
     os.makedirs(model_dir, exist_ok=True)
@@ -318,6 +368,7 @@ def export_saved_model(
         "embedding_dim": signature["outputs"]["embedding"][1][-1],
         "image_size": image_size,
         "query_zooms": list(module.zooms),
+        "query_mask_views": list(module.mask_views),
         "members": [dict(member) for member in members],
         "adaptation": dict(adaptation) if adaptation is not None else None,
     }

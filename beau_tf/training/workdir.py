@@ -54,10 +54,16 @@ def load_extractors(
 
 
 def source(workdir: str) -> dict:
-    """What a trained member came from, for the model identity: its workdir
-    and, when it was distilled, the teacher and the photos it learned from."""
-    record = {"workdir": os.path.abspath(workdir)}
+    """What a trained member came from, for the model identity: its workdir,
+    whether its mask decoder learned (from the mask loss, or through
+    attention pooling) and, when it was distilled, the teacher and the photos
+    it learned from."""
     config = config_lib.load_train_config(workdir)
+    record = {
+        "workdir": os.path.abspath(workdir),
+        "trained_mask_decoder": config.mask_loss_weight > 0
+        or config.extractor.pooling == "attention",
+    }
     if config.distills:
         record["distilled_from"] = {
             "teacher": os.path.abspath(config.teacher),

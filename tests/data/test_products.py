@@ -181,7 +181,7 @@ class PrepareProductsTest(parameterized.TestCase):
             {"x.jpg": _write_bytes(b"nope"), "y.png": _write_bytes(b"")}
         )
         with self.assertRaisesRegex(
-            ValueError, "None of the 2 catalogue images.*" "x.jpg"
+            ValueError, "None of the 2 catalogue images.*x.jpg"
         ):
             products_lib.prepare_products(items, SPRITE)
 

@@ -180,17 +180,17 @@ class FakeLayoutTest(absltest.TestCase):
             (
                 "val/x.jpg, 7, 0\n",
                 ValueError,
-                r"val\.txt, line 1: fine class id 7 " "is not in classes.csv",
+                r"val\.txt, line 1: fine class id 7 is not in classes.csv",
             ),
             (
                 "val/x.jpg, 1, 5\n",
                 ValueError,
-                "line 1: coarse class id 5 " "contradicts",
+                "line 1: coarse class id 5 contradicts",
             ),
             (
                 "val/x.jpg, 1\n",
                 ValueError,
-                "line 1: expected 'path, fine_id, " "coarse_id'",
+                "line 1: expected 'path, fine_id, coarse_id'",
             ),
             ("\nval/gone.jpg, 1, 0\n", FileNotFoundError, "line 2: .*gone.jpg"),
         )

@@ -23,6 +23,7 @@ class BuildExportModelTest(tf.test.TestCase):
                 {
                     "backbone": "efficientnet_lite0",
                     "weights": "imagenet",
+                    "trained_mask_decoder": False,
                     "pooling": "gap",
                     "weight": weight,
                 }

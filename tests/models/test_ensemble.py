@@ -61,6 +61,15 @@ class EnsembleTest(tf.test.TestCase):
             ["member_0", "member_1"],
         )
 
+    def test_the_mask_is_the_named_members_mean(self):
+        model = ensemble.build_ensemble(self.members, mask_members=[1])
+        self.assertAllClose(
+            model(self.images)["mask"], self.outputs[1]["mask"], atol=1e-6
+        )
+        for bad in ([], [2]):
+            with self.assertRaisesRegex(ValueError, "mask_members"):
+                ensemble.build_ensemble(self.members, mask_members=bad)
+
     def test_one_member_is_that_member(self):
         model = ensemble.build_ensemble(self.members[:1], weights=[3.0])
         outputs = model(self.images)

@@ -24,7 +24,7 @@ def _bundle() -> index_dir_lib.IndexBundle:
     """Three catalogue items on the axes."""
     embeddings = np.eye(3, dtype=np.float32)
     ids = ["a", "b", "c"]
-    index = scann_index.build_index(embeddings, ids, IDENTITY)
+    index = scann_index.ScannIndex.build(embeddings, ids, IDENTITY)
     paths = {i: f"/cat/{i}.jpg" for i in ids}
     return index_dir_lib.IndexBundle(index, embeddings, paths, "(memory)")
 

@@ -1,4 +1,5 @@
-"""Tests for beau_tf.retrieval.index_dir: one atomic writer, one manifest."""
+"""Tests for beau_tf.retrieval.index_dir: one atomic writer, one manifest,
+every index type."""
 
 import json
 import os
@@ -8,8 +9,11 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from beau_tf.retrieval import brute_force_index
 from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.retrieval import indexes
 from beau_tf.retrieval import scann_index
+from tests.fixtures import vectors
 
 NUM_ITEMS, DIM, K = 300, 16, 5
 IDENTITY = {
@@ -56,13 +60,22 @@ class IndexDirTest(parameterized.TestCase):
             self.catalog, self.target, PARAMS[mode]
         )
 
-    @parameterized.parameters("brute_force", "ah", "tree_ah")
-    def test_write_move_load_gives_the_same_results(self, mode):
-        built = scann_index.build_index(
+    def _manifest(self) -> dict:
+        with open(os.path.join(self.target, "manifest.json")) as stream:
+            return json.load(stream)
+
+    @parameterized.named_parameters(
+        ("scann_brute_force", "scann", PARAMS["brute_force"]),
+        ("scann_ah", "scann", PARAMS["ah"]),
+        ("scann_tree_ah", "scann", PARAMS["tree_ah"]),
+        ("brute_force", "brute_force", None),
+    )
+    def test_write_move_load_gives_the_same_results(self, kind, settings):
+        built = indexes.index_type(kind).build(
             self.catalog.embeddings,
             self.catalog.item_ids,
             IDENTITY,
-            PARAMS[mode],
+            settings,
         )
         written = index_dir_lib.write_index(
             built, self.catalog.embeddings, self.catalog.paths, self.target
@@ -73,6 +86,8 @@ class IndexDirTest(parameterized.TestCase):
         os.rename(self.target, moved)  # ScaNN must not record the path.
         bundle = index_dir_lib.load_index(moved)
         self.assertEqual(bundle.directory, moved)
+        self.assertIsInstance(bundle.index, type(built))
+        self.assertEqual(bundle.index.directory, moved)
         self.assertEqual(bundle.index.item_ids, self.catalog.item_ids)
         np.testing.assert_array_equal(
             bundle.embeddings, self.catalog.embeddings
@@ -85,9 +100,9 @@ class IndexDirTest(parameterized.TestCase):
 
     def test_one_manifest_covers_every_file(self):
         self._build()
-        with open(os.path.join(self.target, "manifest.json")) as stream:
-            manifest = json.load(stream)
+        manifest = self._manifest()
         self.assertEqual(manifest["format_version"], 2)
+        self.assertEqual(manifest["kind"], "scann")
         self.assertEqual(manifest["model_identity"], IDENTITY)
         self.assertEqual(manifest["num_items"], NUM_ITEMS)
         self.assertEqual(manifest["params"]["mode"], "tree_ah")
@@ -202,8 +217,79 @@ class IndexDirTest(parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, "corrupt manifest.json"):
             index_dir_lib.load_index(self.target)
 
+    def test_brute_force_keeps_no_files_of_its_own(self):
+        index_dir_lib.build_and_save(
+            self.catalog, self.target, index_type="brute_force"
+        )
+        manifest = self._manifest()
+        self.assertEqual(manifest["kind"], "brute_force")
+        self.assertEqual(
+            set(manifest["files"]), {"embeddings.npy", "items.csv"}
+        )
+        self.assertNotIn("params", manifest)
+        self.assertEqual(
+            sorted(os.listdir(self.target)),
+            ["embeddings.npy", "items.csv", "manifest.json"],
+        )
+        bundle = index_dir_lib.load_index(self.target)
+        self.assertIsInstance(bundle.index, brute_force_index.BruteForceIndex)
+        # Against the ScaNN-free NumPy oracle.
+        rows, scores = vectors.argsort_oracle(
+            self.catalog.embeddings, self.queries, K
+        )
+        ids, got_scores = bundle.index.search(self.queries, K)
+        self.assertEqual(
+            ids, [[self.catalog.item_ids[r] for r in row] for row in rows]
+        )
+        np.testing.assert_allclose(got_scores, scores, atol=1e-6)
+
+    def test_a_manifest_without_a_kind_loads_as_scann(self):
+        # Index folders written before index types were recorded.
+        self._build("tree_ah")
+        manifest = self._manifest()
+        del manifest["kind"]
+        with open(os.path.join(self.target, "manifest.json"), "w") as stream:
+            json.dump(manifest, stream)
+        bundle = index_dir_lib.load_index(self.target)
+        self.assertIsInstance(bundle.index, scann_index.ScannIndex)
+        self.assertEqual(bundle.index.params, PARAMS["tree_ah"])
+        self.assertLen(bundle.index.search(self.queries, K)[0], 20)
+
+    def test_load_refuses_an_unknown_kind(self):
+        self._build("brute_force")
+        manifest = dict(self._manifest(), kind="faiss")
+        with open(os.path.join(self.target, "manifest.json"), "w") as stream:
+            json.dump(manifest, stream)
+        with self.assertRaisesRegex(
+            ValueError,
+            r"index is a 'faiss' index, a kind this beau_tf does not know "
+            r"\(brute_force, scann\); rebuild",
+        ):
+            index_dir_lib.load_index(self.target)
+
+    def test_load_refuses_corrupt_scann_params(self):
+        self._build("ah")
+        manifest = self._manifest()
+        manifest["params"]["mode"] = "hnsw"
+        with open(os.path.join(self.target, "manifest.json"), "w") as stream:
+            json.dump(manifest, stream)
+        with self.assertRaisesRegex(
+            ValueError, "corrupt manifest.json: IndexParams mode='hnsw'"
+        ):
+            index_dir_lib.load_index(self.target)
+
+    def test_a_target_recall_tunes_scann_only(self):
+        with self.assertRaisesRegex(ValueError, "brute_force index has no"):
+            index_dir_lib.build_and_save(
+                self.catalog,
+                self.target,
+                target_recall=0.9,
+                index_type="brute_force",
+            )
+        self.assertFalse(os.path.exists(self.target))
+
     def test_write_refuses_rows_that_do_not_match(self):
-        index = scann_index.build_index(
+        index = scann_index.ScannIndex.build(
             self.catalog.embeddings, self.catalog.item_ids, IDENTITY
         )
         with self.assertRaisesRegex(ValueError, "paths for an index"):

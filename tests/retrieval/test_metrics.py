@@ -291,6 +291,18 @@ class RankExactTest(parameterized.TestCase):
         np.testing.assert_array_equal(indices, [[1, 2, 4, 0]])
         np.testing.assert_array_equal(scores, [[1, 1, 1, 0]])
 
+    def test_is_the_argsort_oracle_on_unit_vectors(self):
+        # The catalogue index's ground truth: random unit vectors, no ties.
+        rng = np.random.default_rng(5)
+        database, queries = (
+            x / np.linalg.norm(x, axis=1, keepdims=True)
+            for x in rng.standard_normal((2, 300, 32)).astype(np.float32)
+        )
+        queries = queries[:7]
+        want = np.argsort(-(queries @ database.T), axis=1)[:, :10]
+        indices, _ = metrics.rank_exact(queries, database, 10)
+        np.testing.assert_array_equal(indices, want)
+
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, r"\(2, 3\).*\(4, 5\)"):
             metrics.rank_exact(np.zeros((2, 3)), np.zeros((4, 5)), 1)
@@ -321,6 +333,15 @@ class RecallAgainstExactTest(unittest.TestCase):
         self.assertAlmostEqual(
             metrics.recall_against_exact([[0, 5, 1], [1, 0, 9]], exact, 2),
             0.75,
+        )
+        # Hits anywhere in the row count: {3, 2} of 3, then {4} of 3.
+        self.assertAlmostEqual(
+            metrics.recall_against_exact(
+                np.array([[1, 2, 3], [4, 5, 6]]),
+                np.array([[3, 2, 9], [7, 8, 4]]),
+                3,
+            ),
+            3 / 6,
         )
 
     def test_invalid_arguments(self):

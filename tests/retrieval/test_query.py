@@ -1,5 +1,6 @@
-"""Tests for beau_tf.retrieval.query: the model checks of local and served
-embedding, skipping bad photos alike, and the contact sheet's captions."""
+"""Tests for beau_tf.retrieval.query: queries embedded locally and served
+alike, held to the index's model (the checks themselves are
+tests/serving/test_models.py's), and the contact sheet's captions."""
 
 import os
 import tempfile
@@ -13,7 +14,6 @@ from beau_tf.retrieval import query
 from beau_tf.serving import contract
 from beau_tf.serving import prediction_service
 from beau_tf.serving import embedding as embedding_lib
-from beau_tf.serving import grpc_client
 from tests.fixtures import tiny_export
 
 
@@ -72,10 +72,10 @@ class ServedModelCheckTest(unittest.TestCase):
                 self.indexed, self.bundle, self.paths, multiscale=True
             )
         with self.assertLogs(level="WARNING") as served_logs:
-            served = query.embed_with_server(
-                self.servers["indexed"][1],
+            served = query.embed_queries(
                 self.bundle,
                 self.paths,
+                server=self.servers["indexed"][1],
                 timeout_seconds=10.0,
                 multiscale=True,
             )
@@ -89,8 +89,8 @@ class ServedModelCheckTest(unittest.TestCase):
 
     def test_a_server_with_other_weights_is_refused(self):
         address = self.servers["other"][1]
-        with self.assertRaises(grpc_client.ServingError) as caught:
-            query.embed_with_server(address, self.bundle, self.paths, 10.0)
+        with self.assertRaises(contract.IncompatibleModelError) as caught:
+            query.embed_queries(self.bundle, self.paths, server=address)
         message = str(caught.exception)
         self.assertIn(f"TF Serving at {address}", message)
         self.assertIn(self.bundle.directory, message)
@@ -110,11 +110,11 @@ class ServedModelCheckTest(unittest.TestCase):
                 model_fingerprint=None,
             )
             with self.assertRaisesRegex(
-                grpc_client.ServingError,
+                contract.IncompatibleModelError,
                 "without a model fingerprint.*rebuild the index",
             ):
-                query.embed_with_server(
-                    self.servers["indexed"][1], old, self.paths, 10.0
+                query.embed_queries(
+                    old, self.paths, server=self.servers["indexed"][1]
                 )
 
     def test_embed_queries_takes_exactly_one_source(self):
@@ -123,6 +123,10 @@ class ServedModelCheckTest(unittest.TestCase):
                 query.embed_queries(
                     self.bundle, self.paths, model_dir=model_dir, server=server
                 )
+        with self.assertRaisesRegex(
+            ValueError, "'localhost' is not 'host:port'"
+        ):
+            query.embed_queries(self.bundle, self.paths, server="localhost")
 
 
 class ContactSheetTest(unittest.TestCase):

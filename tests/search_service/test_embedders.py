@@ -1,4 +1,5 @@
-"""Tests for beau_tf.search_service.embedders: the one adapter over both models."""
+"""Tests for beau_tf.search_service.embedders: what the service adds to an
+opened model (503 errors, the index check, the warm-up)."""
 
 import os
 
@@ -7,37 +8,34 @@ import numpy as np
 
 from beau_tf.retrieval import index_dir
 from beau_tf.search_service import embedders
+from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
+from beau_tf.serving import models
 from tests.fixtures import fakes
 from tests.fixtures import testing
 from tests.fixtures.ports import free_port
 
 
-class EmbeddingModelTest(absltest.TestCase):
+class ServiceModelTest(absltest.TestCase):
 
-    def test_summary_prefers_the_model_fingerprint(self):
+    def test_the_summary_is_the_model_s(self):
+        # The fingerprint rule itself: tests/serving/test_models.py.
         model = fakes.FakeModel().as_embedding_model()
         self.assertEqual(
             model.summary(),
             {"name": "fake", "version": 1, "fingerprint": "weights-1"},
-        )
-        older = dict(fakes.identity())
-        del older["model_fingerprint"]
-        self.assertEqual(
-            fakes.FakeModel(older)
-            .as_embedding_model()
-            .summary()["fingerprint"],
-            "signature-1",
         )
 
     def test_check_index_refuses_another_model(self):
         root = testing.make_tempdir(self)
         fakes.write_index(os.path.join(root, "index"), root)
         bundle = index_dir.load_index(os.path.join(root, "index"))
-        fakes.FakeModel().as_embedding_model().check_index(bundle)
+        embedders.check_index(fakes.FakeModel().as_embedding_model(), bundle)
         for other in (fakes.identity(weights="weights-2"), fakes.identity(2)):
             with self.assertRaisesRegex(ValueError, "index .* was built with"):
-                fakes.FakeModel(other).as_embedding_model().check_index(bundle)
+                embedders.check_index(
+                    fakes.FakeModel(other).as_embedding_model(), bundle
+                )
 
     def test_answers_of_another_model_are_refused(self):
         model = fakes.FakeModel()
@@ -45,7 +43,8 @@ class EmbeddingModelTest(absltest.TestCase):
         embed = model.as_embedding_model().embed_fns["serving_default"]
         with self.assertRaisesRegex(
             embedders.EmbeddingUnavailableError,
-            "fingerprint weights-2.*built with weights-1",
+            "model fingerprint weights-2.*built from .* model fingerprint "
+            "weights-1",
         ):
             embed([fakes.photo(0)])
 
@@ -55,7 +54,11 @@ class EmbeddingModelTest(absltest.TestCase):
                 np.zeros((1, fakes.DIM), np.float32), ["ok"], "weights-1"
             )
 
-        embed = embedders.checked(short, fakes.identity(), "the model")
+        embed = embedders.for_service(
+            models.EmbeddingModel(
+                fakes.identity(), {"serving_default": short}, None, "the model"
+            )
+        ).embed_fns["serving_default"]
         with self.assertRaisesRegex(
             embedders.EmbeddingUnavailableError, "1 embeddings.*for 2 images"
         ):
@@ -84,7 +87,9 @@ class ServerTest(absltest.TestCase):
     def test_an_index_without_a_model_fingerprint_is_refused(self):
         older = dict(fakes.identity())
         del older["model_fingerprint"]
-        with self.assertRaisesRegex(ValueError, "without a model fingerprint"):
+        with self.assertRaisesRegex(
+            contract.IncompatibleModelError, "without a model fingerprint"
+        ):
             embedders.connect_to_server("127.0.0.1:8500", older)
         with self.assertRaisesRegex(ValueError, "host:port"):
             embedders.connect_to_server("no port", fakes.identity())

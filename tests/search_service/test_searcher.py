@@ -12,8 +12,9 @@ from absl.testing import absltest
 import numpy as np
 from PIL import Image
 
-from beau_tf.search_service import embedders
 from beau_tf.search_service import searcher as searcher_lib
+from beau_tf.serving import contract
+from beau_tf.serving import models
 from tests.fixtures import fakes
 from tests.fixtures import testing
 
@@ -134,14 +135,14 @@ class SearcherTest(absltest.TestCase):
         model = fakes.FakeModel()
         used = []
         embedding_model = model.as_embedding_model()
-        model.as_embedding_model = lambda: embedders.EmbeddingModel(
+        model.as_embedding_model = lambda: models.EmbeddingModel(
             embedding_model.identity,
             {
                 name: (
                     lambda images, name=name: used.append(name)
                     or model.embed(images)
                 )
-                for name in embedders.QUERY_SIGNATURES
+                for name in contract.QUERY_SIGNATURES
             },
             None,
             "the fake model",
@@ -260,8 +261,13 @@ class SearcherTest(absltest.TestCase):
         self.assertLen(failures, 1)
         status = searcher.status()
         self.assertFalse(status["ready"])
-        self.assertRegex(status["error"], "ValueError: index .* model_version")
-        with self.assertRaisesRegex(searcher_lib.NotReadyError, "ValueError"):
+        self.assertRegex(
+            status["error"], "IncompatibleModelError: index .* model_version"
+        )
+        self.assertIsInstance(failures[0], ValueError)
+        with self.assertRaisesRegex(
+            searcher_lib.NotReadyError, "IncompatibleModelError"
+        ):
             searcher.search(fakes.photo(0), "q")
 
 

@@ -1,5 +1,5 @@
-"""Tests for beau_tf.serving.embedding: a stand-in model (fast), then a tiny
-export, locally and over gRPC."""
+"""Tests for beau_tf.serving.embedding with a stand-in model (a tiny export,
+locally and over gRPC, is embedded in tests/serving/test_models.py)."""
 
 import os
 import tempfile
@@ -10,9 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from beau_tf.data import decode
-from beau_tf.serving import prediction_service
 from beau_tf.serving import embedding as embedding_lib
-from beau_tf.serving import grpc_client
 from tests.fixtures import tiny_export
 
 _REFUSED = "grey, which the stand-in refuses"
@@ -93,6 +91,12 @@ class EmbedFilesTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "None of the 4 images"):
             embedding_lib.embed_files(_LengthEmbedder(), self.bad)
 
+    def test_a_batch_size_below_one_is_an_error(self):
+        with self.assertRaisesRegex(ValueError, "batch_size=0"):
+            embedding_lib.embed_files(
+                _LengthEmbedder(), self.paths, batch_size=0
+            )
+
     def test_an_answer_of_the_wrong_length_is_an_error(self):
         def short(images):
             answer = _LengthEmbedder()(images)
@@ -102,58 +106,6 @@ class EmbedFilesTest(unittest.TestCase):
 
         with self.assertRaisesRegex(ValueError, "1 embeddings.*for 2 images"):
             embedding_lib.embed_files(short, self.paths[:3:2])
-
-
-class LocalAndServedTest(unittest.TestCase):
-    """A tiny export embeds the same files alike, locally and over gRPC."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls._directory = tempfile.TemporaryDirectory()
-        root = cls._directory.name
-        cls.model_dir = tiny_export.export_tiny(os.path.join(root, "exported"))
-        cls.paths, cls.bad = tiny_export.write_files(
-            os.path.join(root, "images")
-        )
-        cls.server, cls.address = prediction_service.start_server(
-            cls.model_dir, "beau_tf", 1
-        )
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop(0)
-        cls._directory.cleanup()
-        super().tearDownClass()
-
-    def _embed(self, embed_fn):
-        with self.assertLogs(level="WARNING") as logs:
-            embeddings, kept = embedding_lib.embed_files(
-                embed_fn, self.paths, batch_size=3
-            )
-        lines = _skipped_lines(logs)
-        self.assertEqual(len(lines), len(self.bad))
-        for path, line in zip(self.bad, lines):
-            self.assertIn(path, line)
-        return embeddings, kept
-
-    def test_local_and_grpc_keep_the_same_files_and_embeddings(self):
-        local, local_kept = self._embed(
-            embedding_lib.load_embed_fn(self.model_dir)
-        )
-        with grpc_client.PredictionClient(self.address) as client:
-            served, served_kept = self._embed(client)
-        good = [i for i, p in enumerate(self.paths) if p not in self.bad]
-        self.assertEqual(local_kept, good)
-        self.assertEqual(served_kept, good)
-        self.assertTrue(np.allclose(local, served, atol=1e-6))
-        np.testing.assert_allclose(
-            np.linalg.norm(local, axis=1), np.ones(len(good)), rtol=1e-5
-        )
-
-    def test_a_missing_signature_is_named(self):
-        with self.assertRaisesRegex(ValueError, "no signature 'nope'"):
-            embedding_lib.load_embed_fn(self.model_dir, "nope")
 
 
 class LoadEmbedFnTest(unittest.TestCase):

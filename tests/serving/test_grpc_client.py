@@ -1,8 +1,10 @@
-"""Tests for beau_tf.serving.grpc_client against the in-process dev server."""
+"""Tests for beau_tf.serving.grpc_client against the in-process stand-in
+server (beau_tf.serving.prediction_service)."""
 
 import socket
 import tempfile
 import time
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -77,33 +79,39 @@ class ServingClientTest(tf.test.TestCase):
         self.addCleanup(server.stop, 0)
         return server, address
 
-    def test_embeddings_equal_the_saved_model_and_report_the_model(self):
-        embeddings, statuses, info = grpc_client.embed_with_server(
-            self.address, self.images[:3]
-        )
-        self.assertEqual(embeddings.dtype, np.float32)
-        self.assertAllClose(embeddings, self._direct(self.images[:3]))
-        self.assertAllClose(np.linalg.norm(embeddings, axis=1), np.ones(3))
-        self.assertEqual(statuses, ["ok"] * 3)
-        self.assertEqual(
-            info,
-            {
-                "model_name": _MODEL_NAME,
-                "model_version": _VERSION,
-                "model_fingerprint": self.fingerprint,
-            },
-        )
+    def _embed(self, address=None, images=None, **kwargs):
+        """One request of `images` through a new client; the batch."""
+        if address is None:
+            address = self.address
+        with grpc_client.PredictionClient(address, **kwargs) as client:
+            return client(images if images is not None else self.images[:1])
 
-    def test_batches_keep_the_order_of_the_images(self):
-        server, address = self._start()
-        embeddings, _, _ = grpc_client.embed_with_server(
-            address, self.images, batch_size=2
+    def test_embeddings_equal_the_saved_model_and_report_the_model(self):
+        with grpc_client.PredictionClient(self.address) as client:
+            batch = client(self.images[:3])
+        self.assertEqual(batch.embeddings.dtype, np.float32)
+        self.assertAllClose(batch.embeddings, self._direct(self.images[:3]))
+        self.assertAllClose(
+            np.linalg.norm(batch.embeddings, axis=1), np.ones(3)
         )
+        self.assertEqual(batch.statuses, ["ok"] * 3)
+        self.assertEqual(
+            (client.model_name, batch.model_version, batch.model_fingerprint),
+            (_MODEL_NAME, _VERSION, self.fingerprint),
+        )
+        self.assertEqual(client.model_version, _VERSION)
+
+    def test_calls_keep_the_order_of_the_images(self):
+        server, address = self._start()
+        with grpc_client.PredictionClient(address) as client:
+            embeddings = np.concatenate(
+                [client(self.images[i : i + 2]).embeddings for i in (0, 2, 4)]
+            )
         requests = server.servicer.requests
         self.assertEqual(
             [len(r.inputs["images"].string_val) for r in requests], [2, 2, 1]
         )
-        # Masks never cross the network, and batches after the first are
+        # Masks never cross the network, and calls after the first are
         # pinned to the version that answered it.
         self.assertEqual(
             [list(r.output_filter) for r in requests],
@@ -121,9 +129,10 @@ class ServingClientTest(tf.test.TestCase):
     def test_bad_images_come_back_with_their_reasons(self):
         bad = tiny_export.bad_bytes()
         images = [self.images[0], *bad.values(), self.images[1]]
-        embeddings, statuses, _ = grpc_client.embed_with_server(
-            self.address, images, batch_size=3
-        )
+        with grpc_client.PredictionClient(self.address) as client:
+            parts = [client(images[:3]), client(images[3:])]
+        embeddings = np.concatenate([part.embeddings for part in parts])
+        statuses = [status for part in parts for status in part.statuses]
         self.assertEqual(
             statuses,
             ["ok"] + [tiny_export.BAD_BYTES_STATUS[k] for k in bad] + ["ok"],
@@ -149,19 +158,31 @@ class ServingClientTest(tf.test.TestCase):
             grpc_client.ServingError,
             r"rejected(.|\n)*'status'(.|\n)*re-export it",
         ):
-            grpc_client.embed_with_server(address, self.images[:1])
+            self._embed(address)
+
+    def test_an_answer_without_the_outputs_is_an_older_export(self):
+        with grpc_client.PredictionClient(self.address) as client:
+            response = client._stub.Predict(
+                grpc_client._make_request(
+                    self.images[:1], _MODEL_NAME, "serving_default", None
+                )
+            )
+            del response.outputs["status"]
+            client._stub = mock.Mock(Predict=mock.Mock(return_value=response))
+            with self.assertRaisesRegex(
+                contract.IncompatibleModelError,
+                f"TF Serving at {self.address} returns .*without "
+                "\\['status'\\].*re-export it",
+            ):
+                client(self.images[:1])
 
     def test_explicit_version(self):
-        _, _, info = grpc_client.embed_with_server(
-            self.address, self.images[:1], version=_VERSION
-        )
-        self.assertEqual(info["model_version"], _VERSION)
+        batch = self._embed(version=_VERSION)
+        self.assertEqual(batch.model_version, _VERSION)
         with self.assertRaisesRegex(
             grpc_client.ServingError, r"does not serve.*version 8"
         ):
-            grpc_client.embed_with_server(
-                self.address, self.images[:1], version=8
-            )
+            self._embed(version=8)
 
     def test_server_down_fails_fast_naming_the_address(self):
         # A bound socket that never listens refuses connections, and holding
@@ -174,9 +195,7 @@ class ServingClientTest(tf.test.TestCase):
                 grpc_client.ServingError,
                 f"could not reach TF Serving at {address}.*server running",
             ):
-                grpc_client.embed_with_server(
-                    address, self.images[:1], timeout_seconds=2.0
-                )
+                self._embed(address, timeout_seconds=2.0)
         self.assertLess(time.monotonic() - start, 2.0)
 
     def test_slow_server_times_out_naming_the_flag_to_raise(self):
@@ -187,9 +206,7 @@ class ServingClientTest(tf.test.TestCase):
             f"no answer from TF Serving at {address} within 0.3 s"
             ".*--timeout of python -m beau_tf.search.*batch_size",
         ):
-            grpc_client.embed_with_server(
-                address, self.images[:1], timeout_seconds=0.3
-            )
+            self._embed(address, timeout_seconds=0.3)
         self.assertLess(time.monotonic() - start, 2.0)
 
     def test_wrong_model_name_is_not_found(self):
@@ -197,32 +214,34 @@ class ServingClientTest(tf.test.TestCase):
             grpc_client.ServingError,
             r"does not serve model 'other'.*Servable not found",
         ):
-            grpc_client.embed_with_server(
-                self.address, self.images[:1], model_name="other"
-            )
+            self._embed(model_name="other")
 
     def test_wrong_signature_is_not_found(self):
         with self.assertRaisesRegex(
             grpc_client.ServingError,
             r"does not serve .*signature 'embed'.*\"embed\" not found",
         ):
-            grpc_client.embed_with_server(
-                self.address, self.images[:1], signature_name="embed"
-            )
+            self._embed(signature_name="embed")
 
     def test_bad_arguments_name_the_value(self):
-        for address in ["localhost", "localhost:0", "http://x:8500", ""]:
+        addresses = ["localhost", "localhost:0", "http://x:8500", ""]
+        for address in addresses:
             with self.subTest(address=address):
                 with self.assertRaisesRegex(ValueError, "host:port"):
-                    grpc_client.embed_with_server(address, self.images[:1])
-        with self.assertRaisesRegex(ValueError, "batch_size=0"):
-            grpc_client.embed_with_server(
-                self.address, self.images[:1], batch_size=0
-            )
+                    self._embed(address)
+        # Only the shape: open_model tells an address from a folder by it.
+        self.assertEqual(
+            [grpc_client.is_address(a) for a in addresses + ["[::1]:8500"]],
+            [False, True, False, False, True],
+        )
+        with self.assertRaisesRegex(ValueError, "timeout_seconds=0"):
+            self._embed(timeout_seconds=0)
+        with self.assertRaisesRegex(ValueError, "version=-1"):
+            self._embed(version=-1)
         with self.assertRaisesRegex(ValueError, "images is empty"):
-            grpc_client.embed_with_server(self.address, [])
+            self._embed(images=[])
         with self.assertRaisesRegex(TypeError, r"images\[1\] is a str"):
-            grpc_client.embed_with_server(self.address, [b"x", "y.jpg"])
+            self._embed(images=[b"x", "y.jpg"])
 
 
 if __name__ == "__main__":

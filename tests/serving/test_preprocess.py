@@ -167,5 +167,76 @@ class DecodeZoomedTest(tf.test.TestCase):
             preprocess.decode_zoomed(image, 8, (1.0, 1.5))
 
 
+class MaskViewsTest(tf.test.TestCase, parameterized.TestCase):
+
+    def test_decode_gives_the_zooms_and_a_larger_source_with_statuses(self):
+        images = tf.constant(
+            [
+                images_lib.encode(images_lib.random_rgb(30, 50, 1), "PNG"),
+                *tiny_export.bad_bytes().values(),
+            ]
+        )
+        views, sources, status = tf.function(
+            lambda x: preprocess.decode_batch_for_mask_views(
+                x, 16, (1.0, 0.5), 40
+            )
+        )(images)
+        zoomed, zoomed_status = preprocess.decode_batch_zoomed(
+            images, 16, (1.0, 0.5)
+        )
+        self.assertAllEqual(views, zoomed)
+        self.assertAllEqual(status, zoomed_status)
+        self.assertEqual(sources.shape, (len(status), 40, 40, 3))
+        self.assertAllEqual(
+            sources[0], preprocess.decode_and_resize(images[0], 40)
+        )
+        self.assertAllEqual(
+            sources[1:], np.full(sources[1:].shape, preprocess.PAD_VALUE)
+        )
+
+    def test_a_box_is_the_square_around_the_mask_widened_by_each_pad(self):
+        masks = np.zeros((1, 64, 64, 1), np.float32)
+        masks[0, 16:32, 8:40] = 0.9  # 16 rows by 32 columns
+        masks[0, 33, 50] = 0.3  # below half the peak: not the product
+        boxes = preprocess.mask_boxes(tf.constant(masks), (0.0, 0.5))
+        # Centre (0.375, 0.375); side 0.5, then 0.75.
+        self.assertAllClose(
+            boxes[0],
+            [[0.125, 0.125, 0.625, 0.625], [0.0, 0.0, 0.75, 0.75]],
+        )
+
+    def test_a_tiny_mark_gets_the_smallest_box_and_no_mark_the_whole(self):
+        masks = np.zeros((2, 40, 40), np.float32)
+        masks[0, 20, 20] = 1.0
+        masks[1] = 0.01  # below the least peak that counts as a product
+        boxes = preprocess.mask_boxes(tf.constant(masks), (0.0,)).numpy()
+        side = boxes[0, 0, 2] - boxes[0, 0, 0]
+        self.assertAlmostEqual(side, 0.25, places=6)
+        self.assertAllClose(boxes[1, 0], [0.0, 0.0, 1.0, 1.0])
+
+    def test_no_pads_give_no_boxes(self):
+        boxes = preprocess.mask_boxes(tf.zeros((3, 8, 8)), ())
+        self.assertEqual(boxes.shape, (3, 0, 4))
+
+    def test_a_view_shows_what_lies_inside_its_box(self):
+        sources = np.full((2, 80, 80, 3), preprocess.PAD_VALUE, np.float32)
+        sources[0, 20:40, 40:60] = 255.0  # a white square
+        boxes = np.array(
+            [
+                [[20 / 79, 40 / 79, 39 / 79, 59 / 79]],  # exactly the square
+                [[-0.5, -0.5, 0.5, 0.5]],  # reaches past the top left
+            ],
+            np.float32,
+        )
+        views = preprocess.crop_views(
+            tf.constant(sources), tf.constant(boxes), 16
+        ).numpy()
+        self.assertEqual(views.shape, (2, 1, 16, 16, 3))
+        self.assertAllClose(views[0, 0], np.full((16, 16, 3), 255.0))
+        self.assertAllClose(
+            views[1, 0], np.full((16, 16, 3), preprocess.PAD_VALUE)
+        )
+
+
 if __name__ == "__main__":
     tf.test.main()

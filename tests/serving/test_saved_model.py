@@ -83,8 +83,10 @@ class ExportSavedModelTest(tf.test.TestCase):
         mean = whole + centre
         expected = mean / np.linalg.norm(mean, axis=-1, keepdims=True)
         self.assertEqual(
-            set(served), {"embedding", "status", "model_fingerprint"}
+            set(served),
+            {"embedding", "status", "model_fingerprint", "view_boxes"},
         )
+        self.assertEqual(served["view_boxes"].shape, (2, 0, 4))
         self.assertAllClose(served["embedding"], expected, atol=1e-5)
         self.assertEqual(
             contract.model_identity(self.version_dir)["query_zooms"],
@@ -214,8 +216,9 @@ class ExportSavedModelTest(tf.test.TestCase):
             fingerprint(model, 32, (1.0, 0.5)),
             fingerprint(model, 16, (1.0,)),
             fingerprint(model, 16, (1.0, 0.5), projection),
+            fingerprint(model, 16, (1.0, 0.5), mask_views=(0.25,)),
         }
-        self.assertLen(variants | {base}, 5)
+        self.assertLen(variants | {base}, 6)
 
     @pytest.mark.slow  # four exports (~8 s)
     def test_versions_increment_and_are_never_overwritten(self):
@@ -297,6 +300,63 @@ class ExportSavedModelTest(tf.test.TestCase):
     def test_missing_identity_is_a_clear_error(self):
         with self.assertRaisesRegex(FileNotFoundError, "beau_tf.export"):
             contract.model_identity(self.get_temp_dir())
+
+
+class MaskViewsTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.model = tiny_extractor()
+        cls.tempdir = tempfile.TemporaryDirectory()
+        cls.version_dir = saved_model.export_saved_model(
+            cls.model,
+            os.path.join(cls.tempdir.name, "exported"),
+            "beau_tf",
+            query_zooms=(1.0, 0.5),
+            query_mask_views=(0.25, 1.0),
+        )
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tempdir.cleanup()
+        super().tearDownClass()
+
+    def test_views_around_the_whole_photos_mask_join_the_zooms(self):
+        images = tiny_export.real_image_bytes()
+        served = tf.saved_model.load(self.version_dir).signatures[
+            "query_multiscale"
+        ](images=images)
+        views, sources, _ = preprocess.decode_batch_for_mask_views(
+            images, 64, (1.0, 0.5), 128
+        )
+        whole = self.model(views[:, 0])
+        boxes = preprocess.mask_boxes(whole["mask"], (0.25, 1.0))
+        crops = preprocess.crop_views(sources, boxes, 64)
+        embeddings = [
+            whole["embedding"],
+            self.model(views[:, 1])["embedding"],
+            self.model(crops[:, 0])["embedding"],
+            self.model(crops[:, 1])["embedding"],
+        ]
+        mean = np.sum([e.numpy() for e in embeddings], axis=0)
+        expected = mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+        self.assertAllClose(served["embedding"], expected, atol=1e-5)
+        self.assertAllClose(served["view_boxes"], boxes, atol=1e-6)
+        identity = contract.model_identity(self.version_dir)
+        self.assertEqual(identity["query_mask_views"], [0.25, 1.0])
+        self.assertEqual(
+            identity["model_fingerprint"],
+            saved_model.model_fingerprint(
+                self.model, 64, (1.0, 0.5), mask_views=(0.25, 1.0)
+            ),
+        )
+
+    def test_mask_views_need_the_whole_photo_among_the_zooms(self):
+        with self.assertRaisesRegex(ValueError, "zoom 1.0"):
+            saved_model.ServingModule(self.model, (0.75, 0.5), None, (0.25,))
+        with self.assertRaisesRegex(ValueError, r"\[0, 4\]"):
+            saved_model.ServingModule(self.model, (1.0,), None, (-0.1,))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ those products in shoppers' photos. This module writes a deterministic
 stand-in for such data, so the demo and the tests need no download.
 `write_synthetic_catalog` writes, with CSV indexes:
 
-- catalogue images, drawn by `synthetic_products.render_product`;
-- queries, drawn by `synthetic_scenes.render_query`;
-- product-free backgrounds, drawn by `synthetic_scenes.render_background`.
+- catalogue images, drawn by `products.render_product`;
+- queries, drawn by `scenes.render_query`;
+- product-free backgrounds, drawn by `scenes.render_background`.
 
 The files are built in a staging folder and renamed into place
 (`beau_tf.common.files.staged_folder`).
@@ -24,12 +24,12 @@ from absl import logging
 from PIL import Image
 
 from beau_tf.common import files
-from beau_tf.datasets.synthetic import products as synthetic_products
-from beau_tf.datasets.synthetic import scenes as synthetic_scenes
+from beau_tf.datasets.synthetic import products
+from beau_tf.datasets.synthetic import scenes
 
 _GENERATOR = "beau_tf.datasets.synthetic.catalogue"
-# Bump when the rendering (synthetic_products, synthetic_scenes) changes, so
-# stale catalogues on disk are regenerated.
+# Bump when the rendering (every module of this package but this one)
+# changes, so stale catalogues on disk are regenerated.
 _FORMAT_VERSION = 1
 _MANIFEST = "manifest.json"
 _CATALOG_DIR = "catalog"
@@ -152,7 +152,7 @@ def _write_files(root: str, manifest: dict) -> None:
     catalog_rows = []
     for p in range(num_products):
         path = f"{_CATALOG_DIR}/{_item_id(p)}.png"
-        Image.fromarray(synthetic_products.render_product(p, size, seed)).save(
+        Image.fromarray(products.render_product(p, size, seed)).save(
             os.path.join(root, path), format="PNG"
         )
         catalog_rows.append((_item_id(p), path))
@@ -164,7 +164,7 @@ def _write_files(root: str, manifest: dict) -> None:
         for q in range(manifest["queries_per_product"]):
             path = f"{_QUERIES_DIR}/q{len(query_rows):04d}.jpg"
             Image.fromarray(
-                synthetic_scenes.render_query(p, num_products, q, size, seed)
+                scenes.render_query(p, num_products, q, size, seed)
             ).save(
                 os.path.join(root, path), format="JPEG", quality=_JPEG_QUALITY
             )
@@ -173,7 +173,7 @@ def _write_files(root: str, manifest: dict) -> None:
         os.path.join(root, _QUERIES_CSV), ("path", "item_id"), query_rows
     )
     for b in range(manifest["num_backgrounds"]):
-        Image.fromarray(synthetic_scenes.render_background(b, size, seed)).save(
+        Image.fromarray(scenes.render_background(b, size, seed)).save(
             os.path.join(root, _BACKGROUNDS_DIR, f"bg{b:03d}.jpg"),
             format="JPEG",
             quality=_JPEG_QUALITY,
@@ -262,7 +262,7 @@ def write_synthetic_catalog(
             f"queries_per_product={queries_per_product} and "
             f"num_backgrounds={num_backgrounds} must be non-negative."
         )
-    synthetic_products.check_size_and_seed(image_size, seed)
+    products.check_size_and_seed(image_size, seed)
     out_dir = os.path.normpath(out_dir)
     wanted = _manifest(
         num_products, queries_per_product, num_backgrounds, image_size, seed

@@ -8,8 +8,8 @@
   the training augmentation against itself.
 - `render_background` draws the same kind of scene with no catalogue product.
 
-The products come from `synthetic_products`; like them, every image is a pure
-function of its indices and `seed`.
+The products come from `products`; like them, every image is a pure function
+of its indices and `seed`.
 """
 
 import dataclasses
@@ -21,16 +21,19 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFilter
 
-from beau_tf.datasets.synthetic import products as synthetic_products
+from beau_tf.datasets.synthetic import canvas
+from beau_tf.datasets.synthetic import designs
+from beau_tf.datasets.synthetic import products
+from beau_tf.datasets.synthetic import randomness
 
-_SKIN_TONES: tuple[synthetic_products.Colour, ...] = (
+_SKIN_TONES: tuple[designs.Colour, ...] = (
     (241, 194, 167),
     (224, 172, 140),
     (198, 134, 103),
     (161, 102, 72),
     (112, 70, 50),
 )
-_WALL_COLOURS: tuple[synthetic_products.Colour, ...] = (
+_WALL_COLOURS: tuple[designs.Colour, ...] = (
     (232, 226, 214),
     (205, 208, 212),
     (180, 196, 210),
@@ -44,7 +47,7 @@ _WALL_COLOURS: tuple[synthetic_products.Colour, ...] = (
     (240, 222, 190),
     (170, 150, 170),
 )
-_SURFACE_COLOURS: tuple[synthetic_products.Colour, ...] = (
+_SURFACE_COLOURS: tuple[designs.Colour, ...] = (
     (178, 130, 90),
     (120, 86, 60),
     (220, 220, 214),
@@ -83,20 +86,20 @@ class _Scene:
 def _scene(rng: np.random.Generator, n: int) -> _Scene:
     """A wall and a table or shelf, with clutter, before any product."""
     x, y = _grid(n)
-    wall = np.asarray(synthetic_products.pick(rng, _WALL_COLOURS), np.float32)
+    wall = np.asarray(randomness.pick(rng, _WALL_COLOURS), np.float32)
     wall *= rng.uniform(0.85, 1.1)
     wall_low = wall * rng.uniform(0.7, 1.05)
     image = np.broadcast_to(wall + (wall_low - wall) * y, (n, n, 3)).copy()
     texture = int(rng.integers(4))
     period = rng.uniform(0.06, 0.2)
     if texture == 1:  # Tiles with darker grout.
-        grout = (synthetic_products.frac(x / period) < 0.05) | (
-            synthetic_products.frac(y / period) < 0.05
+        grout = (canvas.frac(x / period) < 0.05) | (
+            canvas.frac(y / period) < 0.05
         )
         image *= np.where(grout, np.float32(0.8), np.float32(1.0))
     elif texture == 2:  # Striped wallpaper.
         image *= np.where(
-            synthetic_products.frac(x / period) < 0.5,
+            canvas.frac(x / period) < 0.5,
             np.float32(0.92),
             np.float32(1.0),
         )
@@ -104,9 +107,7 @@ def _scene(rng: np.random.Generator, n: int) -> _Scene:
         image *= 1 + 0.05 * np.sin(x * n * 2.1) * np.sin(y * n * 2.1)
     image *= 0.9 + 0.2 * _smooth_noise(rng, n, int(rng.integers(3, 9)))
     horizon = float(rng.uniform(0.42, 0.78))
-    surface = np.asarray(
-        synthetic_products.pick(rng, _SURFACE_COLOURS), np.float32
-    )
+    surface = np.asarray(randomness.pick(rng, _SURFACE_COLOURS), np.float32)
     grain = np.sin(
         2 * np.pi * (y * rng.uniform(15, 50) + 2.5 * _smooth_noise(rng, n, 6))
     )
@@ -166,10 +167,10 @@ def _scene(rng: np.random.Generator, n: int) -> _Scene:
                 width=max(1, int(r * rng.uniform(0.05, 0.2))),
             )
         else:  # Stray print: a poster or another brand's name.
-            font = synthetic_products.load_font(max(8, int(r * 0.5 / 4) * 4))
+            font = canvas.load_font(max(8, int(r * 0.5 / 4) * 4))
             draw.text(
                 (cx - r, cy),
-                synthetic_products.random_brand(rng),
+                designs.random_brand(rng),
                 fill=fill,
                 font=font,
             )
@@ -180,7 +181,7 @@ def _scene(rng: np.random.Generator, n: int) -> _Scene:
     if rng.random() < 0.4:
         lip_top = rng.uniform(0.86, 0.95)
         lip_h = rng.uniform(0.04, 0.08)
-        colour = synthetic_products.pick(
+        colour = randomness.pick(
             rng,
             (
                 (235, 235, 235),
@@ -371,7 +372,7 @@ def _hand_layers(target: _Placed, rng, n: int) -> tuple[np.ndarray, np.ndarray]:
     fingers wrapping round from one side and the thumb from the other. Drawn
     upright, then turned with the product.
     """
-    skin = np.asarray(synthetic_products.pick(rng, _SKIN_TONES), np.float32)
+    skin = np.asarray(randomness.pick(rng, _SKIN_TONES), np.float32)
     fill = tuple(int(v) for v in skin) + (255,)
     shadow_side = tuple(int(v) for v in skin * 0.82) + (255,)
     outline = tuple(int(v) for v in skin * 0.7) + (255,)
@@ -562,7 +563,7 @@ def _add_strangers(
     n = image.shape[0]
     for _ in range(count):
         placed = _place_standing(
-            synthetic_products.stranger_sprite(rng, n),
+            products.stranger_sprite(rng, n),
             n,
             rng,
             scene,
@@ -603,12 +604,12 @@ def render_query(
     Raises:
       ValueError: on an index out of range, a negative seed or a size below 16.
     """
-    synthetic_products.check_product_index(product_index, num_products)
-    synthetic_products.check_size_and_seed(size, seed)
+    products.check_product_index(product_index, num_products)
+    products.check_size_and_seed(size, seed)
     if query_index < 0:
         raise ValueError(f"query_index={query_index} must be non-negative.")
-    rng = synthetic_products.keyed_rng(
-        seed, synthetic_products.QUERY_STREAM, product_index, query_index
+    rng = randomness.keyed_rng(
+        seed, randomness.QUERY_STREAM, product_index, query_index
     )
     n = size
     scene = _scene(rng, n)
@@ -618,7 +619,7 @@ def render_query(
     for other in rng.choice(others, size=count, replace=False) if count else []:
         x_range = (-0.08, 0.2) if rng.random() < 0.5 else (0.8, 1.08)
         placed = _place_standing(
-            synthetic_products.product_sprite(int(other), n, seed),
+            products.product_sprite(int(other), n, seed),
             n,
             rng,
             scene,
@@ -628,7 +629,7 @@ def render_query(
         )
         image = _cast_shadow(image, placed, rng, rng.uniform(0.2, 0.5), 0.15)
         image = _composite(image, placed)
-    sprite = synthetic_products.product_sprite(product_index, n, seed)
+    sprite = products.product_sprite(product_index, n, seed)
     if rng.random() < 0.35:  # Held up to the camera.
         centre = rng.uniform(0.38, 0.62, 2) * n
         target = _place(
@@ -659,9 +660,7 @@ def render_query(
                 target.centre[0] + side * target.width * rng.uniform(0.6, 0.9)
             ) / n
             placed = _place_standing(
-                synthetic_products.product_sprite(
-                    int(rng.choice(others)), n, seed
-                ),
+                products.product_sprite(int(rng.choice(others)), n, seed),
                 n,
                 rng,
                 scene,
@@ -691,13 +690,13 @@ def render_background(
     Raises:
       ValueError: on a negative index or seed, or a size below 16.
     """
-    synthetic_products.check_size_and_seed(size, seed)
+    products.check_size_and_seed(size, seed)
     if background_index < 0:
         raise ValueError(
             f"background_index={background_index} must be non-negative."
         )
-    rng = synthetic_products.keyed_rng(
-        seed, synthetic_products.BACKGROUND_STREAM, background_index
+    rng = randomness.keyed_rng(
+        seed, randomness.BACKGROUND_STREAM, background_index
     )
     scene = _scene(rng, size)
     image = _add_strangers(rng, scene, int(rng.integers(1, 5)))

@@ -1,4 +1,4 @@
-"""Tests for write_synthetic_catalog, at 64 px and a handful of products."""
+"""Tests for beau_tf.datasets.synthetic.catalogue, at 64 px and a few products."""
 
 import csv
 import hashlib
@@ -11,7 +11,7 @@ from absl.testing import absltest
 from PIL import Image
 
 from beau_tf.datasets.synthetic import catalogue as synthetic
-from beau_tf.datasets.synthetic import products as synthetic_products
+from beau_tf.datasets.synthetic import products
 from tests.fixtures import testing
 
 _SIZE = 64
@@ -19,8 +19,8 @@ _SIZE = 64
 
 def _clear_caches():
     """Makes the next call render again instead of recalling a cached layer."""
-    synthetic_products._product_layer.cache_clear()
-    synthetic_products.product_sprite.cache_clear()
+    products._product_layer.cache_clear()
+    products.product_sprite.cache_clear()
 
 
 def _read_csv(path: str) -> list[dict[str, str]]:

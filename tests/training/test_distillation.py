@@ -99,6 +99,18 @@ class DistillationConfigTest(parameterized.TestCase):
                 teacher_temperature=0.0,
             )
 
+    def test_photo_masks_need_the_distillation_loss(self):
+        with self.assertRaisesRegex(ValueError, "needs the distillation loss"):
+            tiny_config(self.catalog, photo_mask_loss_weight=1.0)
+        config = tiny_config(
+            self.catalog,
+            photo_loss_weight=1.0,
+            photo_mask_loss_weight=0.5,
+            photos="p",
+            teacher="t",
+        )
+        self.assertTrue(config.learns_photo_masks)
+
     def test_distillation_alone_is_something_to_train(self):
         config = tiny_config(
             self.catalog,
@@ -244,6 +256,47 @@ class PhotoLogitsTest(tf.test.TestCase):
         # The same images as catalogue scenes get the margin on their label.
         self.assertLess(outputs["logits"][0, 0], plain[0, 0] - 1e-3)
 
+    def test_photo_mask_is_every_cells_logits_then_the_small_mask(self):
+        tf.keras.utils.set_random_seed(2)
+        config = extractor_lib.ExtractorConfig(
+            backbone="tiny",
+            backbone_weights="none",
+            image_size=_SIZE,
+            embedding_dim=8,
+        )
+        extractor = extractor_lib.build_extractor(config)
+        model = extractor_lib.build_training_model(
+            extractor, 3, photo_logits=True, photo_masks=True
+        )
+        photos = np.random.default_rng(1).uniform(0, 255, (2, _SIZE, _SIZE, 3))
+        inputs = {
+            "image": photos.astype(np.float32),
+            "label": np.array([0, 1], np.int32),
+            "photo": photos.astype(np.float32),
+        }
+        packed = model(inputs, training=False)["photo_mask"]
+        featured = extractor_lib.with_feature_map(extractor)(inputs["photo"])
+        height, width = featured["features"].shape[1:3]
+        self.assertEqual(packed.shape, (2, height, width, 3 + 1))
+        cells = model.get_layer("identity_head")(
+            extractor.get_layer("projection")(featured["features"])
+        )
+        self.assertAllClose(packed[..., :3], cells, atol=1e-5)
+        small = tf.image.resize(
+            featured["mask"], (height, width), antialias=True
+        )
+        self.assertAllClose(packed[..., 3:], small, atol=1e-5)
+        # The cells pooled with the mask are what the embedding pools.
+        self.assertAllClose(
+            featured["embedding"], extractor(inputs["photo"])["embedding"]
+        )
+
+    def test_photo_masks_need_photo_logits(self):
+        with self.assertRaisesRegex(ValueError, "photo_masks needs"):
+            extractor_lib.build_training_model(
+                extractor_lib.build_extractor(_TINY), 3, photo_masks=True
+            )
+
     def test_photo_logits_need_the_head(self):
         with self.assertRaisesRegex(ValueError, "identity head"):
             extractor_lib.build_training_model(
@@ -262,6 +315,7 @@ class DistillationRunTest(tf.test.TestCase):
             photos=photos,
             teacher=teacher,
             photo_loss_weight=1.0,
+            photo_mask_loss_weight=1.0,
             identity_loss_weight=0.3,
             extractor=extractor_lib.ExtractorConfig(
                 backbone="tiny",
@@ -273,10 +327,9 @@ class DistillationRunTest(tf.test.TestCase):
         config = tiny_config(catalog, steps=2, **values)
         trainer.train(config, workdir)
         self.assertEqual(trained_steps(workdir), 2)
-        self.assertIn(
-            "loss/photo_logits_loss",
-            summary_tags(os.path.join(workdir, "tensorboard")),
-        )
+        tags = summary_tags(os.path.join(workdir, "tensorboard"))
+        self.assertIn("loss/photo_logits_loss", tags)
+        self.assertIn("loss/photo_mask_loss", tags)
         with np.load(os.path.join(workdir, photo_targets.TARGETS_FILE)) as kept:
             self.assertEqual(kept["targets"].shape, (12, 4))
         # The targets stay with the run: resuming needs no teacher.

@@ -136,6 +136,13 @@ _PHOTO_LOSS_WEIGHT = flags.DEFINE_float(
     0.0,
     "Weight of the distillation loss on --photos; 0 = off (the paper).",
 )
+_PILE_PROBABILITY = flags.DEFINE_float(
+    "pile_probability",
+    0.0,
+    "Chance that a catalogue scene shows a pile of copies of the product "
+    "(fruit in a crate, cartons on a shelf) instead of one; the mask is every "
+    "copy.",
+)
 _PHOTO_MASK_LOSS_WEIGHT = flags.DEFINE_float(
     "photo_mask_loss_weight",
     0.0,
@@ -210,6 +217,7 @@ def config_from_flags() -> config_lib.TrainConfig:
         teacher=_TEACHER.value,
         photo_loss_weight=_PHOTO_LOSS_WEIGHT.value,
         photo_mask_loss_weight=_PHOTO_MASK_LOSS_WEIGHT.value,
+        pile_probability=_PILE_PROBABILITY.value,
         teacher_temperature=_TEACHER_TEMPERATURE.value,
         max_photos=_MAX_PHOTOS.value,
         checkpoint_every=_CHECKPOINT_EVERY.value,

@@ -68,6 +68,8 @@ class TrainConfig:
       photo_loss_weight: weight of the distillation loss (cross-entropy of
         the identity head's logits on the photos against the teacher's
         targets); 0 turns it off. Needs `photos` and `teacher`.
+      pile_probability: chance that a catalogue scene shows a pile of
+        copies of the product instead of one (`augment.pile`).
       photo_mask_loss_weight: weight of the mask loss on the photos
         (`losses.photo_mask_mse`: the decoder learns where the head sees the
         teacher's product, cell by cell); 0 turns it off. Needs the
@@ -105,6 +107,7 @@ class TrainConfig:
     teacher: str = ""
     photo_loss_weight: float = 0.0
     photo_mask_loss_weight: float = 0.0
+    pile_probability: float = 0.0
     teacher_temperature: float = 0.03
     max_photos: int = 4000
     checkpoint_every: int = 500
@@ -163,6 +166,11 @@ class TrainConfig:
                 f"{self.photos!r}, teacher={self.teacher!r}: the distillation "
                 "loss needs all three (a weight > 0, the unlabelled photos and "
                 "the teacher export), or none."
+            )
+        if not 0.0 <= self.pile_probability <= 1.0:
+            raise ValueError(
+                f"pile_probability={self.pile_probability}; a probability in "
+                "[0, 1] expected."
             )
         if self.photo_mask_loss_weight < 0:
             raise ValueError("Loss weights must be >= 0.")

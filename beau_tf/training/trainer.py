@@ -127,7 +127,9 @@ def load_training_data(
       first products, as numpy)`.
     """
     image_size = config.extractor.image_size
-    augment_config = augment.AugmentConfig(image_size=image_size)
+    augment_config = augment.AugmentConfig(
+        image_size=image_size, pile_probability=config.pile_probability
+    )
     products, _ = products_lib.prepare_products(
         items, image_size, bad_mask_policy=config.bad_mask_policy
     )

@@ -36,6 +36,12 @@ _OUT = flags.DEFINE_string("out", "preview.png", "PNG to write.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 16, "Augmented pairs shown.")
 _COLUMNS = flags.DEFINE_integer("columns", 3, "Grid columns (of pairs).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Pair side in pixels.")
+_PILE_PROBABILITY = flags.DEFINE_float(
+    "pile_probability",
+    0.0,
+    "Chance that a pair shows a pile of copies of the product (as "
+    "python -m beau_tf.train --pile_probability).",
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Run seed; same seed, same picture.")
 _BAD_MASK_POLICY = flags.DEFINE_enum(
     "bad_mask_policy",
@@ -59,7 +65,9 @@ def preview_cells(
 
 def main(argv):
     del argv
-    config = augment.AugmentConfig(image_size=_IMAGE_SIZE.value)
+    config = augment.AugmentConfig(
+        image_size=_IMAGE_SIZE.value, pile_probability=_PILE_PROBABILITY.value
+    )
     items = catalog_lib.list_catalog(_CATALOG.value)
     products, _ = products_lib.prepare_products(
         items, config.image_size, bad_mask_policy=_BAD_MASK_POLICY.value

@@ -136,6 +136,20 @@ _PHOTO_LOSS_WEIGHT = flags.DEFINE_float(
     0.0,
     "Weight of the distillation loss on --photos; 0 = off (the paper).",
 )
+_PILE_PROBABILITY = flags.DEFINE_float(
+    "pile_probability",
+    0.0,
+    "Chance that a catalogue scene shows a pile of copies of the product "
+    "(fruit in a crate, cartons on a shelf) instead of one; the mask is every "
+    "copy.",
+)
+_PHOTO_MASK_LOSS_WEIGHT = flags.DEFINE_float(
+    "photo_mask_loss_weight",
+    0.0,
+    "Weight of the mask loss on --photos (self-supervised: the target is "
+    "where the identity head, cell by cell, sees the product the teacher "
+    "assigned the photo); 0 = off. Needs the distillation loss.",
+)
 _TEACHER_TEMPERATURE = flags.DEFINE_float(
     "teacher_temperature",
     0.03,
@@ -202,6 +216,8 @@ def config_from_flags() -> config_lib.TrainConfig:
         photos=_PHOTOS.value,
         teacher=_TEACHER.value,
         photo_loss_weight=_PHOTO_LOSS_WEIGHT.value,
+        photo_mask_loss_weight=_PHOTO_MASK_LOSS_WEIGHT.value,
+        pile_probability=_PILE_PROBABILITY.value,
         teacher_temperature=_TEACHER_TEMPERATURE.value,
         max_photos=_MAX_PHOTOS.value,
         checkpoint_every=_CHECKPOINT_EVERY.value,

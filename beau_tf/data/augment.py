@@ -46,6 +46,12 @@ class AugmentConfig:
       blur_probability, max_blur_sigma: Gaussian blur (camera shake, focus).
       noise_probability, max_noise_std: additive Gaussian sensor noise.
       jpeg_probability, jpeg_quality_range: re-encoding artefacts.
+      pile_probability: chance that the scene shows a pile of copies of the
+        product (fruit in a crate, cartons on a shelf) instead of one; the
+        mask is then every visible copy.
+      pile_copies: the number of copies in a pile, (low, high) inclusive.
+      pile_scale_range: each copy's longest side as a fraction of the image
+        side.
     """
 
     image_size: int = 224
@@ -67,6 +73,9 @@ class AugmentConfig:
     max_noise_std: float = 0.04
     jpeg_probability: float = 0.5
     jpeg_quality_range: tuple[int, int] = (30, 95)
+    pile_probability: float = 0.0
+    pile_copies: tuple[int, int] = (4, 12)
+    pile_scale_range: tuple[float, float] = (0.3, 0.5)
 
     def __post_init__(self):
         if self.image_size < 8:
@@ -84,12 +93,24 @@ class AugmentConfig:
             "blur_probability",
             "noise_probability",
             "jpeg_probability",
+            "pile_probability",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(
                     f"{name}={value}; a probability in [0, 1] expected."
                 )
+        c_low, c_high = self.pile_copies
+        if not 2 <= c_low <= c_high:
+            raise ValueError(
+                f"pile_copies={self.pile_copies}; 2 <= low <= high expected."
+            )
+        p_low, p_high = self.pile_scale_range
+        if not 0 < p_low <= p_high:
+            raise ValueError(
+                f"pile_scale_range={self.pile_scale_range}; 0 < low <= high "
+                "expected."
+            )
         q_low, q_high = self.jpeg_quality_range
         if not 0 < q_low <= q_high <= 100:
             raise ValueError(
@@ -114,6 +135,10 @@ class AugmentConfig:
         )
         values.update(overrides)
         return cls(**values)
+
+
+# Folded into an element's seed for the pile decision and its copies.
+_PILE_STREAM = 7
 
 
 def element_seed(base_seed: int, index: tf.Tensor) -> tf.Tensor:
@@ -229,6 +254,42 @@ def warp_product(
         fill_mode="constant",
     )
     mask = tf.cast(alpha >= 0.5, tf.float32)
+    return colour, mask
+
+
+def pile(
+    sprite: tf.Tensor, seed: tf.Tensor, config: AugmentConfig
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Several copies of the product, each placed on its own, later ones in
+    front: a crate of fruit, a row of cartons.
+
+    Args:
+      sprite: `(S, S, 4)` uint8 RGBA product.
+      seed: `(2,)` int stateless seed.
+      config: the number of copies and their scale.
+
+    Returns:
+      `(colour, mask)` as `warp_product` gives them; the mask is every
+      visible copy.
+    """
+    s_count, s_copies = split_seed(seed, 2)
+    low, high = config.pile_copies
+    count = tf.random.stateless_uniform(
+        (), s_count, low, high + 1, dtype=tf.int32
+    )
+    copy_config = dataclasses.replace(
+        config, scale_range=config.pile_scale_range, max_offcentre=1.0
+    )
+    size = config.image_size
+    colour = tf.zeros([size, size, 3])
+    mask = tf.zeros([size, size, 1])
+    for index, copy_seed in enumerate(split_seed(s_copies, high)):
+        copy_colour, copy_mask = warp_product(
+            sprite, sample_placement(copy_seed, copy_config)
+        )
+        copy_mask *= tf.cast(index < count, tf.float32)  # only `count` copies
+        colour = composite(copy_colour, copy_mask, colour)
+        mask = tf.maximum(mask, copy_mask)
     return colour, mask
 
 
@@ -508,7 +569,18 @@ def augment_product(
     """
     s_place, s_background, s_occlude, s_colour, s_degrade = split_seed(seed, 5)
     size = config.image_size
-    colour, mask = warp_product(sprite, sample_placement(s_place, config))
+    if config.pile_probability > 0:
+        # Folded in, so that the other changes stay those of a pile-free run.
+        s_coin, s_pile = split_seed(
+            tf.random.experimental.stateless_fold_in(seed, _PILE_STREAM), 2
+        )
+        colour, mask = tf.cond(
+            _coin(s_coin, config.pile_probability),
+            lambda: pile(sprite, s_pile, config),
+            lambda: warp_product(sprite, sample_placement(s_place, config)),
+        )
+    else:
+        colour, mask = warp_product(sprite, sample_placement(s_place, config))
     if background is None:
         scene = procedural_background(s_background, size)
     else:

@@ -235,6 +235,39 @@ def build_extractor(config: ExtractorConfig) -> keras.Model:
     )
 
 
+def with_feature_map(extractor: keras.Model) -> keras.Model:
+    """The extractor with its pooled feature map as a third output.
+
+    The same layers and weights, one backbone pass: `{"embedding", "mask",
+    "features": (B, h, w, C) the stride-32 features the pooling pools}`.
+    """
+    pooled = extractor.get_layer("pooling").input
+    features = pooled[0] if isinstance(pooled, (list, tuple)) else pooled
+    return keras.Model(
+        extractor.input,
+        {**extractor.output, "features": features},
+        name=f"{extractor.name}_with_feature_map",
+    )
+
+
+def _cell_logits_and_mask(extractor, head, photo: dict):
+    """(B, h, w, K + 1): the head's logits of each feature cell, projected as
+    the embedding is, then the predicted mask at (h, w)."""
+    cells = photo["features"]  # (B, h, w, C)
+    if any(layer.name == "projection" for layer in extractor.layers):
+        cells = extractor.get_layer("projection")(cells)  # (B, h, w, D)
+    cell_logits = head(cells)  # (B, h, w, D) -> (B, h, w, K)
+    height, width = cells.shape[1:3]
+    small_mask = keras.layers.Resizing(
+        height, width, antialias=True, name="photo_mask_resize"
+    )(
+        photo["mask"]
+    )  # (B, S, S, 1) -> (B, h, w, 1)
+    return keras.layers.Concatenate(name="photo_cells_and_mask")(
+        [cell_logits, keras.ops.cast(small_mask, "float32")]
+    )  # (B, h, w, K + 1)
+
+
 def build_training_model(
     extractor: keras.Model,
     num_classes: int,
@@ -243,6 +276,7 @@ def build_training_model(
     margin_type: str = "arcface",
     identity_logits: bool = True,
     photo_logits: bool = False,
+    photo_masks: bool = False,
 ) -> keras.Model:
     """Wraps the extractor with the identity head for training.
 
@@ -267,8 +301,8 @@ def build_training_model(
         A functional `keras.Model` named "training_model" with inputs
         `{"image": (B, S, S, 3), "label": (B,) int32[, "photo"]}` and outputs
         `{"mask": (B, S, S, 1) float32, "logits": (B, num_classes) float32,
-        "photo_logits": (B, num_classes) float32}` ("logits" and
-        "photo_logits" only when num_classes > 0 and asked for; the margin is
+        "photo_logits": (B, num_classes) float32, "photo_mask"}` ("logits",
+        "photo_logits" and "photo_mask" only when asked for; the margin is
         applied only when called with training=True, as `fit` does). See the
         module docstring for the compile call and the dataset `fit` expects.
 
@@ -293,6 +327,11 @@ def build_training_model(
         raise ValueError(
             "photo_logits needs the identity head: num_classes >= 1."
         )
+    if photo_masks and not photo_logits:
+        raise ValueError(
+            "photo_masks needs photo_logits: the teacher's targets of the "
+            "photos say which product to look for."
+        )
     image = keras.Input(extractor.input.shape[1:], name="image")  # (B, S, S, 3)
     label = keras.Input((), dtype="int32", name="label")  # (B,)
     inputs = {"image": image, "label": label}
@@ -314,7 +353,12 @@ def build_training_model(
             inputs["photo"] = keras.Input(
                 extractor.input.shape[1:], name="photo"
             )  # (B, S, S, 3)
+            photo = with_feature_map(extractor)(inputs["photo"])
             outputs["photo_logits"] = head(
-                extractor(inputs["photo"])["embedding"]
+                photo["embedding"]
             )  # (B, D) -> (B, K), no margin without labels
+            if photo_masks:
+                outputs["photo_mask"] = _cell_logits_and_mask(
+                    extractor, head, photo
+                )
     return keras.Model(inputs, outputs, name="training_model")

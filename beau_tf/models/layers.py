@@ -584,11 +584,13 @@ class CosineMarginClassifier(keras.layers.Layer):
             "float32".
 
     Call args:
-        inputs: [embedding (B, D), labels (B,) int] or the embedding alone.
+        inputs: [embedding (B, D), labels (B,) int] or the embeddings alone,
+            (B, D) or (B, ..., D) (e.g. every cell of a projected feature
+            map, scored without a margin).
         training: whether to apply the margin; never defaults to True.
 
     Returns:
-        (B, num_classes) float32 logits.
+        (B, num_classes), or (B, ..., num_classes), float32 logits.
 
     Raises:
         ValueError: for a bad argument or input shape.
@@ -634,11 +636,16 @@ class CosineMarginClassifier(keras.layers.Layer):
         self.easy_margin = easy_margin
 
     def _embedding_shape(self, input_shape):
-        shape = input_shape[0] if _is_shape_list(input_shape) else input_shape
-        if len(shape) != 2 or shape[-1] is None:
+        labelled = _is_shape_list(input_shape)
+        shape = input_shape[0] if labelled else input_shape
+        if (
+            len(shape) < 2
+            or shape[-1] is None
+            or (labelled and len(shape) != 2)
+        ):
             raise ValueError(
-                f"{self.name} expects an embedding (B, D) with a known D; got "
-                f"shape {tuple(shape)}."
+                f"{self.name} expects embeddings (B, D) with a known D (or "
+                f"(B, ..., D) without labels); got shape {tuple(shape)}."
             )
         return shape
 
@@ -687,7 +694,7 @@ class CosineMarginClassifier(keras.layers.Layer):
         return self.scale * ops.where(is_target, self._target_phi(cos), cos)
 
     def compute_output_shape(self, input_shape):
-        return (self._embedding_shape(input_shape)[0], self.num_classes)
+        return (*self._embedding_shape(input_shape)[:-1], self.num_classes)
 
     def compute_output_spec(self, inputs, training=None):
         embedding = inputs[0] if isinstance(inputs, (list, tuple)) else inputs

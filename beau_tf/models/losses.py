@@ -7,6 +7,9 @@ and the optional distillation loss on unlabelled photos.
   logits of `layers.CosineMarginClassifier`; nothing is rewritten.
 - `build_distillation_loss` is keras' categorical cross-entropy on the same
   head's logits for unlabelled photos, against a teacher's soft targets.
+- `photo_mask_mse` teaches the mask decoder where the product is in those
+  photos, with no label: the target is where the head, cell by cell, sees
+  the product the teacher assigned the photo.
 
 All can be passed to `model.compile(loss={...})` and survive a `.keras`
 save/load (`mask_mse` is registered as "beau_tf>mask_mse").
@@ -98,3 +101,42 @@ def build_distillation_loss(
     (rows summing to 1) from `beau_tf.training.photo_targets`.
     """
     return keras.losses.CategoricalCrossentropy(from_logits=True, name=name)
+
+
+@keras.saving.register_keras_serializable(package="beau_tf")
+def photo_mask_mse(teacher_targets, cell_logits_and_mask):
+    """The mask decoder's loss on unlabelled photos (self-supervised).
+
+    Each cell (i, j) of a photo's feature map is scored by the identity head
+    as if it were the whole photo; the probability it gives the products the
+    teacher assigned the photo,
+
+        evidence[b, i, j] = sum_k targets[b, k] * softmax(logits[b, i, j])[k],
+
+    is where the product is (1 on cells the head takes for it, near 0 on
+    shelves, hands and other products). The predicted mask, at the feature
+    map's size, is pulled towards it by mean squared error, as `mask_mse`
+    pulls it towards the augmentation's mask on catalogue scenes. No gradient
+    goes into the evidence: it is a target.
+
+    Args:
+        teacher_targets: (B, K) the teacher's soft targets (rows sum to 1),
+            the distillation loss's targets.
+        cell_logits_and_mask: (B, h, w, K + 1): the head's logits of every
+            cell, then the predicted mask resized to (h, w), packed into one
+            model output (`extractor.build_training_model`'s "photo_mask").
+
+    Returns:
+        (B,) float32 losses.
+    """
+    packed = ops.cast(cell_logits_and_mask, "float32")
+    targets = ops.cast(teacher_targets, "float32")
+    cell_logits, mask = (
+        packed[..., :-1],
+        packed[..., -1],
+    )  # (B, h, w, K), (B, h, w)
+    evidence = ops.sum(
+        ops.softmax(cell_logits, axis=-1) * targets[:, None, None, :], axis=-1
+    )  # (B, h, w, K) -> (B, h, w)
+    evidence = ops.stop_gradient(evidence)
+    return ops.mean(ops.square(mask - evidence), axis=(1, 2))  # (B,)

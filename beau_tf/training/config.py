@@ -68,6 +68,12 @@ class TrainConfig:
       photo_loss_weight: weight of the distillation loss (cross-entropy of
         the identity head's logits on the photos against the teacher's
         targets); 0 turns it off. Needs `photos` and `teacher`.
+      pile_probability: chance that a catalogue scene shows a pile of
+        copies of the product instead of one (`augment.pile`).
+      photo_mask_loss_weight: weight of the mask loss on the photos
+        (`losses.photo_mask_mse`: the decoder learns where the head sees the
+        teacher's product, cell by cell); 0 turns it off. Needs the
+        distillation loss.
       teacher_temperature: softness of the teacher's balanced assignment
         (cosine units; see `beau_tf.adaptation.self_training.assign`).
       max_photos: at most this many photos kept in memory.
@@ -100,6 +106,8 @@ class TrainConfig:
     photos: str = ""
     teacher: str = ""
     photo_loss_weight: float = 0.0
+    photo_mask_loss_weight: float = 0.0
+    pile_probability: float = 0.0
     teacher_temperature: float = 0.03
     max_photos: int = 4000
     checkpoint_every: int = 500
@@ -159,6 +167,20 @@ class TrainConfig:
                 "loss needs all three (a weight > 0, the unlabelled photos and "
                 "the teacher export), or none."
             )
+        if not 0.0 <= self.pile_probability <= 1.0:
+            raise ValueError(
+                f"pile_probability={self.pile_probability}; a probability in "
+                "[0, 1] expected."
+            )
+        if self.photo_mask_loss_weight < 0:
+            raise ValueError("Loss weights must be >= 0.")
+        if self.photo_mask_loss_weight > 0 and not distilling:
+            raise ValueError(
+                f"photo_mask_loss_weight={self.photo_mask_loss_weight} needs "
+                "the distillation loss (photo_loss_weight > 0, photos and a "
+                "teacher): the teacher's targets say which product to look "
+                "for in each photo."
+            )
         if self.teacher_temperature <= 0:
             raise ValueError(
                 f"teacher_temperature={self.teacher_temperature}; > 0 expected."
@@ -168,6 +190,11 @@ class TrainConfig:
     def distills(self) -> bool:
         """Whether the run has the distillation loss on unlabelled photos."""
         return self.photo_loss_weight > 0
+
+    @property
+    def learns_photo_masks(self) -> bool:
+        """Whether the mask decoder also learns from the unlabelled photos."""
+        return self.photo_mask_loss_weight > 0
 
     @property
     def has_identity_head(self) -> bool:

@@ -57,14 +57,16 @@ def to_fit_inputs(
     example: dict[str, tf.Tensor],
     identity: bool,
     photos: dict[str, tf.Tensor] | None = None,
+    photo_masks: bool = False,
 ):
     """Selects what `fit` needs: `({"image", "label"[, "photo"]}, {"mask"[,
-    "logits"][, "photo_logits"]})`.
+    "logits"][, "photo_logits"][, "photo_mask"]})`.
 
     The identity loss's target is the catalogue label; without that loss the
     training model has no "logits" output, so the target must not have one.
     `photos` (a batch of `pipelines.make_photo_dataset`) adds the unlabelled
-    photos and their soft targets, the distillation loss's.
+    photos and their soft targets, the distillation loss's; with
+    `photo_masks` the same targets are the photo mask loss's too.
     """
     inputs = {"image": example["image"], "label": example["label"]}
     targets = {"mask": example["mask"]}
@@ -73,6 +75,8 @@ def to_fit_inputs(
     if photos is not None:
         inputs["photo"] = photos["photo"]
         targets["photo_logits"] = photos["target"]
+        if photo_masks:
+            targets["photo_mask"] = photos["target"]
     return inputs, targets
 
 
@@ -123,7 +127,9 @@ def load_training_data(
       first products, as numpy)`.
     """
     image_size = config.extractor.image_size
-    augment_config = augment.AugmentConfig(image_size=image_size)
+    augment_config = augment.AugmentConfig(
+        image_size=image_size, pile_probability=config.pile_probability
+    )
     products, _ = products_lib.prepare_products(
         items, image_size, bad_mask_policy=config.bad_mask_policy
     )
@@ -171,7 +177,9 @@ def load_training_data(
             start_index=start_step * config.batch_size,
         )
         dataset = tf.data.Dataset.zip(dataset, photo_dataset).map(
-            lambda example, batch: to_fit_inputs(example, identity, batch)
+            lambda example, batch: to_fit_inputs(
+                example, identity, batch, config.learns_photo_masks
+            )
         )
     # Under multi_worker, every worker makes this stream and keeps its share
     # of each global batch (AUTO would look for files to shard, then warn).
@@ -311,6 +319,7 @@ def build_models(config: config_lib.TrainConfig, num_classes: int):
         identity_scale=config.identity_scale,
         identity_logits=identity,
         photo_logits=config.distills,
+        photo_masks=config.learns_photo_masks,
     )
     loss = {"mask": losses.mask_mse}
     loss_weights = {"mask": config.mask_loss_weight}
@@ -320,6 +329,9 @@ def build_models(config: config_lib.TrainConfig, num_classes: int):
     if config.distills:
         loss["photo_logits"] = losses.build_distillation_loss()
         loss_weights["photo_logits"] = config.photo_loss_weight
+    if config.learns_photo_masks:
+        loss["photo_mask"] = losses.photo_mask_mse
+        loss_weights["photo_mask"] = config.photo_mask_loss_weight
     optimizer = keras.optimizers.AdamW(
         learning_rate=build_learning_rate(config),
         weight_decay=config.weight_decay,

@@ -176,6 +176,49 @@ class AugmentProductTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllInSet(mask, [0.0, 1.0])
 
 
+class PileTest(tf.test.TestCase):
+
+    def test_each_copy_lands_where_its_placement_says_and_is_masked(self):
+        config = augment.AugmentConfig.geometry_only(
+            SIZE, pile_copies=(2, 2), pile_scale_range=(0.4, 0.4)
+        )
+        seed = augment.element_seed(5, 3)
+        colour, mask = augment.pile(make_sprite(), seed, config)
+        _, s_copies = augment.split_seed(seed, 2)
+        copy_config = augment.dataclasses.replace(
+            config, scale_range=(0.4, 0.4), max_offcentre=1.0
+        )
+        union = np.zeros((SIZE, SIZE, 1), np.float32)
+        for copy_seed in augment.split_seed(s_copies, 2):
+            _, copy_mask = augment.warp_product(
+                make_sprite(), augment.sample_placement(copy_seed, copy_config)
+            )
+            union = np.maximum(union, copy_mask)
+        self.assertAllEqual(mask, union)
+        # Two copies of one product: more product than one copy alone, and
+        # nothing drawn outside the mask.
+        self.assertGreater(mask.numpy().sum(), copy_mask.numpy().sum())
+        outside = colour.numpy()[mask.numpy()[..., 0] == 0]
+        self.assertAllEqual(outside, np.zeros_like(outside))
+
+    def test_a_pile_scene_is_seeded_and_leaves_pile_free_runs_alone(self):
+        piles = augment.AugmentConfig(image_size=SIZE, pile_probability=1.0)
+        single = augment.AugmentConfig(image_size=SIZE)
+        seed = augment.element_seed(6, 2)
+        pair = augment.augment_product(make_sprite(), seed, piles)
+        again = augment.augment_product(make_sprite(), seed, piles)
+        self.assertAllEqual(pair[0], again[0])
+        self.assertAllEqual(pair[1], again[1])
+        alone = augment.augment_product(make_sprite(), seed, single)
+        never = augment.augment_product(
+            make_sprite(),
+            seed,
+            augment.AugmentConfig(image_size=SIZE, pile_probability=0.0),
+        )
+        self.assertAllEqual(alone[1], never[1])
+        self.assertNotAllEqual(pair[1], alone[1])
+
+
 class OcclusionTest(tf.test.TestCase):
 
     def test_occluder_removes_covered_product_from_mask(self):
@@ -251,6 +294,12 @@ _OPS = {
     "augment_product": lambda s: augment.augment_product(
         make_sprite(), s, _CONFIG
     ),
+    "pile": lambda s: augment.pile(make_sprite(), s, _CONFIG),
+    "augment_product_with_piles": lambda s: augment.augment_product(
+        make_sprite(),
+        s,
+        augment.dataclasses.replace(_CONFIG, pile_probability=0.5),
+    ),
 }
 
 
@@ -273,6 +322,9 @@ class ConfigTest(parameterized.TestCase):
         dict(scale_range=(0.9, 0.5)),
         dict(flip_probability=1.5),
         dict(jpeg_quality_range=(50, 101)),
+        dict(pile_probability=-0.1),
+        dict(pile_copies=(1, 4)),
+        dict(pile_scale_range=(0.0, 0.3)),
     )
     def test_bad_values_are_refused_by_name(self, **bad):
         name = next(iter(bad))

@@ -77,6 +77,35 @@ class IdentityLossTest(tf.test.TestCase):
         self.assertAllClose(loss, expected, atol=1e-6)
 
 
+class PhotoMaskMseTest(tf.test.TestCase):
+
+    def _packed(self):
+        # Two cells of one photo, two products: the first cell looks like
+        # product 0, the second like product 1.
+        logits = np.array([[[[4.0, 0.0], [0.0, 4.0]]]], np.float32)
+        mask = np.array([[[[0.9], [0.2]]]], np.float32)
+        return np.concatenate([logits, mask], axis=-1)  # (1, 1, 2, 3)
+
+    def test_the_mask_is_pulled_to_where_the_head_sees_the_product(self):
+        packed = self._packed()
+        targets = np.array([[1.0, 0.0]], np.float32)  # the teacher: product 0
+        softmax = np.exp([4.0, 0.0]) / np.exp([4.0, 0.0]).sum()
+        evidence = np.array([softmax[0], softmax[1]])
+        expected = np.mean((np.array([0.9, 0.2]) - evidence) ** 2)
+        self.assertAllClose(
+            losses.photo_mask_mse(targets, packed), [expected], atol=1e-6
+        )
+
+    def test_only_the_mask_gets_a_gradient(self):
+        packed = tf.constant(self._packed())
+        with tf.GradientTape() as tape:
+            tape.watch(packed)
+            loss = losses.photo_mask_mse(tf.constant([[0.5, 0.5]]), packed)
+        gradient = tape.gradient(loss, packed).numpy()
+        self.assertAllEqual(gradient[..., :2], np.zeros((1, 1, 2, 2)))
+        self.assertTrue(np.all(gradient[..., 2] != 0))
+
+
 class TrainingWiringTest(tf.test.TestCase):
     """Both losses train a tiny mask-attention model under mixed precision."""
 

@@ -91,6 +91,18 @@ class DistillationConfigTest(parameterized.TestCase):
                 teacher_temperature=0.0,
             )
 
+    def test_photo_masks_need_the_distillation_loss(self):
+        with self.assertRaisesRegex(ValueError, "needs the distillation loss"):
+            training.tiny_config(self.catalog, photo_mask_loss_weight=1.0)
+        config = training.tiny_config(
+            self.catalog,
+            photo_loss_weight=1.0,
+            photo_mask_loss_weight=0.5,
+            photos="p",
+            teacher="t",
+        )
+        self.assertTrue(config.learns_photo_masks)
+
     def test_distillation_alone_is_something_to_train(self):
         config = training.tiny_config(
             self.catalog,

@@ -139,6 +139,7 @@ class DistillationRunTest(tf.test.TestCase):
             photos=photos,
             teacher=teacher,
             photo_loss_weight=1.0,
+            photo_mask_loss_weight=1.0,
             identity_loss_weight=0.3,
             extractor=extractor_lib.ExtractorConfig(
                 backbone="tiny",
@@ -150,10 +151,9 @@ class DistillationRunTest(tf.test.TestCase):
         config = training.tiny_config(catalog, steps=2, **values)
         trainer.train(config, workdir)
         self.assertEqual(training.trained_steps(workdir), 2)
-        self.assertIn(
-            "loss/photo_logits_loss",
-            training.summary_tags(os.path.join(workdir, "tensorboard")),
-        )
+        tags = training.summary_tags(os.path.join(workdir, "tensorboard"))
+        self.assertIn("loss/photo_logits_loss", tags)
+        self.assertIn("loss/photo_mask_loss", tags)
         with np.load(os.path.join(workdir, photo_targets.TARGETS_FILE)) as kept:
             self.assertEqual(kept["targets"].shape, (12, 4))
         # The targets stay with the run: resuming needs no teacher.

@@ -7,17 +7,21 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 # The web page's test drives headless Chromium; where it is missing and this
 # is a Debian-like system run as root (CI), install it. Without it that one
-# test is skipped, so a failed install does not stop the suite.
+# test is skipped, or fails where CI=true (CI must run it).
 if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 \
     && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "Installing Chromium for the web page's test (apt-get)..."
   { apt-get update -qq \
       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends chromium chromium-driver; } >/dev/null 2>&1 \
-    || echo "note: Chromium could not be installed; the page test will skip."
+    || echo "note: Chromium could not be installed; the page test will skip" \
+      "(or fail, where CI=true)."
 fi
 status=0
-.venv/bin/python -m pytest -n 2 --run-slow "$@" || status=$?
+# -rfEs: the reasons of failures, errors and skips; --durations: the slowest
+# tests, to keep the `slow` marks honest (tests/conftest.py).
+.venv/bin/python -m pytest -n 2 --run-slow -rfEs --durations=25 "$@" \
+  || status=$?
 # The beam extra pins protobuf<7, which the core install does not take, so
 # its tests run in a venv of their own; a failure there fails the script.
 echo "Apache Beam tests (.venv-beam):"
@@ -29,6 +33,6 @@ if ! .venv-beam/bin/python -m pip install --quiet -e ".[test,beam]" \
   cat .venv-beam/install.log
   exit 1
 fi
-.venv-beam/bin/python -m pytest -q tests/retrieval/test_beam_embedding.py \
-  || exit $?
+.venv-beam/bin/python -m pytest -q -rfEs \
+  tests/retrieval/test_beam_embedding.py || exit $?
 exit "$status"

@@ -1,8 +1,8 @@
 """The bad-input corpus through every entry point, as a user runs them.
 
-One catalogue folder holds every case of `tests/bad_inputs.py` (zero-byte,
-text named .png, truncated JPEG, 1×1, CMYK, 16-bit PNG, palette + alpha,
-TIFF, animated GIF, EXIF-rotated, 12000×12000). Train, export (PCA and
+One catalogue folder holds every case of `tests/fixtures/bad_inputs.py`
+(zero-byte, text named .png, truncated JPEG, 1×1, CMYK, 16-bit PNG, palette +
+alpha, TIFF, animated GIF, EXIF-rotated, 12000×12000). Train, export (PCA and
 adaptation inputs), index, search (local and over gRPC) and evaluate all
 run on it: each must succeed, keep every usable file, and skip each unusable
 one with one line that names it and says why. Then each fatal mistake (a
@@ -21,9 +21,9 @@ import sys
 import pytest
 
 from beau_tf.retrieval import index_dir as index_dir_lib
-from tests import bad_inputs
+from tests.fixtures import bad_inputs
+from tests.fixtures import testing
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 # The user's environment, not the tests' quieter one: what they see is tested.
@@ -37,7 +37,7 @@ ENVIRONMENT = {
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", *args],
-        cwd=REPO,
+        cwd=testing.REPO,
         capture_output=True,
         text=True,
         timeout=600,
@@ -137,7 +137,7 @@ def world(tmp_path_factory):
             f"--model_base={os.path.dirname(model)}",
             "--port=0",
         ],
-        cwd=REPO,
+        cwd=testing.REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

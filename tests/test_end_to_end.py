@@ -19,15 +19,15 @@ from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.serving import contract
 from beau_tf.training import config as config_lib
 from beau_tf.training import trainer
+from tests.fixtures import testing
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, "-m", *args],
-        cwd=REPO,
+        cwd=testing.REPO,
         capture_output=True,
         text=True,
         timeout=600,

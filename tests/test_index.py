@@ -12,10 +12,9 @@ import pytest
 
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import shards
-from tests import testing
+from tests.fixtures import testing
 from tests.fixtures import vectors
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_ITEMS, DIM, K = 40, 8, 5
 IDENTITY = dict(vectors.IDENTITY, embedding_dim=DIM)
 
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.slow
 def _index_command(*flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "beau_tf.index", *flags],
-        cwd=REPO,
+        cwd=testing.REPO,
         capture_output=True,
         text=True,
         timeout=300,

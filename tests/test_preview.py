@@ -7,16 +7,15 @@ import tempfile
 import unittest
 
 from PIL import Image
+import pytest
 
 from beau_tf.datasets.synthetic import catalogue as synthetic
-
-REPO = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
+from tests.fixtures import testing
 
 
 class PreviewCommandTest(unittest.TestCase):
 
+    @pytest.mark.slow  # a catalogue, then the command (~7 s)
     def test_writes_a_grid_of_pairs(self):
         with tempfile.TemporaryDirectory() as root:
             catalog = synthetic.write_synthetic_catalog(
@@ -35,7 +34,7 @@ class PreviewCommandTest(unittest.TestCase):
                     f"--out={out}", "--image_size=48", "--num_images=4",
                     "--columns=2",
                 ],
-                check=True, cwd=REPO, capture_output=True, timeout=300,
+                check=True, cwd=testing.REPO, capture_output=True, timeout=300,
             )  # fmt: skip
             width, height = Image.open(out).size
             # 2 columns of (image | overlay) pairs, 2 rows.
@@ -46,7 +45,7 @@ class PreviewCommandTest(unittest.TestCase):
         result = subprocess.run(
             [sys.executable, "-m", "beau_tf.preview",
              "--catalog=/nonexistent/catalog.csv", "--out=/tmp/x.png"],
-            cwd=REPO, capture_output=True, text=True, timeout=300,
+            cwd=testing.REPO, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("/nonexistent/catalog.csv", result.stderr)

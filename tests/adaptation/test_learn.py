@@ -16,12 +16,9 @@ from beau_tf.data import catalog as catalog_lib
 from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.serving import contract
-from beau_tf.training import config as config_lib
-from beau_tf.training import trainer
+from tests.fixtures import testing
+from tests.fixtures import training
 
-REPO = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
 ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
@@ -64,20 +61,8 @@ class AdaptationTest(tf.test.TestCase):
 
     @pytest.mark.slow
     def test_export_with_adapt_photos(self):
-        workdir = os.path.join(self.root, "run")
-        trainer.train(
-            config_lib.TrainConfig(
-                extractor=extractor_lib.ExtractorConfig(
-                    backbone="tiny", backbone_weights="none", image_size=64
-                ),
-                catalog=self.catalog.catalog_csv,
-                background_dir=self.catalog.backgrounds_dir,
-                batch_size=2,
-                steps=1,
-                checkpoint_every=1,
-                warmup_steps=1,
-            ),
-            workdir,
+        workdir = training.trained_workdir(
+            self.catalog, os.path.join(self.root, "run")
         )
         export_dir = os.path.join(self.root, "exported")
         command = [
@@ -93,7 +78,7 @@ class AdaptationTest(tf.test.TestCase):
         def run(*extra):
             return subprocess.run(
                 command + list(extra),
-                cwd=REPO,
+                cwd=testing.REPO,
                 env=ENVIRONMENT,
                 capture_output=True,
                 text=True,
@@ -101,7 +86,7 @@ class AdaptationTest(tf.test.TestCase):
 
         no_members = subprocess.run(
             [sys.executable, "-m", "beau_tf.export", "--export_dir=x"],
-            cwd=REPO,
+            cwd=testing.REPO,
             env=ENVIRONMENT,
             capture_output=True,
             text=True,

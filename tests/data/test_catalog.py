@@ -5,7 +5,7 @@ import os
 from absl.testing import absltest
 
 from beau_tf.data import catalog
-from tests import testing
+from tests.fixtures import testing
 
 
 def _touch(root, relative, content=b"not decoded"):

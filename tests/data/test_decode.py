@@ -15,7 +15,7 @@ from PIL import ImageOps
 from PIL import JpegImagePlugin
 
 from beau_tf.data import decode
-from tests import testing
+from tests.fixtures import testing
 
 
 def _save(directory, filename, image, **kwargs):

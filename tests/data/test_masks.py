@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from beau_tf.data import masks
-from tests import shared_data
+from tests.fixtures import shared_data
 
 _WHITE = (255, 255, 255)
 _RED = (200, 30, 30)

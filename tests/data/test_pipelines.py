@@ -1,4 +1,5 @@
-"""Tests for beau_tf.data.pipelines.make_train_dataset."""
+"""Tests for beau_tf.data.pipelines: the training stream of catalogue scenes
+and the photo stream of the distillation loss."""
 
 import numpy as np
 import tensorflow as tf
@@ -115,3 +116,44 @@ class EndlessShuffleTest(tf.test.TestCase):
             self.head(self.stream(seed=0), 15),
             self.head(self.stream(seed=1), 15),
         )
+
+
+class PhotoDatasetTest(tf.test.TestCase):
+
+    def test_each_crop_comes_with_its_photos_target_and_resumes(self):
+        # Photo i is filled with grey level 20 * i and its target is
+        # one-hot at i: a crop's colour names the target it must carry.
+        count = 5
+        photos = np.stack(
+            [np.full((40, 48, 3), 20 * i, np.uint8) for i in range(count)]
+        )
+        targets = np.eye(count, dtype=np.float32)
+        dataset = pipelines.make_photo_dataset(
+            photos, targets, image_size=16, batch_size=3, seed=4
+        )
+        batches = list(dataset.take(4).as_numpy_iterator())
+        seen = set()
+        for batch in batches:
+            self.assertEqual(batch["photo"].shape, (3, 16, 16, 3))
+            self.assertEqual(batch["photo"].dtype, np.uint8)
+            for photo, target in zip(batch["photo"], batch["target"]):
+                self.assertAllEqual(
+                    photo, np.full_like(photo, 20 * target.argmax())
+                )
+                seen.add(int(target.argmax()))
+        self.assertEqual(seen, set(range(count)))  # 12 draws, 2+ epochs
+        # A run resumed at position 6 reads what an uninterrupted one does.
+        resumed = pipelines.make_photo_dataset(
+            photos, targets, 16, 3, seed=4, start_index=6
+        )
+        for later, expected in zip(
+            resumed.take(2).as_numpy_iterator(), batches[2:]
+        ):
+            self.assertAllEqual(later["photo"], expected["photo"])
+            self.assertAllEqual(later["target"], expected["target"])
+
+    def test_mismatched_counts_are_refused(self):
+        with self.assertRaisesRegex(ValueError, "3 photos and 2 targets"):
+            pipelines.make_photo_dataset(
+                np.zeros((3, 8, 8, 3), np.uint8), np.eye(2), 8, 1
+            )

@@ -1,4 +1,4 @@
-"""Tests for beau_tf.data.products and beau_tf.data.backgrounds.
+"""Tests for beau_tf.data.products.
 
 Bad catalogue files never stop preparation: each kind is either decoded or
 skipped with a warning that names the file, and counted in the report.
@@ -11,10 +11,10 @@ from absl.testing import parameterized
 import numpy as np
 from PIL import Image
 
-from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import products as products_lib
-from tests import testing
+from tests.fixtures import images
+from tests.fixtures import testing
 
 SPRITE = 32
 
@@ -28,15 +28,8 @@ def product_on_white(
     return image
 
 
-def _save(path: str, array: np.ndarray, mode: str | None = None, **kwargs):
-    image = Image.fromarray(array)
-    if mode:
-        image = image.convert(mode)
-    image.save(path, **kwargs)
-
-
 def _write_good(path):
-    _save(path, product_on_white())
+    images.save(path, product_on_white())
 
 
 def _write_bytes(data: bytes):
@@ -48,7 +41,7 @@ def _write_bytes(data: bytes):
 
 
 def _write_truncated(path):
-    _save(path, product_on_white(120, 120), quality=95)
+    images.save(path, product_on_white(120, 120), quality=95)
     with open(path, "rb") as stream:
         data = stream.read()
     with open(path, "wb") as stream:
@@ -56,11 +49,11 @@ def _write_truncated(path):
 
 
 def _write_grayscale(path):
-    _save(path, product_on_white(), mode="L")
+    images.save(path, product_on_white(), mode="L")
 
 
 def _write_cmyk(path):
-    _save(path, product_on_white(), mode="CMYK")
+    images.save(path, product_on_white(), mode="CMYK")
 
 
 def _write_16_bit(path):
@@ -71,7 +64,7 @@ def _write_16_bit(path):
 def _write_alpha(path):
     rgba = np.zeros((48, 40, 4), np.uint8)
     rgba[10:38, 12:28] = (30, 200, 60, 255)  # colour under alpha 0 is black
-    _save(path, rgba)
+    images.save(path, rgba)
 
 
 def _write_huge(path):
@@ -79,7 +72,7 @@ def _write_huge(path):
 
 
 def _write_one_pixel(path):
-    _save(path, np.zeros((1, 1, 3), np.uint8))
+    images.save(path, np.zeros((1, 1, 3), np.uint8))
 
 
 # (file name, writer, expected outcome: None = prepared, else the problem kind)
@@ -164,7 +157,7 @@ class PrepareProductsTest(parameterized.TestCase):
 
     def test_full_frame_policy(self):
         def full_frame(path):
-            _save(
+            images.save(
                 path,
                 np.random.default_rng(0).integers(
                     0, 200, (40, 40, 3), dtype=np.uint8
@@ -218,74 +211,3 @@ class MakeSpriteTest(parameterized.TestCase):
             products_lib.make_sprite(
                 product_on_white(), np.zeros((48, 40), bool), SPRITE
             )
-
-
-class LoadBackgroundsTest(parameterized.TestCase):
-
-    def test_photos_are_fitted_and_bad_files_skipped(self):
-        root = testing.make_tempdir(self)
-        os.makedirs(os.path.join(root, "shelf"))
-        _save(
-            os.path.join(root, "shelf", "wide.jpg"),
-            np.full((30, 90, 3), 90, np.uint8),
-        )
-        _save(
-            os.path.join(root, "tall.png"), np.full((80, 40, 3), 20, np.uint8)
-        )
-        _write_bytes(b"")(os.path.join(root, "empty.jpg"))
-        with self.assertLogs(level="WARNING") as logs:
-            photos, report = backgrounds_lib.load_backgrounds(root, 24)
-        self.assertEqual(photos.shape, (2, 24, 24, 3))
-        self.assertEqual(report.counts(), {"undecodable": 1})
-        self.assertTrue(any("empty.jpg" in line for line in logs.output))
-
-    def test_a_csv_of_paths_picks_the_photos(self):
-        root = testing.make_tempdir(self)
-        for name, value in [("kept.png", 50), ("left_out.png", 200)]:
-            _save(
-                os.path.join(root, name), np.full((16, 16, 3), value, np.uint8)
-            )
-        listing = os.path.join(root, "backgrounds.csv")
-        with open(listing, "w") as stream:
-            stream.write("path\nkept.png\n")
-        photos, _ = backgrounds_lib.load_backgrounds(listing, 16)
-        self.assertEqual(photos.shape, (1, 16, 16, 3))
-        self.assertEqual(int(photos.mean()), 50)
-
-    def test_max_count_takes_a_seeded_subset(self):
-        root = testing.make_tempdir(self)
-        for i in range(5):
-            _save(
-                os.path.join(root, f"{i}.png"),
-                np.full((16, 16, 3), i * 40, np.uint8),
-            )
-        first, _ = backgrounds_lib.load_backgrounds(
-            root, 16, max_count=2, seed=3
-        )
-        again, _ = backgrounds_lib.load_backgrounds(
-            root, 16, max_count=2, seed=3
-        )
-        self.assertEqual(first.shape[0], 2)
-        np.testing.assert_array_equal(first, again)
-
-    def test_folder_without_images_is_a_clear_error(self):
-        root = testing.make_tempdir(self)
-        _write_bytes(b"")(os.path.join(root, "broken.png"))
-        with self.assertRaisesRegex(ValueError, "No usable background image"):
-            backgrounds_lib.load_backgrounds(root, 16)
-
-    def test_load_photos_names_the_photos_it_kept_in_order(self):
-        root = testing.make_tempdir(self)
-        paths = [os.path.join(root, f"{name}.png") for name in "abc"]
-        for i, path in enumerate(paths):
-            _save(path, np.full((16, 20, 3), 60 * i, np.uint8))
-        _write_bytes(b"")(paths[1])
-        with self.assertLogs(level="WARNING"):
-            photos, kept, report = backgrounds_lib.load_photos(paths, 8)
-        self.assertEqual(kept, [paths[0], paths[2]])
-        self.assertEqual(photos.shape, (2, 8, 8, 3))
-        self.assertEqual([int(p.mean()) for p in photos], [0, 120])
-        self.assertEqual(report.counts(), {"undecodable": 1})
-        # Nothing usable is an empty array, for the caller to judge.
-        empty, kept, _ = backgrounds_lib.load_photos([], 8)
-        self.assertEqual((empty.shape, kept), ((0, 8, 8, 3), []))

@@ -2,7 +2,6 @@
 
 import csv
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -10,10 +9,8 @@ from absl.testing import absltest
 
 from beau_tf.data import catalog
 from beau_tf.datasets import grocery
-from tests import testing
-from tests import shared_data
-
-_REPO = pathlib.Path(__file__).resolve().parents[2]
+from tests.fixtures import shared_data
+from tests.fixtures import testing
 
 _CLASSES = """\
 Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),\
@@ -228,7 +225,7 @@ class FakeLayoutTest(absltest.TestCase):
                 f"--dataset_dir={self.dataset}",
                 f"--out_dir={self.out}",
             ],
-            cwd=_REPO,
+            cwd=testing.REPO,
             capture_output=True,
             text=True,
             timeout=60,

@@ -386,5 +386,72 @@ class TrainingModelTest(tf.test.TestCase):
         )
 
 
+class PhotoLogitsTest(tf.test.TestCase):
+
+    def test_photo_logits_are_the_head_without_margin(self):
+        tf.keras.utils.set_random_seed(1)
+        features = extractor.build_extractor(_config())
+        model = extractor.build_training_model(
+            features,
+            3,
+            identity_margin=0.5,
+            identity_logits=True,
+            photo_logits=True,
+        )
+        images = np.random.default_rng(0).integers(0, 255, (2, S, S, 3))
+        inputs = {
+            "image": images.astype(np.float32),
+            "label": np.array([0, 1], np.int32),
+            "photo": images.astype(np.float32),
+        }
+        outputs = model(inputs, training=True)
+        head = model.get_layer("identity_head")
+        plain = head(features(inputs["photo"], training=True)["embedding"])
+        self.assertAllClose(outputs["photo_logits"], plain, atol=1e-5)
+        # The same images as catalogue scenes get the margin on their label.
+        self.assertLess(outputs["logits"][0, 0], plain[0, 0] - 1e-3)
+
+    def test_photo_mask_is_every_cells_logits_then_the_small_mask(self):
+        tf.keras.utils.set_random_seed(2)
+        features = extractor.build_extractor(_config(embedding_dim=8))
+        model = extractor.build_training_model(
+            features, 3, photo_logits=True, photo_masks=True
+        )
+        photos = np.random.default_rng(1).uniform(0, 255, (2, S, S, 3))
+        inputs = {
+            "image": photos.astype(np.float32),
+            "label": np.array([0, 1], np.int32),
+            "photo": photos.astype(np.float32),
+        }
+        packed = model(inputs, training=False)["photo_mask"]
+        featured = extractor.with_feature_map(features)(inputs["photo"])
+        height, width = featured["features"].shape[1:3]
+        self.assertEqual(packed.shape, (2, height, width, 3 + 1))
+        cells = model.get_layer("identity_head")(
+            features.get_layer("projection")(featured["features"])
+        )
+        self.assertAllClose(packed[..., :3], cells, atol=1e-5)
+        small = tf.image.resize(
+            featured["mask"], (height, width), antialias=True
+        )
+        self.assertAllClose(packed[..., 3:], small, atol=1e-5)
+        # The cells pooled with the mask are what the embedding pools.
+        self.assertAllClose(
+            featured["embedding"], features(inputs["photo"])["embedding"]
+        )
+
+    def test_photo_masks_need_photo_logits(self):
+        with self.assertRaisesRegex(ValueError, "photo_masks needs"):
+            extractor.build_training_model(
+                extractor.build_extractor(_config()), 3, photo_masks=True
+            )
+
+    def test_photo_logits_need_the_head(self):
+        with self.assertRaisesRegex(ValueError, "identity head"):
+            extractor.build_training_model(
+                extractor.build_extractor(_config()), 0, photo_logits=True
+            )
+
+
 if __name__ == "__main__":
     tf.test.main()

@@ -21,8 +21,8 @@ from beau_tf.data import catalog as catalog_lib
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import shards
 from beau_tf.serving import contract
-from tests import testing
-from tests.serving import tiny_export
+from tests.fixtures import testing
+from tests.fixtures import tiny_export
 
 TWO_WORKERS = [
     "--direct_num_workers=2",

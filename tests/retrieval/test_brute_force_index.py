@@ -7,7 +7,7 @@ import numpy as np
 
 from beau_tf.retrieval import brute_force_index
 from beau_tf.retrieval import scann_index
-from tests import testing
+from tests.fixtures import testing
 from tests.fixtures import vectors
 
 NUM_ITEMS, DIM, NUM_QUERIES, K = 300, 16, 20, 10

@@ -14,7 +14,7 @@ from beau_tf.retrieval import query
 from beau_tf.serving import contract
 from beau_tf.serving import prediction_service
 from beau_tf.serving import embedding as embedding_lib
-from tests.serving import tiny_export
+from tests.fixtures import tiny_export
 
 
 def _build_index(model_dir: str, paths: list[str], index_dir: str, **identity):

@@ -25,15 +25,10 @@ from beau_tf.search_service import index_versions
 from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
 from beau_tf.serving import prediction_service
-from tests import testing
-from tests.serving import tiny_export
-from tests.search_service import fakes
-from tests.search_service import test_embedders
-from tests.search_service import test_searcher
-
-REPO = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
+from tests.fixtures import fakes
+from tests.fixtures import ports
+from tests.fixtures import testing
+from tests.fixtures import tiny_export
 
 LIMIT_BYTES = 20_000
 
@@ -47,7 +42,7 @@ class AppTest(absltest.TestCase):
     def setUp(self):
         super().setUp()
         self.searcher, self.model, self.catalogue, self.index = (
-            test_searcher.make_searcher(
+            fakes.make_searcher(
                 self,
                 searcher_lib.ServiceConfig(
                     batch_timeout_ms=1, max_upload_bytes=LIMIT_BYTES
@@ -372,7 +367,7 @@ class RealExportTest(absltest.TestCase):
         self.assertEqual((mask.mode, mask.size), ("L", (16, 13)))
 
     def test_the_command_line_serves_until_stopped(self):
-        port = test_embedders.free_port()
+        port = ports.free_port()
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -382,7 +377,7 @@ class RealExportTest(absltest.TestCase):
                 f"--model={self.model_dir}",
                 f"--port={port}",
             ],
-            cwd=REPO,
+            cwd=testing.REPO,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -424,9 +419,9 @@ class RealExportTest(absltest.TestCase):
                 "beau_tf.serve",
                 f"--index={self.index}",
                 f"--model={os.path.dirname(self.model_dir)}",  # no version
-                f"--port={test_embedders.free_port()}",
+                f"--port={ports.free_port()}",
             ],
-            cwd=REPO,
+            cwd=testing.REPO,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
             capture_output=True,
             text=True,

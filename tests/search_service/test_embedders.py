@@ -2,7 +2,6 @@
 opened model (503 errors, the index check, the warm-up)."""
 
 import os
-import socket
 
 from absl.testing import absltest
 import numpy as np
@@ -12,14 +11,9 @@ from beau_tf.search_service import embedders
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import models
-from tests import testing
-from tests.search_service import fakes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.fixtures import fakes
+from tests.fixtures import testing
+from tests.fixtures.ports import free_port
 
 
 class ServiceModelTest(absltest.TestCase):

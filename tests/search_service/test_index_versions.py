@@ -7,8 +7,8 @@ from absl.testing import absltest
 
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.search_service import index_versions
-from tests import testing
-from tests.search_service import fakes
+from tests.fixtures import fakes
+from tests.fixtures import testing
 
 
 def check_fake_model(bundle):

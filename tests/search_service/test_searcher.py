@@ -15,8 +15,8 @@ from PIL import Image
 from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
 from beau_tf.serving import models
-from tests import testing
-from tests.search_service import fakes
+from tests.fixtures import fakes
+from tests.fixtures import testing
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -31,27 +31,6 @@ def png_header_only(width: int, height: int) -> bytes:
         + struct.pack(">I", 100)
         + b"IDAT"
     )
-
-
-def make_searcher(test_case, config=None, model=None, versioned=False):
-    """A loaded Searcher over the fake model and a fake index; returns
-    (searcher, fake model, catalogue images, index path)."""
-    root = testing.make_tempdir(test_case)
-    index = os.path.join(root, "indexes")
-    catalogue = fakes.write_index(
-        os.path.join(index, "1") if versioned else index,
-        os.path.join(root, "catalogue"),
-    )
-    model = model or fakes.FakeModel()
-    searcher = searcher_lib.Searcher(
-        model.as_embedding_model,
-        index,
-        config or searcher_lib.ServiceConfig(batch_timeout_ms=1),
-    )
-    searcher.load()
-    test_case.addCleanup(searcher.close)
-    model.calls.clear()  # the warm-up's
-    return searcher, model, catalogue, index
 
 
 class UploadChecksTest(absltest.TestCase):
@@ -123,7 +102,7 @@ class MaskTest(absltest.TestCase):
 class SearcherTest(absltest.TestCase):
 
     def test_a_catalogue_image_finds_itself_first(self):
-        searcher, _, catalogue, index = make_searcher(self)
+        searcher, _, catalogue, index = fakes.make_searcher(self)
         answer = searcher.search(catalogue[3], "query.png", k=4)
         self.assertEqual(answer.item_ids[0], "brand/item-3")
         self.assertLen(answer.item_ids, 4)
@@ -138,14 +117,14 @@ class SearcherTest(absltest.TestCase):
         self.assertIsNone(answer.mask_png)
 
     def test_k_is_checked_and_clipped_to_the_catalogue(self):
-        searcher, _, catalogue, _ = make_searcher(self)
+        searcher, _, catalogue, _ = fakes.make_searcher(self)
         self.assertLen(searcher.search(catalogue[0], "q", k=100).item_ids, 12)
         for k in (0, 101):
             with self.assertRaisesRegex(searcher_lib.RequestError, f"k={k}"):
                 searcher.search(catalogue[0], "q", k=k)
 
     def test_an_image_the_model_refuses_is_a_request_error(self):
-        searcher, _, _, _ = make_searcher(self)
+        searcher, _, _, _ = fakes.make_searcher(self)
         refused = fakes.encode_png(np.zeros((13, 13, 3), np.uint8))
         with self.assertRaisesRegex(
             searcher_lib.RequestError, f"query.png is {fakes.REFUSED_STATUS}"
@@ -168,7 +147,7 @@ class SearcherTest(absltest.TestCase):
             None,
             "the fake model",
         )
-        searcher, _, catalogue, _ = make_searcher(self, model=model)
+        searcher, _, catalogue, _ = fakes.make_searcher(self, model=model)
         used.clear()
         searcher.search(catalogue[0], "q", multiscale=True)
         searcher.search(catalogue[0], "q", multiscale=False)
@@ -177,7 +156,7 @@ class SearcherTest(absltest.TestCase):
             searcher.search(catalogue[0], "q", mask=True)
 
     def test_the_mask_is_returned_when_asked(self):
-        searcher, _, catalogue, _ = make_searcher(self)
+        searcher, _, catalogue, _ = fakes.make_searcher(self)
         answer = searcher.search(catalogue[0], "q", mask=True)
         mask = Image.open(io.BytesIO(answer.mask_png))
         self.assertEqual(mask.size, (16, 13))  # 40 x 32 in a 16 x 16 square
@@ -186,7 +165,7 @@ class SearcherTest(absltest.TestCase):
     def test_concurrent_searches_share_model_calls(self):
         model = fakes.FakeModel()
         config = searcher_lib.ServiceConfig(max_batch=8, batch_timeout_ms=200)
-        searcher, model, catalogue, _ = make_searcher(self, config, model)
+        searcher, model, catalogue, _ = fakes.make_searcher(self, config, model)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             answers = list(
                 pool.map(lambda n: searcher.search(catalogue[n], "q"), range(8))
@@ -206,7 +185,7 @@ class SearcherTest(absltest.TestCase):
         config = searcher_lib.ServiceConfig(
             batch_timeout_ms=1, index_poll_seconds=0.02
         )
-        searcher, _, catalogue, index = make_searcher(
+        searcher, _, catalogue, index = fakes.make_searcher(
             self, config, versioned=True
         )
         stop = threading.Event()
@@ -246,7 +225,7 @@ class SearcherTest(absltest.TestCase):
 
     def test_thumbnails_only_for_indexed_items(self):
         config = searcher_lib.ServiceConfig(thumbnail_side=16)
-        searcher, _, _, _ = make_searcher(self, config)
+        searcher, _, _, _ = fakes.make_searcher(self, config)
         thumbnail = Image.open(io.BytesIO(searcher.thumbnail("brand/item-1")))
         self.assertEqual((thumbnail.format, thumbnail.size), ("JPEG", (16, 13)))
         for item_id in ("brand/item-99", "../catalogue/item1.png", ""):
@@ -257,7 +236,7 @@ class SearcherTest(absltest.TestCase):
             self.assertEqual(raised.exception.status_code, 404)
 
     def test_a_missing_catalogue_image_is_404(self):
-        searcher, _, _, index = make_searcher(self)
+        searcher, _, _, index = fakes.make_searcher(self)
         os.remove(
             os.path.join(os.path.dirname(index), "catalogue", "item2.png")
         )

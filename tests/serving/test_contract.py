@@ -1,9 +1,9 @@
-"""Tests for beau_tf.serving.contract and the query path's import boundary."""
+"""Tests for beau_tf.serving.contract: zooms, signature names, fingerprints,
+the model identity and which models an index accepts (its import boundary:
+tests/test_import_boundary.py)."""
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -156,41 +156,3 @@ class CompatibilityTest(unittest.TestCase):
         self.assertEqual(
             contract.QUERY_SIGNATURES, ("serving_default", "query_multiscale")
         )
-
-
-def _modules_loaded_by(module: str) -> set[str]:
-    code = (
-        f"import sys, {module}; "
-        "print(' '.join(m for m in sys.modules if m.startswith('beau_tf')))"
-    )
-    output = subprocess.run(
-        [sys.executable, "-c", code],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return set(output.split())
-
-
-class ImportBoundaryTest(parameterized.TestCase):
-    """The query path needs the contract, the SavedModel and the index only."""
-
-    def test_contract_imports_nothing_else(self):
-        self.assertEqual(
-            _modules_loaded_by("beau_tf.serving.contract"),
-            {"beau_tf", "beau_tf.serving", "beau_tf.serving.contract"},
-        )
-
-    @parameterized.parameters(
-        "beau_tf.search", "beau_tf.index", "beau_tf.evaluate"
-    )
-    def test_query_clis_load_no_training_code(self, cli):
-        loaded = _modules_loaded_by(cli)
-        self.assertIn("beau_tf.retrieval.index_dir", loaded)
-        forbidden = {
-            module
-            for module in loaded
-            if module.startswith(("beau_tf.training", "beau_tf.models"))
-            or module in {"beau_tf.data.augment", "beau_tf.data.pipelines"}
-        }
-        self.assertEqual(forbidden, set())

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from beau_tf.data import decode
 from beau_tf.serving import embedding as embedding_lib
-from tests.serving import tiny_export
+from tests.fixtures import tiny_export
 
 _REFUSED = "grey, which the stand-in refuses"
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from beau_tf.serving import contract
 from beau_tf.serving import prediction_service
 from beau_tf.serving import grpc_client
-from tests.serving import tiny_export
+from tests.fixtures import tiny_export
 
 _MODEL_NAME = "beau_tf"
 _VERSION = 7

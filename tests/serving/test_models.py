@@ -12,7 +12,7 @@ from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import grpc_client
 from beau_tf.serving import models
 from beau_tf.serving import prediction_service
-from tests.serving import tiny_export
+from tests.fixtures import tiny_export
 
 _IDENTITY = {
     "model_name": "fake",

@@ -11,6 +11,7 @@ import tempfile
 import unittest
 
 import grpc
+import pytest
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -18,12 +19,9 @@ from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.serving import contract
 from beau_tf.serving import prediction_service
 from beau_tf.serving import embedding as embedding_lib
-from tests import testing
-from tests.serving import tiny_export
+from tests.fixtures import testing
+from tests.fixtures import tiny_export
 
-REPO = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
 ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
@@ -109,6 +107,7 @@ def _read_line(stream, timeout_seconds: float) -> str:
     return stream.readline() if ready else ""
 
 
+@pytest.mark.slow  # an export, the dev_server and search commands (~15 s)
 class CommandTest(unittest.TestCase):
 
     def test_search_through_the_command_then_ctrl_c(self):
@@ -140,7 +139,7 @@ class CommandTest(unittest.TestCase):
                 f"--model_base={os.path.join(base, 'beau_tf')}",
                 "--port=0",
             ],
-            cwd=REPO,
+            cwd=testing.REPO,
             env=ENVIRONMENT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -169,7 +168,7 @@ class CommandTest(unittest.TestCase):
                 "--nomultiscale",  # as the catalogue was embedded: score 1
                 "--json",
             ],
-            cwd=REPO,
+            cwd=testing.REPO,
             env=ENVIRONMENT,
             capture_output=True,
             text=True,

@@ -1,41 +1,29 @@
-"""Tests for beau_tf.serving.preprocess."""
-
-import io
+"""Tests for beau_tf.serving.preprocess: the decoding and resizing inside the
+SavedModel's signatures."""
 
 from absl.testing import parameterized
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 
 from beau_tf.serving import preprocess
-from tests.serving import tiny_export
-
-
-def encode(array: np.ndarray, image_format: str) -> bytes:
-    stream = io.BytesIO()
-    Image.fromarray(array).save(stream, format=image_format)
-    return stream.getvalue()
-
-
-def random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+from tests.fixtures import images as images_lib
+from tests.fixtures import tiny_export
 
 
 class DecodeAndResizeTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.parameters("PNG", "JPEG", "GIF", "BMP", "WEBP")
     def test_formats_give_square_float_pixels(self, image_format):
-        data = encode(random_rgb(40, 24), image_format)
+        data = images_lib.encode(images_lib.random_rgb(40, 24), image_format)
         image = preprocess.decode_and_resize(tf.constant(data), 32)
         self.assertEqual(image.shape, (32, 32, 3))
         self.assertEqual(image.dtype, tf.float32)
         self.assertAllInRange(image, 0.0, 255.0)
 
     def test_grayscale_becomes_three_equal_channels(self):
-        gray = random_rgb(20, 20)[..., 0]
+        gray = images_lib.random_rgb(20, 20)[..., 0]
         image = preprocess.decode_and_resize(
-            tf.constant(encode(gray, "PNG")), 20
+            tf.constant(images_lib.encode(gray, "PNG")), 20
         )
         self.assertAllEqual(image[..., 0], gray.astype(np.float32))
         self.assertAllEqual(image[..., 1], image[..., 0])
@@ -45,7 +33,7 @@ class DecodeAndResizeTest(tf.test.TestCase, parameterized.TestCase):
         red = np.zeros((40, 20, 3), np.uint8)
         red[..., 0] = 255
         image = preprocess.decode_and_resize(
-            tf.constant(encode(red, "PNG")), 20
+            tf.constant(images_lib.encode(red, "PNG")), 20
         ).numpy()
         # 40 x 20 -> 20 x 10, centred: columns 5..14 red, the rest grey.
         self.assertAllClose(
@@ -65,8 +53,8 @@ class DecodeAndResizeTest(tf.test.TestCase, parameterized.TestCase):
     def test_batch_equals_one_by_one_in_a_graph(self):
         data = tf.constant(
             [
-                encode(random_rgb(30, 50, 1), "JPEG"),
-                encode(random_rgb(12, 9, 2), "PNG"),
+                images_lib.encode(images_lib.random_rgb(30, 50, 1), "JPEG"),
+                images_lib.encode(images_lib.random_rgb(12, 9, 2), "PNG"),
             ]
         )
         batch, status = tf.function(lambda x: preprocess.decode_batch(x, 32))(
@@ -84,9 +72,9 @@ class StatusTest(tf.test.TestCase):
     """A bad image gets grey pixels and a reason; it never fails its batch."""
 
     def test_each_bad_image_is_named_and_the_good_ones_decode(self):
-        good = encode(random_rgb(30, 50, 1), "JPEG")
+        good = images_lib.encode(images_lib.random_rgb(30, 50, 1), "JPEG")
         bad = tiny_export.bad_bytes()
-        narrow = encode(random_rgb(20, 7, 2), "PNG")
+        narrow = images_lib.encode(images_lib.random_rgb(20, 7, 2), "PNG")
         images = tf.constant([good, *bad.values(), narrow, good])
         decode = tf.function(lambda x: preprocess.decode_batch(x, 16))
         pixels, status = decode(images)
@@ -107,7 +95,7 @@ class StatusTest(tf.test.TestCase):
     def test_zoomed_batch_has_the_same_statuses(self):
         images = tf.constant(
             [
-                encode(random_rgb(30, 50, 1), "PNG"),
+                images_lib.encode(images_lib.random_rgb(30, 50, 1), "PNG"),
                 *tiny_export.bad_bytes().values(),
             ]
         )
@@ -122,7 +110,9 @@ class StatusTest(tf.test.TestCase):
     def test_a_damaged_file_of_each_format_is_told_from_a_non_image(self):
         reasons = {}
         for image_format in ("PNG", "GIF", "BMP", "WEBP"):
-            data = encode(random_rgb(40, 40, 3), image_format)
+            data = images_lib.encode(
+                images_lib.random_rgb(40, 40, 3), image_format
+            )
             reasons[image_format] = data[:40]
         _, status = preprocess.decode_batch(
             tf.constant(list(reasons.values())), 16
@@ -138,25 +128,27 @@ class StatusTest(tf.test.TestCase):
 class DecodeZoomedTest(tf.test.TestCase):
 
     def test_zoom_one_is_decode_and_resize(self):
-        data = tf.constant(encode(random_rgb(30, 50), "PNG"))
+        data = tf.constant(
+            images_lib.encode(images_lib.random_rgb(30, 50), "PNG")
+        )
         views = preprocess.decode_zoomed(data, 32, (1.0,))
         self.assertEqual(views.shape, (1, 32, 32, 3))
         self.assertAllEqual(views[0], preprocess.decode_and_resize(data, 32))
 
     def test_a_zoom_is_the_central_crop_fitted(self):
-        pixels = random_rgb(40, 60)
-        data = tf.constant(encode(pixels, "PNG"))
+        pixels = images_lib.random_rgb(40, 60)
+        data = tf.constant(images_lib.encode(pixels, "PNG"))
         views = preprocess.decode_zoomed(data, 24, (1.0, 0.5))
         # Central half of each side: rows 10..29, columns 15..44.
-        crop = tf.constant(encode(pixels[10:30, 15:45], "PNG"))
+        crop = tf.constant(images_lib.encode(pixels[10:30, 15:45], "PNG"))
         self.assertAllEqual(views[1], preprocess.decode_and_resize(crop, 24))
         self.assertNotAllClose(views[0], views[1])
 
     def test_batch_in_a_graph_equals_one_by_one(self):
         data = tf.constant(
             [
-                encode(random_rgb(30, 50, 1), "JPEG"),
-                encode(random_rgb(12, 9, 2), "PNG"),
+                images_lib.encode(images_lib.random_rgb(30, 50, 1), "JPEG"),
+                images_lib.encode(images_lib.random_rgb(12, 9, 2), "PNG"),
             ]
         )
         batch, _ = tf.function(
@@ -170,7 +162,7 @@ class DecodeZoomedTest(tf.test.TestCase):
             )
 
     def test_bad_zooms_are_rejected(self):
-        image = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
+        image = images_lib.encode(np.zeros((8, 8, 3), np.uint8), "PNG")
         with self.assertRaisesRegex(ValueError, r"\(0, 1\]"):
             preprocess.decode_zoomed(image, 8, (1.0, 1.5))
 
@@ -180,7 +172,7 @@ class MaskViewsTest(tf.test.TestCase, parameterized.TestCase):
     def test_decode_gives_the_zooms_and_a_larger_source_with_statuses(self):
         images = tf.constant(
             [
-                encode(random_rgb(30, 50, 1), "PNG"),
+                images_lib.encode(images_lib.random_rgb(30, 50, 1), "PNG"),
                 *tiny_export.bad_bytes().values(),
             ]
         )

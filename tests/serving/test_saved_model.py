@@ -1,6 +1,6 @@
-"""Tests for beau_tf.serving.saved_model, beau_tf.exporting.assemble and the beau_tf.export command line."""
+"""Tests for beau_tf.serving.saved_model: the SavedModel's signatures, identity
+and versions."""
 
-import io
 import os
 import subprocess
 import sys
@@ -8,41 +8,20 @@ import tempfile
 
 import keras
 import numpy as np
-from PIL import Image
+import pytest
 import tensorflow as tf
 
-from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
-from beau_tf.exporting import assemble
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import preprocess
 from beau_tf.serving import saved_model
-from beau_tf.training import config as config_lib
-from beau_tf.training import trainer
-from tests.serving import tiny_export
+from tests.fixtures import tiny_export
 
-REPO = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
 SAVED_MODEL_CLI = os.path.join(
     os.path.dirname(sys.executable), "saved_model_cli"
 )
 ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-
-
-def encode(array: np.ndarray, image_format: str) -> bytes:
-    stream = io.BytesIO()
-    Image.fromarray(array).save(stream, format=image_format)
-    return stream.getvalue()
-
-
-def real_image_bytes() -> tf.Tensor:
-    """A tall JPEG and a wide PNG photo-like pair, (2,) tf.string."""
-    rng = np.random.default_rng(0)
-    tall = rng.integers(0, 256, (80, 48, 3), dtype=np.uint8)
-    wide = rng.integers(0, 256, (30, 90, 3), dtype=np.uint8)
-    return tf.constant([encode(tall, "JPEG"), encode(wide, "PNG")])
 
 
 def tiny_extractor():
@@ -79,7 +58,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         super().tearDownClass()
 
     def test_serving_default_equals_the_in_memory_model(self):
-        images = real_image_bytes()
+        images = tiny_export.real_image_bytes()
         loaded = tf.saved_model.load(self.version_dir)
         served = loaded.signatures["serving_default"](images=images)
         expected = self.model(preprocess.decode_batch(images, 64)[0])
@@ -95,7 +74,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         )
 
     def test_query_multiscale_is_the_normalised_mean_over_zooms(self):
-        images = real_image_bytes()
+        images = tiny_export.real_image_bytes()
         loaded = tf.saved_model.load(self.version_dir)
         served = loaded.signatures["query_multiscale"](images=images)
         views, _ = preprocess.decode_batch_zoomed(images, 64, (1.0, 0.5))
@@ -179,7 +158,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         )
 
     def test_bad_images_get_a_reason_and_a_zero_row_without_failing(self):
-        good = real_image_bytes().numpy().tolist()
+        good = tiny_export.real_image_bytes().numpy().tolist()
         bad = tiny_export.bad_bytes()
         images = tf.constant([good[0], *bad.values(), good[1]])
         signatures = tf.saved_model.load(self.version_dir).signatures
@@ -188,7 +167,9 @@ class ExportSavedModelTest(tf.test.TestCase):
             + [tiny_export.BAD_BYTES_STATUS[key].encode() for key in bad]
             + [b"ok"]
         )
-        alone = signatures["serving_default"](images=real_image_bytes())
+        alone = signatures["serving_default"](
+            images=tiny_export.real_image_bytes()
+        )
         for name in ("serving_default", "query_multiscale"):
             served = signatures[name](images=images)
             self.assertAllEqual(served["status"], want)
@@ -209,7 +190,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         for signature in tf.saved_model.load(
             self.version_dir
         ).signatures.values():
-            served = signature(images=real_image_bytes()[:2])
+            served = signature(images=tiny_export.real_image_bytes()[:2])
             self.assertEqual(
                 [
                     value.decode()
@@ -239,6 +220,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         }
         self.assertLen(variants | {base}, 6)
 
+    @pytest.mark.slow  # four exports (~8 s)
     def test_versions_increment_and_are_never_overwritten(self):
         base = os.path.join(self.get_temp_dir(), "versions")
         model = self.model
@@ -292,7 +274,7 @@ class ExportSavedModelTest(tf.test.TestCase):
         self.assertEqual(identity["adaptation"], {"num_photos": 7})
         signatures = tf.saved_model.load(version_dir).signatures
         plain = saved_model.ServingModule(self.model, (1.0, 0.5))
-        images = real_image_bytes()
+        images = tiny_export.real_image_bytes()
 
         def project(embeddings):
             projected = (embeddings - mean) @ matrix
@@ -341,7 +323,7 @@ class MaskViewsTest(tf.test.TestCase):
         super().tearDownClass()
 
     def test_views_around_the_whole_photos_mask_join_the_zooms(self):
-        images = real_image_bytes()
+        images = tiny_export.real_image_bytes()
         served = tf.saved_model.load(self.version_dir).signatures[
             "query_multiscale"
         ](images=images)
@@ -375,122 +357,6 @@ class MaskViewsTest(tf.test.TestCase):
             saved_model.ServingModule(self.model, (0.75, 0.5), None, (0.25,))
         with self.assertRaisesRegex(ValueError, r"\[0, 4\]"):
             saved_model.ServingModule(self.model, (1.0,), None, (-0.1,))
-
-
-class BuildExportModelTest(tf.test.TestCase):
-
-    def test_untrained_backbones_need_no_workdir(self):
-        model, members = assemble.build_export_model(
-            backbones=["efficientnet_lite0", "efficientnet_lite0"],
-            image_size=64,
-            weights=[1.0, 2.0],
-        )
-        self.assertEqual(saved_model.image_size_of(model), 64)
-        self.assertEqual(model.output["embedding"].shape[-1], 2 * 1280)
-        self.assertEqual(
-            members,
-            [
-                {
-                    "backbone": "efficientnet_lite0",
-                    "weights": "imagenet",
-                    "trained_mask_decoder": False,
-                    "pooling": "gap",
-                    "weight": weight,
-                }
-                for weight in (1.0, 2.0)
-            ],
-        )
-
-    def test_nothing_to_export_is_a_clear_error(self):
-        with self.assertRaisesRegex(ValueError, "--workdirs.*--backbones"):
-            assemble.build_export_model()
-
-
-class ExportCommandTest(tf.test.TestCase):
-
-    def test_ensemble_with_whitening_from_a_trained_workdir(self):
-        root = self.get_temp_dir()
-        catalog = synthetic.write_synthetic_catalog(
-            os.path.join(root, "synthetic"),
-            num_products=4,
-            queries_per_product=0,
-            num_backgrounds=2,
-            image_size=64,
-        )
-        workdir = os.path.join(root, "run")
-        trainer.train(
-            config_lib.TrainConfig(
-                extractor=extractor_lib.ExtractorConfig(
-                    backbone="tiny", backbone_weights="none", image_size=64
-                ),
-                catalog=catalog.catalog_csv,
-                background_dir=catalog.backgrounds_dir,
-                batch_size=2,
-                steps=1,
-                checkpoint_every=1,
-                warmup_steps=1,
-            ),
-            workdir,
-        )
-        export_dir = os.path.join(root, "exported")
-        command = [
-            sys.executable,
-            "-m",
-            "beau_tf.export",
-            f"--workdirs={workdir},{workdir}",
-            "--member_weights=1,2",
-            "--pca_dim=3",
-            f"--pca_catalog={catalog.catalog_csv}",
-            f"--export_dir={export_dir}",
-            "--model_name=beau_tf",
-            "--query_zooms=1.0,0.6",
-        ]
-        done = subprocess.run(
-            command, cwd=REPO, env=ENVIRONMENT, capture_output=True, text=True
-        )
-        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
-        version_dir = os.path.join(export_dir, "beau_tf", "1")
-        identity = contract.model_identity(version_dir)
-        self.assertEqual(identity["embedding_dim"], 3)
-        self.assertEqual(identity["query_zooms"], [1.0, 0.6])
-        self.assertEqual(
-            [member["weight"] for member in identity["members"]], [1.0, 2.0]
-        )
-        served = tf.saved_model.load(version_dir).signatures["serving_default"](
-            images=real_image_bytes()
-        )
-        self.assertEqual(served["embedding"].shape, (2, 3))
-        self.assertAllClose(
-            np.linalg.norm(served["embedding"], axis=-1), [1.0, 1.0]
-        )
-
-        # A user error is one line, without a traceback.
-        again = subprocess.run(
-            command + ["--version=1"],
-            cwd=REPO,
-            env=ENVIRONMENT,
-            capture_output=True,
-            text=True,
-        )
-        self.assertEqual(again.returncode, 1)
-        self.assertRegex(again.stderr, r"error: .*1 exists")
-        self.assertNotIn("Traceback", again.stderr)
-        self.assertEqual(os.listdir(os.path.join(export_dir, "beau_tf")), ["1"])
-
-        for zooms, message in [
-            ("1.0,big", r"--query_zooms=1.0,big; numbers in \(0, 1\] expected"),
-            ("1.0,2", r"zooms=\[1.0, 2.0\] is invalid"),
-        ]:
-            bad = subprocess.run(
-                command + [f"--query_zooms={zooms}"],
-                cwd=REPO,
-                env=ENVIRONMENT,
-                capture_output=True,
-                text=True,
-            )
-            self.assertEqual(bad.returncode, 1)
-            self.assertRegex(bad.stderr, "error: " + message)
-            self.assertNotIn("Traceback", bad.stderr)
 
 
 if __name__ == "__main__":

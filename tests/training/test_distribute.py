@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,12 +24,9 @@ from beau_tf.models import extractor as extractor_lib
 from beau_tf.training import config as config_lib
 from beau_tf.training import distribute
 from beau_tf.training import trainer
-from tests import testing
-
-REPO = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
-_ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
+from tests.fixtures import ports
+from tests.fixtures import testing
+from tests.fixtures import training
 
 
 class StrategyTest(tf.test.TestCase):
@@ -63,7 +59,7 @@ class StrategyTest(tf.test.TestCase):
         )
 
 
-def tiny_config(root: str, **overrides) -> config_lib.TrainConfig:
+def frozen_backbone_config(root: str, **overrides) -> config_lib.TrainConfig:
     catalog = synthetic.write_synthetic_catalog(
         os.path.join(root, "synthetic"),
         num_products=4,
@@ -111,22 +107,12 @@ def command_line(config: config_lib.TrainConfig, workdir: str) -> list[str]:
     ]
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for one in sockets:
-        one.bind(("127.0.0.1", 0))
-    ports = [one.getsockname()[1] for one in sockets]
-    for one in sockets:
-        one.close()
-    return ports
-
-
 class Workers:
     """N `beau_tf.train` processes on 127.0.0.1, one TF_CONFIG task each."""
 
     def __init__(self, command, count: int, log_dir: str, temp_dir: str):
         cluster = {
-            "worker": [f"127.0.0.1:{port}" for port in free_ports(count)]
+            "worker": [f"127.0.0.1:{port}" for port in ports.free_ports(count)]
         }
         self.logs = [
             os.path.join(log_dir, f"worker{index}.log")
@@ -145,7 +131,7 @@ class Workers:
                 self.processes.append(
                     subprocess.Popen(
                         command,
-                        cwd=REPO,
+                        cwd=testing.REPO,
                         env=environment,
                         stdout=stream,
                         stderr=subprocess.STDOUT,
@@ -194,11 +180,6 @@ def listing(workdir: str) -> list[str]:
     return sorted(paths)
 
 
-def trained_steps(workdir: str) -> int:
-    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-    return int(tf.train.load_variable(latest, _ITERATIONS))
-
-
 @pytest.mark.slow
 class MultiWorkerTrainingTest(tf.test.TestCase):
 
@@ -212,7 +193,9 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
 
     def test_two_workers_killed_and_rerun_end_where_one_process_ends(self):
         self.root = testing.make_tempdir(self)
-        config = tiny_config(self.root, steps=100, checkpoint_every=10)
+        config = frozen_backbone_config(
+            self.root, steps=100, checkpoint_every=10
+        )
         one_process = os.path.join(self.root, "one_process")
         trainer.train(config, one_process)
 
@@ -228,7 +211,7 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
             )
             time.sleep(0.05)
         workers.kill()
-        killed_at = trained_steps(workdir)
+        killed_at = training.trained_steps(workdir)
         self.assertLess(killed_at, 100, "training finished before the kill")
         self.assertTrue(os.path.isdir(os.path.join(workdir, "worker1_temp")))
 
@@ -243,7 +226,7 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
             # Every worker restores the chief's checkpoint.
             self.assertEqual(os.path.dirname(match.group(1)), checkpoints)
             self.assertEqual(int(match.group(2)), killed_at)
-        self.assertEqual(trained_steps(workdir), 100)
+        self.assertEqual(training.trained_steps(workdir), 100)
 
         # The losses of every step (both runs' events) and the final weights
         # are those of one process with the same global batch.

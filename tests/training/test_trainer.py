@@ -1,15 +1,16 @@
-"""Tests for beau_tf.training and the beau_tf.train command line."""
+"""Tests for beau_tf.training.trainer: runs that write, resume and distil,
+and a killed `python -m beau_tf.train` that resumes."""
 
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 from absl.testing import absltest
-from absl.testing import parameterized
 import keras
 import numpy as np
 import pytest
@@ -20,117 +21,28 @@ from beau_tf.data import backgrounds as backgrounds_lib
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import pipelines
 from beau_tf.data import products as products_lib
-from beau_tf.datasets.synthetic import catalogue as synthetic
+from beau_tf.exporting import assemble
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.training import config as config_lib
+from beau_tf.training import photo_targets
 from beau_tf.training import trainer
-from tests import testing
-
-REPO = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
-_ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-def tiny_catalog(root: str) -> synthetic.SyntheticCatalog:
-    return synthetic.write_synthetic_catalog(
-        os.path.join(root, "synthetic"),
-        num_products=4,
-        queries_per_product=0,
-        num_backgrounds=2,
-        image_size=64,
-    )
-
-
-def tiny_config(
-    catalog: synthetic.SyntheticCatalog, **overrides
-) -> config_lib.TrainConfig:
-    values = dict(
-        extractor=extractor_lib.ExtractorConfig(
-            backbone="tiny", backbone_weights="none", image_size=64
-        ),
-        catalog=catalog.catalog_csv,
-        background_dir=catalog.backgrounds_dir,
-        batch_size=2,
-        steps=4,
-        checkpoint_every=2,
-        warmup_steps=1,
-        identity_loss_weight=1.0,
-        summary_every=1,
-        summary_images_every=2,
-    )
-    values.update(overrides)
-    return config_lib.TrainConfig(**values)
-
-
-def summary_tags(log_dir: str) -> set[str]:
-    tags = set()
-    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
-
-
-def trained_steps(workdir: str) -> int:
-    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-    return int(tf.train.load_variable(latest, _ITERATIONS))
-
-
-class TrainConfigTest(parameterized.TestCase):
-
-    def setUp(self):
-        super().setUp()
-        self.catalog = tiny_catalog(testing.make_tempdir(self))
-
-    @parameterized.parameters(
-        (dict(steps=5, checkpoint_every=2), "not a multiple"),
-        (
-            dict(mask_loss_weight=0.0, identity_loss_weight=0.0),
-            "nothing to train",
-        ),
-        (dict(strategy="cloud"), "strategy='cloud'"),
-        (dict(batch_size=0), "batch_size=0"),
-    )
-    def test_bad_values_are_named(self, overrides, message):
-        with self.assertRaisesRegex(ValueError, message):
-            tiny_config(self.catalog, **overrides)
-
-    def test_dict_round_trip(self):
-        config = tiny_config(self.catalog, mask_loss_weight=0.5)
-        self.assertEqual(
-            config_lib.TrainConfig.from_dict(config.to_dict()), config
-        )
-
-    def test_workdir_refuses_another_run_but_accepts_more_steps(self):
-        workdir = testing.make_tempdir(self)
-        config_lib.record_config(workdir, tiny_config(self.catalog), "")
-        config_lib.record_config(
-            workdir, tiny_config(self.catalog, steps=8), ""
-        )
-        with self.assertRaisesRegex(ValueError, "learning_rate: 0.001 -> 0.5"):
-            config_lib.record_config(
-                workdir, tiny_config(self.catalog, learning_rate=0.5), ""
-            )
-
-    def test_missing_workdir_config_is_a_clear_error(self):
-        with self.assertRaisesRegex(
-            FileNotFoundError, "not a beau_tf training"
-        ):
-            config_lib.load_train_config(testing.make_tempdir(self))
+from tests.fixtures import testing
+from tests.fixtures import training
 
 
 class TrainTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # 4 steps, then 4 more (~11 s)
     def test_run_writes_a_complete_workdir_and_resumes(self):
         root = testing.make_tempdir(self)
-        catalog = tiny_catalog(root)
+        catalog = training.tiny_catalog(root)
         workdir = os.path.join(root, "run")
-        config = tiny_config(catalog)
+        config = training.tiny_config(catalog)
         path = trainer.train(config, workdir)
 
         self.assertEqual(config_lib.load_train_config(workdir), config)
         self.assertTrue(os.path.exists(os.path.join(workdir, "flags.txt")))
-        self.assertEqual(trained_steps(workdir), 4)
+        self.assertEqual(training.trained_steps(workdir), 4)
         self.assertContainsSubset(
             {
                 "loss/loss",
@@ -141,7 +53,7 @@ class TrainTest(tf.test.TestCase):
                 "mask/true",
                 "mask/predicted",
             },
-            summary_tags(os.path.join(workdir, "tensorboard")),
+            training.summary_tags(os.path.join(workdir, "tensorboard")),
         )
         extractor = keras.saving.load_model(path)
         outputs = extractor(np.zeros((1, 64, 64, 3), np.uint8))
@@ -150,15 +62,17 @@ class TrainTest(tf.test.TestCase):
 
         # The same workdir with more steps goes on from step 4.
         with self.assertLogs(logger="absl", level="INFO") as logs:
-            trainer.train(tiny_config(catalog, steps=8), workdir)
+            trainer.train(training.tiny_config(catalog, steps=8), workdir)
         self.assertTrue(any("at step 4" in line for line in logs.output))
-        self.assertEqual(trained_steps(workdir), 8)
+        self.assertEqual(training.trained_steps(workdir), 8)
 
     def test_fit_gets_the_first_batches_of_the_run_stream(self):
         # Iterating the training dataset (for the TensorBoard sample, say)
         # would move on the shuffle state later iterators share, by as much
         # as prefetching got to: fit's batches would change from run to run.
-        config = tiny_config(tiny_catalog(testing.make_tempdir(self)))
+        config = training.tiny_config(
+            training.tiny_catalog(testing.make_tempdir(self))
+        )
         items = catalog_lib.list_catalog(config.catalog)
         dataset, sample = trainer.load_training_data(config, items)
         products, _ = products_lib.prepare_products(items, 64)
@@ -179,8 +93,8 @@ class TrainTest(tf.test.TestCase):
 
     def test_failed_start_leaves_no_workdir_config(self):
         root = testing.make_tempdir(self)
-        config = tiny_config(
-            tiny_catalog(root),
+        config = training.tiny_config(
+            training.tiny_catalog(root),
             extractor=extractor_lib.ExtractorConfig(
                 backbone="tiny",
                 backbone_weights=os.path.join(root, "missing.weights.h5"),
@@ -196,19 +110,63 @@ class TrainTest(tf.test.TestCase):
 
     def test_mirrored_strategy_trains(self):
         root = testing.make_tempdir(self)
-        config = tiny_config(tiny_catalog(root), strategy="mirrored", steps=2)
+        config = training.tiny_config(
+            training.tiny_catalog(root), strategy="mirrored", steps=2
+        )
         trainer.train(config, os.path.join(root, "run"))
-        self.assertEqual(trained_steps(os.path.join(root, "run")), 2)
+        self.assertEqual(training.trained_steps(os.path.join(root, "run")), 2)
 
     def test_paper_config_trains_the_mask_alone(self):
         root = testing.make_tempdir(self)
-        config = tiny_config(
-            tiny_catalog(root), identity_loss_weight=0.0, steps=2
+        config = training.tiny_config(
+            training.tiny_catalog(root), identity_loss_weight=0.0, steps=2
         )
         trainer.train(config, os.path.join(root, "run"))
-        tags = summary_tags(os.path.join(root, "run", "tensorboard"))
+        tags = training.summary_tags(os.path.join(root, "run", "tensorboard"))
         self.assertIn("loss/loss", tags)
         self.assertNotIn("loss/logits_loss", tags)
+
+
+@pytest.mark.slow  # a teacher export and two runs (~16 s)
+class DistillationRunTest(tf.test.TestCase):
+
+    def test_run_distils_and_resumes_without_the_teacher(self):
+        root = testing.make_tempdir(self)
+        catalog, photos = training.catalogue_and_photos(root)
+        teacher = training.export_teacher(root)
+        workdir = os.path.join(root, "run")
+        values = dict(
+            photos=photos,
+            teacher=teacher,
+            photo_loss_weight=1.0,
+            photo_mask_loss_weight=1.0,
+            identity_loss_weight=0.3,
+            extractor=extractor_lib.ExtractorConfig(
+                backbone="tiny",
+                backbone_weights="none",
+                image_size=training.IMAGE_SIZE,
+                embedding_dim=8,
+            ),
+        )
+        config = training.tiny_config(catalog, steps=2, **values)
+        trainer.train(config, workdir)
+        self.assertEqual(training.trained_steps(workdir), 2)
+        tags = training.summary_tags(os.path.join(workdir, "tensorboard"))
+        self.assertIn("loss/photo_logits_loss", tags)
+        self.assertIn("loss/photo_mask_loss", tags)
+        with np.load(os.path.join(workdir, photo_targets.TARGETS_FILE)) as kept:
+            self.assertEqual(kept["targets"].shape, (12, 4))
+        # The targets stay with the run: resuming needs no teacher.
+        shutil.rmtree(os.path.dirname(teacher))
+        trainer.train(training.tiny_config(catalog, steps=4, **values), workdir)
+        self.assertEqual(training.trained_steps(workdir), 4)
+        self.assertEmpty(glob.glob(os.path.join(workdir, "*.tmp*")))
+        # An export of the run says what it was distilled from.
+        _, members = assemble.build_export_model([workdir])
+        self.assertEqual(
+            members[0]["distilled_from"],
+            {"teacher": os.path.abspath(teacher), "photos": photos},
+        )
 
 
 @pytest.mark.slow
@@ -216,7 +174,7 @@ class KillAndResumeTest(tf.test.TestCase):
 
     def test_sigkill_then_same_command_continues(self):
         root = testing.make_tempdir(self)
-        catalog = tiny_catalog(root)
+        catalog = training.tiny_catalog(root)
         workdir = os.path.join(root, "run")
         command = [
             sys.executable,
@@ -237,7 +195,7 @@ class KillAndResumeTest(tf.test.TestCase):
         environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         process = subprocess.Popen(
             command,
-            cwd=REPO,
+            cwd=testing.REPO,
             env=environment,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -254,12 +212,12 @@ class KillAndResumeTest(tf.test.TestCase):
             time.sleep(0.2)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        killed_at = trained_steps(workdir)
+        killed_at = training.trained_steps(workdir)
         self.assertLess(killed_at, 300, "training finished before the kill")
 
         resumed = subprocess.run(
             command,
-            cwd=REPO,
+            cwd=testing.REPO,
             env=environment,
             capture_output=True,
             text=True,
@@ -269,7 +227,7 @@ class KillAndResumeTest(tf.test.TestCase):
         match = re.search(r"Resuming from .* at step (\d+)", resumed.stderr)
         self.assertIsNotNone(match, resumed.stderr[-3000:])
         self.assertEqual(int(match.group(1)), killed_at)
-        self.assertEqual(trained_steps(workdir), 300)
+        self.assertEqual(training.trained_steps(workdir), 300)
         self.assertTrue(
             os.path.exists(os.path.join(workdir, "extractor.keras"))
         )

@@ -12,7 +12,7 @@ from PIL import Image
 
 from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.datasets.synthetic import products
-from tests import testing
+from tests.fixtures import testing
 
 _SIZE = 64
 
@@ -163,9 +163,6 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
         out_dir = os.path.join(
             testing.make_tempdir(self, "beau_tf_synthetic_"), "cli"
         )
-        repo = os.path.dirname(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        )
         subprocess.run(
             [
                 sys.executable,
@@ -178,7 +175,7 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
                 "--image_size=32",
             ],
             check=True,
-            cwd=repo,
+            cwd=testing.REPO,
             capture_output=True,
             timeout=120,
         )

@@ -7,7 +7,7 @@ from absl.testing import absltest
 from beau_tf import train
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.training import config as config_lib
-from tests import testing
+from tests.fixtures import testing
 
 
 def _config(**paths) -> config_lib.TrainConfig:

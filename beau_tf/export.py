@@ -167,19 +167,11 @@ def parse_zooms(values: list[str]) -> tuple[float, ...]:
 
 
 def parse_mask_views(
-    values: list[str], zooms: tuple[float, ...], num_trained: int
+    values: list[str], zooms: tuple[float, ...]
 ) -> tuple[float, ...]:
-    """`--query_mask_views` as paddings; ValueError when they cannot work."""
-    pads = contract.check_mask_views(
-        parse_floats("query_mask_views", values, "paddings in [0, 4]"), zooms
-    )
-    if pads and not num_trained:
-        raise ValueError(
-            "--query_mask_views needs a trained member (--workdirs): an "
-            "untrained backbone's mask decoder has never learned where the "
-            "product is."
-        )
-    return pads
+    """`--query_mask_views` as paddings (`contract.check_mask_views`)."""
+    pads = parse_floats("query_mask_views", values, "paddings in [0, 4]")
+    return contract.check_mask_views(pads, zooms)
 
 
 def pca_paths() -> list[str]:
@@ -228,9 +220,7 @@ def main(argv):
         raise app.UsageError("Pass --workdirs, --backbones or both.")
     num_members = len(workdirs) + len(backbones)
     query_zooms = parse_zooms(_QUERY_ZOOMS.value)
-    mask_views = parse_mask_views(
-        _QUERY_MASK_VIEWS.value, query_zooms, len(workdirs)
-    )
+    mask_views = parse_mask_views(_QUERY_MASK_VIEWS.value, query_zooms)
     export_dir, model_name, version = (
         _EXPORT_DIR.value,
         _MODEL_NAME.value,
@@ -250,12 +240,7 @@ def main(argv):
         backbones=backbones,
         image_size=_IMAGE_SIZE.value,
     )
-    if mask_views and not any(m["trained_mask_decoder"] for m in members):
-        raise ValueError(
-            "--query_mask_views needs a member whose mask decoder learned "
-            "(trained with the mask loss or attention pooling); "
-            f"{', '.join(workdirs)} trained none."
-        )
+    assemble.check_mask_views(mask_views, members)
     projection = adaptation = None
     if adapt_photos:
         learned, adaptation = learn.learn_projection(

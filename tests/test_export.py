@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from beau_tf import export
 from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.serving import contract
 from tests.fixtures import testing
@@ -19,25 +18,6 @@ from tests.fixtures import tiny_export
 from tests.fixtures import training
 
 ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-
-
-class ParseMaskViewsTest(absltest.TestCase):
-
-    def test_paddings_with_a_trained_member(self):
-        self.assertEqual(
-            export.parse_mask_views(["0.25", "1"], (1.0, 0.5), 1), (0.25, 1.0)
-        )
-        self.assertEqual(export.parse_mask_views([], (0.5,), 0), ())
-
-    def test_untrained_backbones_alone_cannot_find_the_product(self):
-        with self.assertRaisesRegex(ValueError, "needs a trained member"):
-            export.parse_mask_views(["0.25"], (1.0,), 0)
-
-    def test_bad_values_name_the_flag(self):
-        with self.assertRaisesRegex(ValueError, "--query_mask_views=wide"):
-            export.parse_mask_views(["wide"], (1.0,), 1)
-        with self.assertRaisesRegex(ValueError, "zoom 1.0"):
-            export.parse_mask_views(["0.25"], (0.75,), 1)
 
 
 @pytest.mark.slow  # trains a workdir, then four export commands (~30 s)

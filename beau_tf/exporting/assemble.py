@@ -162,3 +162,23 @@ def build_export_model(
         for source, weight in zip(sources, weights)
     ]
     return model, members
+
+
+def check_mask_views(pads: Sequence[float], members: Sequence[dict]) -> None:
+    """Refuses mask-guided query views for a model whose mask decoders never
+    learned where the product is (untrained backbones, or runs without the
+    mask loss and attention pooling).
+
+    Args:
+      pads: the mask views' paddings (`contract.check_mask_views`).
+      members: what `build_export_model` says the model was built from.
+
+    Raises:
+      ValueError: mask views, and no member with a trained mask decoder.
+    """
+    if pads and not any(member["trained_mask_decoder"] for member in members):
+        raise ValueError(
+            "--query_mask_views needs a member whose mask decoder learned "
+            "where the product is (--workdirs of a run with the mask loss or "
+            "attention pooling); untrained backbones' decoders never did."
+        )

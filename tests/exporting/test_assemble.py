@@ -36,5 +36,19 @@ class BuildExportModelTest(tf.test.TestCase):
             assemble.build_export_model()
 
 
+class CheckMaskViewsTest(tf.test.TestCase):
+
+    def test_mask_views_need_a_trained_decoder(self):
+        untrained = {
+            "backbone": "efficientnet_lite0",
+            "trained_mask_decoder": False,
+        }
+        trained = {"workdir": "runs/a", "trained_mask_decoder": True}
+        assemble.check_mask_views((0.25,), [untrained, trained])
+        assemble.check_mask_views((), [untrained])
+        with self.assertRaisesRegex(ValueError, "never did"):
+            assemble.check_mask_views((0.25,), [untrained])
+
+
 if __name__ == "__main__":
     tf.test.main()

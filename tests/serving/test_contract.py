@@ -23,6 +23,19 @@ class CheckZoomsTest(parameterized.TestCase):
             contract.check_zooms(zooms)
 
 
+class CheckMaskViewsTest(unittest.TestCase):
+
+    def test_paddings_need_the_whole_photo_among_the_zooms(self):
+        self.assertEqual(
+            contract.check_mask_views([0.25, "1"], (1.0, 0.5)), (0.25, 1.0)
+        )
+        self.assertEqual(contract.check_mask_views([], (0.5,)), ())
+        with self.assertRaisesRegex(ValueError, "zoom 1.0"):
+            contract.check_mask_views([0.25], (0.75, 0.5))
+        with self.assertRaisesRegex(ValueError, r"\[0, 4\]"):
+            contract.check_mask_views([5.0], (1.0,))
+
+
 class SignatureTest(unittest.TestCase):
 
     def test_query_signature(self):

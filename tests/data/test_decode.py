@@ -1,6 +1,7 @@
 """Tests for beau_tf.data.decode: every bad or unusual file is built here."""
 
 import concurrent.futures
+import io
 import os
 import struct
 from unittest import mock
@@ -15,6 +16,7 @@ from PIL import ImageOps
 from PIL import JpegImagePlugin
 
 from beau_tf.data import decode
+from tests.fixtures import bad_inputs
 from tests.fixtures import testing
 
 
@@ -605,3 +607,73 @@ class ReadForModelTest(parameterized.TestCase):
             decode.read_for_model(self.dir)
         with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
             decode.read_for_model(os.path.join(self.dir, "missing.jpg"))
+
+
+class DecodeLimitsTest(parameterized.TestCase):
+    """Bounds on decoding untrusted bytes (issue 21, findings 1 and 2)."""
+
+    def setUp(self):
+        super().setUp()
+        self.dir = testing.make_tempdir(self, "beau_tf_decode_")
+
+    def test_limits_change_no_pixel_of_a_usable_file(self):
+        # Read 4 KiB at a time, the decoders must give the same pixels.
+        cases = bad_inputs.write_corpus(self.dir, with_huge=False)
+        for case in cases:
+            if case.reason is not None:
+                continue
+            with open(os.path.join(self.dir, case.filename), "rb") as stream:
+                data = stream.read()
+            self.assertEqual(
+                decode.encode_for_model(data, case.filename),
+                decode.encode_for_model(
+                    data, case.filename, limits=decode.DecodeLimits()
+                ),
+                case.filename,
+            )
+
+    @parameterized.named_parameters(
+        ("webp", lambda: bad_inputs.lossless_webp(1000), "15 MiB"),
+        ("png16", lambda: bad_inputs.sixteen_bit_png(1000), "14 MiB"),
+    )
+    def test_memory_is_estimated_from_the_header(self, make, cost):
+        data = make()
+        limits = decode.DecodeLimits(max_bytes=8 * 2**20)
+        with self.assertRaisesRegex(
+            decode.DecodeLimitError, f"take {cost}, more than the 8 MiB"
+        ):
+            decode.encode_for_model(data, "upload", limits=limits)
+        decode.encode_for_model(data, "upload")  # no limits: decoded
+
+    def test_a_jpeg_is_costed_at_its_reduced_scale(self):
+        data = bad_inputs.grey_jpeg(4096)  # drafted to 1024²: 5 MiB
+        limits = decode.DecodeLimits(max_bytes=8 * 2**20)
+        sent = decode.encode_for_model(data, "big", limits=limits)
+        self.assertEqual(
+            Image.open(io.BytesIO(sent)).size,
+            (decode.MODEL_INPUT_MAX_SIDE, decode.MODEL_INPUT_MAX_SIDE),
+        )
+        with self.assertRaisesRegex(decode.DecodeLimitError, "4096×4096"):
+            decode.encode_for_model(data, "big", max_side=4096, limits=limits)
+
+    def test_too_many_scans(self):
+        data = bad_inputs.repeated_scan_jpeg(64, 200)
+        with self.assertRaisesRegex(
+            decode.DecodeLimitError, "JPEG of 20[0-9] scans; at most 100"
+        ):
+            decode.encode_for_model(data, "scans", limits=decode.DecodeLimits())
+
+    def test_the_cpu_budget_stops_a_slow_decode(self):
+        data = bad_inputs.repeated_scan_jpeg(2000, 90)
+        limits = decode.DecodeLimits(cpu_seconds=0.01)
+        with self.assertRaisesRegex(
+            decode.DecodeLimitError, "took more than 0.01 s of CPU"
+        ):
+            decode.encode_for_model(data, "slow", limits=limits)
+
+    @parameterized.parameters(
+        dict(max_bytes=0), dict(max_jpeg_scans=True), dict(cpu_seconds=0)
+    )
+    def test_bad_limits(self, **kwargs):
+        with self.assertRaises(ValueError):
+            decode.DecodeLimits(**kwargs)

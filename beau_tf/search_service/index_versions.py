@@ -47,10 +47,14 @@ class ServedIndex:
     version: int | None
 
     def summary(self) -> dict:
-        """`{"version", "directory", "items"}`, as the service reports it."""
+        """`{"version", "directory", "items"}`, as the service reports it:
+        the directory is the folder's name only, never its path on this
+        machine."""
         return {
             "version": self.version,
-            "directory": self.bundle.directory,
+            "directory": os.path.basename(
+                os.path.normpath(self.bundle.directory)
+            ),
             "items": self.bundle.index.num_items,
         }
 

@@ -31,6 +31,8 @@ from tests.fixtures import testing
 from tests.fixtures import tiny_export
 
 LIMIT_BYTES = 20_000
+# The service answers only the names of the address it listens on.
+LOCAL_URL = "http://127.0.0.1"
 
 
 def upload(data: bytes, name: str = "photo.png") -> dict:
@@ -49,7 +51,9 @@ class AppTest(absltest.TestCase):
                 ),
             )
         )
-        self.client = testclient.TestClient(app_lib.make_app(self.searcher))
+        self.client = testclient.TestClient(
+            app_lib.make_app(self.searcher), base_url=LOCAL_URL
+        )
 
     def assert_error(self, response, status_code, pattern):
         self.assertEqual(response.status_code, status_code, response.text)
@@ -73,7 +77,11 @@ class AppTest(absltest.TestCase):
         )
         self.assertEqual(
             body["index"],
-            {"version": None, "directory": self.index, "items": 12},
+            {
+                "version": None,
+                "directory": os.path.basename(self.index),
+                "items": 12,
+            },
         )
         self.assertEqual(set(body["timings_ms"]), {"decode", "embed", "search"})
 
@@ -178,11 +186,14 @@ class AppTest(absltest.TestCase):
         self.model.fail_with = embedders.EmbeddingUnavailableError(
             "could not reach TF Serving"
         )
-        self.assert_error(
-            self.client.post("/search", files=upload(self.catalogue[0])),
-            503,
-            "could not reach TF Serving",
-        )
+        with self.assertLogs(level="ERROR") as logs:
+            self.assert_error(
+                self.client.post("/search", files=upload(self.catalogue[0])),
+                503,
+                "the model could not embed the image; the service's log",
+            )
+        # The details (which name the model's folder or server) are logged.
+        self.assertIn("could not reach TF Serving", "\n".join(logs.output))
         self.model.fail_with = None
         ok = self.client.post("/search", files=upload(self.catalogue[0]))
         self.assertEqual(ok.status_code, 200)
@@ -190,7 +201,9 @@ class AppTest(absltest.TestCase):
     def test_a_bug_is_a_json_500_and_the_service_lives_on(self):
         self.model.fail_with = KeyError("a bug")
         client = testclient.TestClient(
-            app_lib.make_app(self.searcher), raise_server_exceptions=False
+            app_lib.make_app(self.searcher),
+            base_url=LOCAL_URL,
+            raise_server_exceptions=False,
         )
         self.assert_error(
             client.post("/search", files=upload(self.catalogue[0])),
@@ -225,7 +238,9 @@ class AppTest(absltest.TestCase):
         ready = self.client.get("/readyz")
         self.assertEqual(ready.status_code, 200)
         self.assertTrue(ready.json()["ready"])
-        self.assertEqual(ready.json()["index"]["directory"], self.index)
+        self.assertEqual(
+            ready.json()["index"]["directory"], os.path.basename(self.index)
+        )
         page = self.client.get("/")
         self.assertEqual(page.status_code, 200)
         self.assertIn("<form", page.text)
@@ -247,7 +262,9 @@ class NotReadyAppTest(absltest.TestCase):
         searcher = searcher_lib.Searcher(
             fakes.FakeModel().as_embedding_model, os.path.join(root, "index")
         )
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         self.assertEqual(client.get("/healthz").status_code, 200)
         ready = client.get("/readyz")
         self.assertEqual(ready.status_code, 503)
@@ -306,7 +323,9 @@ class RealExportTest(absltest.TestCase):
         searcher = searcher_lib.Searcher(load_model, self.index)
         searcher.load()
         self.addCleanup(searcher.close)
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         self.assertEqual(client.get("/readyz").json()["index"]["version"], 1)
         bodies = []
         for multiscale in ("false", "true"):
@@ -355,7 +374,9 @@ class RealExportTest(absltest.TestCase):
         )
         searcher.load()
         self.addCleanup(searcher.close)
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         response = client.post(
             "/search", params={"mask": "true"}, files=upload(self.catalogue[0])
         )

@@ -46,7 +46,11 @@ class IndexVersionsTest(absltest.TestCase):
         self.assertFalse(versions.poll())
         self.assertEqual(
             served.summary(),
-            {"version": None, "directory": folder, "items": fakes.NUM_ITEMS},
+            {
+                "version": None,
+                "directory": os.path.basename(folder),
+                "items": fakes.NUM_ITEMS,
+            },
         )
 
     def test_the_highest_version_is_served_and_a_newer_one_swapped_in(self):

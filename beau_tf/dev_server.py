@@ -7,7 +7,9 @@ serves the latest numbered version under --model_base (as TF Serving's
 --model_base_path does, but read once at start) until Ctrl-C, so that
 `python -m beau_tf.search --server=127.0.0.1:8500` works without Docker. It
 is a stand-in (`beau_tf.serving.prediction_service`), not for production: use TF
-Serving there (export/README.md).
+Serving there (export/README.md). Each request is bounded (--max_request_mb,
+--max_batch, --max_request_megapixels); the model folder is trusted: a
+SavedModel is a program, so serve only exports you made or trust.
 """
 
 from absl import app
@@ -28,7 +30,30 @@ _MODEL_NAME = flags.DEFINE_string(
     "The name clients ask for (TF Serving's MODEL_NAME).",
 )
 _PORT = flags.DEFINE_integer(
-    "port", 8500, "gRPC port; 0 picks a free one (the line printed says it)."
+    "port",
+    8500,
+    "gRPC port; 0 picks a free one (the line printed says it).",
+    lower_bound=0,
+    upper_bound=65535,
+)
+_MAX_REQUEST_MB = flags.DEFINE_float(
+    "max_request_mb",
+    prediction_service.MAX_REQUEST_BYTES / 2**20,
+    "Largest request accepted, MiB.",
+    lower_bound=0.001,
+)
+_MAX_BATCH = flags.DEFINE_integer(
+    "max_batch",
+    prediction_service.MAX_BATCH,
+    "Most images in one request.",
+    lower_bound=1,
+)
+_MAX_REQUEST_MEGAPIXELS = flags.DEFINE_float(
+    "max_request_megapixels",
+    prediction_service.MAX_REQUEST_PIXELS / 2**20,
+    "Most pixels the images of one request may claim together, millions "
+    "(2^20).",
+    lower_bound=0.001,
 )
 _HOST = flags.DEFINE_string(
     "host",
@@ -47,6 +72,9 @@ def main(argv):
         version,
         host=_HOST.value,
         port=_PORT.value,
+        max_request_bytes=int(_MAX_REQUEST_MB.value * 2**20),
+        max_batch=_MAX_BATCH.value,
+        max_request_pixels=int(_MAX_REQUEST_MEGAPIXELS.value * 2**20),
     )
     print(
         "development stand-in for TF Serving, not for production: serving "

@@ -386,6 +386,45 @@ def _passes_through(data: bytes, max_side: int) -> bool:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageHeader:
+    """What encoded image bytes claim, read without decoding any pixel.
+
+    Attributes:
+      format: PIL's name of the format ("JPEG", "PNG", ...).
+      width: pixels, as stored.
+      height: pixels, as stored.
+      jpeg_scans: the scans of a JPEG (each a pass over the whole image);
+        0 for other formats.
+    """
+
+    format: str
+    width: int
+    height: int
+    jpeg_scans: int
+
+
+def read_header(data: bytes) -> ImageHeader | None:
+    """The header of encoded image bytes (any size: no pixel limit applies
+    here), or None when it cannot be read."""
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+                image_format, (width, height) = im.format, im.size
+        except Exception:  # pylint: disable=broad-exception-caught
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    scans = (
+        data.count(_JPEG_START_OF_SCAN)
+        if image_format in ("JPEG", "MPO")
+        else 0
+    )
+    return ImageHeader(image_format, width, height, scans)
+
+
 def list_image_files(root: str) -> list[str]:
     """Lists the image files under a directory, recursively.
 

@@ -243,7 +243,7 @@ def _next_version(model_dir: str) -> int:
     versions = [
         int(name)
         for name in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-        if name.isdigit()
+        if name.isascii() and name.isdigit()
     ]
     return max(versions, default=0) + 1
 

@@ -547,7 +547,7 @@ class Searcher:
         """
         loaded = self._require_loaded()
         served = loaded.versions.current
-        path = served.bundle.paths.get(item_id)
+        path = loaded.versions.image_path(item_id)
         if path is None:
             version = (
                 "" if served.version is None else f" (version {served.version})"

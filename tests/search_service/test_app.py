@@ -5,6 +5,7 @@ import functools
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -432,7 +433,7 @@ class RealExportTest(absltest.TestCase):
         self.assertEqual(output.splitlines()[-1], "stopped", output)
         self.assertEqual(process.returncode, 0, output)
 
-    def test_the_command_line_stops_when_loading_fails(self):
+    def test_the_command_line_refuses_a_model_that_is_no_export(self):
         result = subprocess.run(
             [
                 sys.executable,
@@ -449,10 +450,41 @@ class RealExportTest(absltest.TestCase):
             timeout=120,
         )
         self.assertEqual(result.returncode, 1, result.stderr)
+        # Said at once, before anything listens or loads (issue 21,
+        # finding 11).
         self.assertRegex(
             result.stderr.splitlines()[-1],
-            "error: the service could not start: .*beau_tf.json not found",
+            "^error: .*beau_tf.json not found: .* is not a SavedModel version",
         )
+        self.assertNotIn("Started server process", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_the_command_line_names_a_taken_port(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "beau_tf.serve",
+                    f"--index={self.index}",
+                    f"--model={self.model_dir}",
+                    f"--port={port}",
+                ],
+                cwd=testing.REPO,
+                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertRegex(
+            result.stderr.splitlines()[-1],
+            f"^error: cannot listen on 127.0.0.1:{port} .*Pick another --port",
+        )
+        self.assertNotIn("Ready in", result.stderr)  # refused before loading
 
 
 if __name__ == "__main__":

@@ -10,12 +10,21 @@ that drives the whole app in-process, so the tests need no open port.
       -> {"results": [{"item_id", "score"}], "model": {"name", "version",
           "fingerprint"}, "index": {"version", "directory", "items"},
           "timings_ms": {"decode", "embed", "search"[, "mask"]}
-          [, "mask_png_base64"]}
+          [, "mask_png_base64"][, "views"]}
   GET /healthz                  200 while the process runs
   GET /readyz                   200 once model and index are loaded, else 503
   GET /stats                    batching settings, model calls and images
   GET /items/{item_id}/image    a catalogue thumbnail (JPEG), indexed ids only
   GET /                         the web page
+
+"mask_png_base64" (mask=true) is the predicted product mask over the upload,
+an 8-bit grey PNG. "views" (mask=true, multiscale, and a model exported with
+mask views) lists the square crops around the product that the multiscale
+embedding averaged over, one per padding: `[{"pad", "top", "left",
+"bottom", "right"}]`, the sides as fractions of the upload's height and
+width, computed from that mask by the export's own rule. They are not
+clipped: a crop reaching past the photo took in grey padding there, so a
+side may lie outside [0, 1] (clip it to draw, as the page does).
 
 Every error is JSON, `{"error": "..."}`: 400 for a bad request (no image,
 bad parameter, not a usable image, a Host name not served), 403 for a
@@ -136,6 +145,17 @@ def _answer_json(answer: searcher_lib.SearchAnswer) -> dict:
     }
     if answer.mask_png is not None:
         body["mask_png_base64"] = base64.b64encode(answer.mask_png).decode()
+    if answer.views is not None:
+        body["views"] = [
+            {
+                "pad": view.pad,
+                "top": round(view.top, 6),
+                "left": round(view.left, 6),
+                "bottom": round(view.bottom, 6),
+                "right": round(view.right, 6),
+            }
+            for view in answer.views
+        ]
     return body
 
 
@@ -226,7 +246,9 @@ def make_app(
             True, description="Embed as the mean over central crops."
         ),
         mask: bool = fastapi.Query(
-            False, description="Also return the predicted product mask."
+            False,
+            description="Also return the predicted product mask (and the "
+            "mask-guided views of a multiscale search).",
         ),
     ):
         """Finds the catalogue products in the uploaded photo."""

@@ -9,6 +9,7 @@ event loop.
 """
 
 from collections.abc import Callable
+from collections.abc import Sequence
 import dataclasses
 import functools
 import io
@@ -19,6 +20,7 @@ import warnings
 from absl import logging
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 
 from beau_tf.data import decode
 from beau_tf.retrieval import index_dir as index_dir_lib
@@ -29,6 +31,7 @@ from beau_tf.search_service import limits
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import models
+from beau_tf.serving import preprocess
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +154,26 @@ class BusyError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
+class MaskView:
+    """One mask-guided view `query_multiscale` embedded, placed on the upload.
+
+    Attributes:
+      pad: the view's padding (a fraction of the product box's side), one of
+        the model's `query_mask_views`.
+      top, left, bottom, right: the view's square crop as fractions of the
+        uploaded image's height and width. Not clipped: a crop reaching past
+        the photo took in grey padding there, so values may lie outside
+        [0, 1]; clip them only to draw.
+    """
+
+    pad: float
+    top: float
+    left: float
+    bottom: float
+    right: float
+
+
+@dataclasses.dataclass(frozen=True)
 class SearchAnswer:
     """One upload's results.
 
@@ -163,6 +186,10 @@ class SearchAnswer:
         batch included), searching, and predicting the mask when asked.
       mask_png: the predicted product mask over the upload, an 8-bit grey
         PNG as large as the model saw the image; None unless asked.
+      views: the mask-guided views the multiscale embedding averaged over,
+        one per padding of the model's `query_mask_views`; None unless the
+        mask was asked for, the search was multiscale and the model has
+        mask views.
     """
 
     item_ids: list[str]
@@ -171,6 +198,7 @@ class SearchAnswer:
     index: dict
     timings_ms: dict
     mask_png: bytes | None = None
+    views: list[MaskView] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,30 +288,102 @@ def prepare_upload(
             decode_slots.release()
 
 
-def crop_mask_to_image(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The part of a (M, M) mask that covers a width x height image.
+def fitted_placement(
+    width: int, height: int, side: int
+) -> tuple[int, int, int, int]:
+    """Where a width x height image lies in the side x side square it is
+    fitted into: `(top, left, fitted_height, fitted_width)` in pixels of the
+    square.
 
     The signatures fit an image into the square by scaling its longer side to
-    the square's and centring it (`beau_tf.serving.preprocess.fit_to_square`);
-    this undoes the padding.
+    the square's and centring it (`beau_tf.serving.preprocess.fit_to_square`,
+    whose rounding this repeats: Python's and TensorFlow's both round half to
+    even).
     """
-    side = mask.shape[0]
     scale = side / max(width, height)
-    new_width = min(side, max(1, round(width * scale)))
-    new_height = min(side, max(1, round(height * scale)))
-    top, left = (side - new_height) // 2, (side - new_width) // 2
-    return mask[top : top + new_height, left : left + new_width]
+    fitted_width = min(side, max(1, round(width * scale)))
+    fitted_height = min(side, max(1, round(height * scale)))
+    top, left = (side - fitted_height) // 2, (side - fitted_width) // 2
+    return top, left, fitted_height, fitted_width
+
+
+def crop_mask_to_image(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The part of a (M, M) mask that covers a width x height image: undoes
+    the padding of `fitted_placement`."""
+    top, left, fitted_height, fitted_width = fitted_placement(
+        width, height, mask.shape[0]
+    )
+    return mask[top : top + fitted_height, left : left + fitted_width]
+
+
+def square_boxes_to_image(
+    boxes: np.ndarray, width: int, height: int, side: int
+) -> np.ndarray:
+    """Boxes on the square an image was fitted into, as fractions of the
+    image instead: the inverse of `fitted_placement`.
+
+    Args:
+      boxes: (P, 4) `(y0, x0, y1, x1)` as fractions of the side x side square.
+      width: the image's width in pixels.
+      height: its height.
+      side: the square's side in pixels (the model's image size).
+
+    Returns:
+      (P, 4) float64 `(y0, x0, y1, x1)` as fractions of the image's height
+      and width, not clipped: a box over the padding, or past the square,
+      reaches outside [0, 1].
+    """
+    top, left, fitted_height, fitted_width = fitted_placement(
+        width, height, side
+    )
+    origin = np.array([top, left, top, left], np.float64)
+    size = np.array(
+        [fitted_height, fitted_width, fitted_height, fitted_width], np.float64
+    )
+    return (np.asarray(boxes, np.float64) * side - origin) / size  # (P, 4)
+
+
+def _image_size(prepared: bytes) -> tuple[int, int]:
+    """(width, height) of prepared upload bytes, from the header."""
+    with Image.open(io.BytesIO(prepared)) as image:
+        return image.size
 
 
 def mask_as_png(mask: np.ndarray, prepared: bytes) -> bytes:
     """A (M, M) mask in [0, 1], cropped to the image, as an 8-bit grey PNG."""
-    with Image.open(io.BytesIO(prepared)) as image:
-        width, height = image.size
-    cropped = crop_mask_to_image(mask, width, height)
+    cropped = crop_mask_to_image(mask, *_image_size(prepared))
     grey = np.clip(np.rint(cropped * 255.0), 0, 255).astype(np.uint8)
     stream = io.BytesIO()
     Image.fromarray(grey).save(stream, format="PNG")  # (h, w) uint8: "L"
     return stream.getvalue()
+
+
+def mask_views(
+    mask: np.ndarray, pads: Sequence[float], prepared: bytes
+) -> list[MaskView]:
+    """The mask-guided views `query_multiscale` embeds for an upload.
+
+    The boxes come from `preprocess.mask_boxes`, the rule the signature
+    follows, applied to the `serving_default` mask of the whole photo, which
+    is the mask the signature uses (the same decoder output on the same
+    pixels): they are the crops that were embedded.
+
+    Args:
+      mask: (M, M) the upload's predicted mask, covering the square.
+      pads: the model's `query_mask_views`.
+      prepared: the upload's bytes as sent to the model.
+
+    Returns:
+      One view per padding, in the order of `pads`.
+    """
+    masks = tf.constant(mask[np.newaxis], tf.float32)  # (M, M) -> (1, M, M)
+    boxes = preprocess.mask_boxes(masks, tuple(pads)).numpy()[0]  # (P, 4)
+    width, height = _image_size(prepared)
+    on_image = square_boxes_to_image(boxes, width, height, mask.shape[0])
+    return [
+        MaskView(float(pad), *(float(value) for value in box))
+        for pad, box in zip(pads, on_image)
+    ]
 
 
 def _per_image(embed_fn: embedding_lib.EmbedFn) -> Callable:
@@ -477,7 +577,9 @@ class Searcher:
           k: results wanted, 1..`config.max_k` (fewer if the catalogue is
             smaller).
           multiscale: embed with `query_multiscale` (else one view).
-          mask: also predict the product mask (`serving_default`).
+          mask: also predict the product mask (`serving_default`), and,
+            for a multiscale search with a model that has mask views, the
+            views it embedded (`mask_views`).
 
         Raises:
           RequestError: a bad upload or argument (the status code says which).
@@ -517,10 +619,15 @@ class Searcher:
         )  # (D,) -> (1, D)
         timings["search"] = time.perf_counter() - started
 
-        mask_png = None
+        mask_png, views = None, None
         if mask:
             started = time.perf_counter()
-            mask_png = mask_as_png(loaded.mask_batcher(prepared), prepared)
+            predicted = loaded.mask_batcher(prepared)  # (M, M)
+            mask_png = mask_as_png(predicted, prepared)
+            # Exports older than mask views lack the key.
+            pads = loaded.model.identity.get("query_mask_views") or ()
+            if multiscale and pads:
+                views = mask_views(predicted, pads, prepared)
             timings["mask"] = time.perf_counter() - started
         return SearchAnswer(
             item_ids=list(ids[0]),
@@ -532,6 +639,7 @@ class Searcher:
                 for step, seconds in timings.items()
             },
             mask_png=mask_png,
+            views=views,
         )
 
     def thumbnail(self, item_id: str) -> bytes:

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 
 from beau_tf.retrieval import index_dir
 from beau_tf.retrieval import scann_index
@@ -25,6 +26,7 @@ from beau_tf.search_service import embedders
 from beau_tf.search_service import index_versions
 from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
+from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import prediction_service
 from tests.fixtures import fakes
 from tests.fixtures import ports
@@ -95,6 +97,43 @@ class AppTest(absltest.TestCase):
         self.assertEqual(response.status_code, 200, response.text)
         png = base64.b64decode(response.json()["mask_png_base64"])
         self.assertEqual(Image.open(io.BytesIO(png)).size, (16, 13))
+
+    def test_views_come_with_the_mask_only_from_a_model_with_mask_views(self):
+        response = self.client.post(
+            "/search", params={"mask": "true"}, files=upload(self.catalogue[0])
+        )
+        self.assertEqual(response.status_code, 200, response.text)
+        self.assertNotIn("views", response.json())  # the fake has none
+
+        model = fakes.FakeModel(
+            {**fakes.identity(), "query_mask_views": [0.25]}
+        )
+        searcher, _, catalogue, _ = fakes.make_searcher(self, model=model)
+        client = testclient.TestClient(app_lib.make_app(searcher))
+        response = client.post(
+            "/search", params={"mask": "true"}, files=upload(catalogue[0])
+        )
+        self.assertEqual(response.status_code, 200, response.text)
+        # The fake mask's box, rows and columns 4..12 of 16, padded to
+        # 3..13; the 40 x 32 photo lies in rows 1..14 of the square.
+        self.assertEqual(
+            response.json()["views"],
+            [
+                {
+                    "pad": 0.25,
+                    "top": round(2 / 13, 6),
+                    "left": 0.1875,
+                    "bottom": round(12 / 13, 6),
+                    "right": 0.8125,
+                }
+            ],
+        )
+        response = client.post(
+            "/search",
+            params={"mask": "true", "multiscale": "false"},
+            files=upload(catalogue[0]),
+        )
+        self.assertNotIn("views", response.json())
 
     def test_k_out_of_range_or_not_a_number_is_400(self):
         for k, pattern in [
@@ -287,6 +326,27 @@ def distinct_photo(number: int) -> bytes:
     return fakes.encode_png(rgb)
 
 
+def index_distinct_photos(model_dir: str, root: str) -> tuple:
+    """Writes a catalogue of `distinct_photo`s under `root` and indexes it
+    with the export as version 1 of a base folder; returns (base folder,
+    catalogue images)."""
+    model = embedders.load_local_model(model_dir)
+    ids, paths, catalogue = fakes.write_catalogue(
+        os.path.join(root, "catalogue"), make_image=distinct_photo
+    )
+    batch = model.embed_fns["serving_default"](catalogue)
+    assert set(batch.statuses) == {"ok"}, batch.statuses
+    index = os.path.join(root, "indexes")
+    index_dir.build_and_save(
+        index_dir.EmbeddedCatalog(
+            batch.embeddings, ids, paths, contract.model_identity(model_dir)
+        ),
+        os.path.join(index, "1"),
+        scann_index.IndexParams("brute_force", 5),
+    )
+    return index, catalogue
+
+
 @pytest.mark.slow  # exports a tiny model and starts the service (~20 s)
 class RealExportTest(absltest.TestCase):
     """The real app over a tiny exported model, locally and over gRPC."""
@@ -297,23 +357,7 @@ class RealExportTest(absltest.TestCase):
         cls.tempdir = tempfile.TemporaryDirectory()
         root = cls.tempdir.name
         cls.model_dir = tiny_export.export_tiny(os.path.join(root, "exported"))
-        model = embedders.load_local_model(cls.model_dir)
-        ids, paths, cls.catalogue = fakes.write_catalogue(
-            os.path.join(root, "catalogue"), make_image=distinct_photo
-        )
-        batch = model.embed_fns["serving_default"](cls.catalogue)
-        assert set(batch.statuses) == {"ok"}, batch.statuses
-        cls.index = os.path.join(root, "indexes")
-        index_dir.build_and_save(
-            index_dir.EmbeddedCatalog(
-                batch.embeddings,
-                ids,
-                paths,
-                contract.model_identity(cls.model_dir),
-            ),
-            os.path.join(cls.index, "1"),
-            scann_index.IndexParams("brute_force", 5),
-        )
+        cls.index, cls.catalogue = index_distinct_photos(cls.model_dir, root)
 
     @classmethod
     def tearDownClass(cls):
@@ -485,6 +529,68 @@ class RealExportTest(absltest.TestCase):
             f"^error: cannot listen on 127.0.0.1:{port} .*Pick another --port",
         )
         self.assertNotIn("Ready in", result.stderr)  # refused before loading
+
+
+@pytest.mark.slow  # exports a tiny model (~10 s)
+class MaskViewsTest(absltest.TestCase):
+    """The views the service reports are the crops `query_multiscale`
+    embedded: the signature's own `view_boxes`, placed on the upload."""
+
+    def test_the_views_are_the_signatures_view_boxes_on_the_upload(self):
+        root = testing.make_tempdir(self)
+        pads = (0.25, 1.0)
+        model_dir = tiny_export.export_tiny(
+            os.path.join(root, "exported"),
+            query_mask_views=pads,
+            mask_of_white=True,
+        )
+        index, _ = index_distinct_photos(model_dir, root)
+        searcher = searcher_lib.Searcher(
+            functools.partial(embedders.load_local_model, model_dir), index
+        )
+        searcher.load()
+        self.addCleanup(searcher.close)
+        client = testclient.TestClient(app_lib.make_app(searcher))
+        photo = tiny_export.white_product_photo()
+        response = client.post(
+            "/search", params={"mask": "true"}, files=upload(photo)
+        )
+        self.assertEqual(response.status_code, 200, response.text)
+        views = response.json()["views"]
+
+        signature = embedding_lib.load_signatures(
+            model_dir, [contract.MULTISCALE_SIGNATURE_NAME]
+        )[contract.MULTISCALE_SIGNATURE_NAME]
+        prepared = searcher_lib.prepare_upload(
+            photo, "photo", searcher_lib.ServiceConfig()
+        )
+        boxes = signature(images=tf.constant([prepared]))[
+            contract.VIEW_BOXES_OUTPUT
+        ].numpy()[
+            0
+        ]  # (1, P, 4) -> (P, 4)
+        width, height = tiny_export.WHITE_PRODUCT_PHOTO_SIZE
+        expected = searcher_lib.square_boxes_to_image(
+            boxes, width, height, tiny_export.IMAGE_SIZE
+        )
+        self.assertEqual([view["pad"] for view in views], list(pads))
+        np.testing.assert_allclose(
+            [
+                [view[side] for side in ("top", "left", "bottom", "right")]
+                for view in views
+            ],
+            expected,
+            atol=1e-5,
+        )
+        # Around the product (rows 4..20, columns 36..52 of 64 x 40): the
+        # wider view reaches past the photo's top.
+        top, left, bottom, right = tiny_export.WHITE_PRODUCT_BOX
+        for view in views:
+            self.assertLessEqual(view["top"], top / height)
+            self.assertLessEqual(view["left"], left / width)
+            self.assertGreaterEqual(view["bottom"], bottom / height)
+            self.assertGreaterEqual(view["right"], right / width)
+        self.assertLess(views[1]["top"], 0.0)
 
 
 if __name__ == "__main__":

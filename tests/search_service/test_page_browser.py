@@ -1,8 +1,9 @@
 """The service's web page in a real browser: headless Chromium via Selenium.
 
-The real service (a tiny exported model, an index of a small synthetic
-catalogue) runs on a free 127.0.0.1 port; the page is opened, a photo
-uploaded, and what it shows is checked against the JSON API. Chromium and
+The real service (a tiny exported model with mask views, an index of a small
+synthetic catalogue) runs on a free 127.0.0.1 port; the page is opened, a
+photo uploaded, and what it shows (results, mask, the views' boxes) is
+checked against the JSON API. Chromium and
 chromedriver come from the system (Debian: apt-get install chromium
 chromium-driver; scripts/test.sh installs them); without them the test is
 skipped, except in CI (CI=true), where it fails. A screenshot of the page is
@@ -46,6 +47,10 @@ except ImportError:  # the test extra is not installed
 SCREENSHOT_DIR_VARIABLE = "BEAU_TF_SCREENSHOT_DIR"
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome")
 WAIT_SECONDS = 60
+MASK_VIEWS = (0.25, 1.0)
+# The page's colour and line width for the views' boxes (VIEW_RGB, VIEW_LINE).
+VIEW_RGBA = [255, 176, 0, 255]
+VIEW_LINE = 3
 
 
 def find_browser() -> tuple[str | None, str | None, str]:
@@ -135,7 +140,11 @@ class SearchPageTest(absltest.TestCase):
             num_backgrounds=0,
             image_size=128,
         )
-        model_dir = tiny_export.export_tiny(os.path.join(root, "exported"))
+        model_dir = tiny_export.export_tiny(
+            os.path.join(root, "exported"),
+            query_mask_views=MASK_VIEWS,
+            mask_of_white=True,
+        )
         index = os.path.join(root, "index")
         index_dir.build_and_save(
             shards.embed_catalog_shard(
@@ -164,6 +173,9 @@ class SearchPageTest(absltest.TestCase):
         cls.photo = os.path.join(
             os.path.dirname(cls.catalogue.queries_csv), "queries", "q0000.jpg"
         )
+        cls.product_photo = os.path.join(root, "white_product.png")
+        with open(cls.product_photo, "wb") as stream:
+            stream.write(tiny_export.white_product_photo())
 
     def setUp(self):
         super().setUp()
@@ -271,6 +283,68 @@ class SearchPageTest(absltest.TestCase):
             [card.get_attribute("data-item-id") for card in cards],
             [result["item_id"] for result in expected[:2]],
         )
+
+    def test_the_views_boxes_are_drawn_over_the_photo(self):
+        self.wait.until(
+            lambda browser: "ready"
+            in browser.find_element(By.ID, "service-status").text
+        )
+        self.upload(self.product_photo)
+        expected = self.api_search(
+            self.product_photo, k=5, multiscale="true", mask="true"
+        )
+        self.assertEqual(expected.status_code, 200, expected.text)
+        views = expected.json()["views"]
+        self.assertEqual([view["pad"] for view in views], list(MASK_VIEWS))
+        self.assertLess(views[1]["top"], 0.0)  # past the photo: clipped
+        canvas = self.browser.find_element(By.ID, "mask-canvas")
+        self.wait.until(
+            lambda _: canvas.get_attribute("data-views") == str(len(views))
+        )
+        self.assertEqual(
+            self.browser.find_element(By.ID, "views-text").text,
+            "views the search used: 2 around the product (padded 25%, 100%)",
+        )
+
+        # The middle of each side of each box, clipped to the photo and a
+        # half line inside, has the boxes' colour; the product's middle,
+        # inside every box, has the mask's.
+        sides, inside = self.browser.execute_script(
+            """
+            const [views, line] = arguments;
+            const canvas = document.getElementById("mask-canvas");
+            const context = canvas.getContext("2d");
+            const pixel = (x, y) => [...context.getImageData(
+                Math.floor(x), Math.floor(y), 1, 1).data];
+            const clip = (side) => Math.max(0, Math.min(1, side));
+            const sides = views.map((view) => {
+              const left = clip(view.left) * canvas.width;
+              const right = clip(view.right) * canvas.width;
+              const top = clip(view.top) * canvas.height;
+              const bottom = clip(view.bottom) * canvas.height;
+              const [x, y] = [(left + right) / 2, (top + bottom) / 2];
+              return [pixel(left + line / 2, y), pixel(right - line / 2, y),
+                      pixel(x, top + line / 2), pixel(x, bottom - line / 2)];
+            });
+            const box = views[0];
+            return [sides, pixel(
+                (box.left + box.right) / 2 * canvas.width,
+                (box.top + box.bottom) / 2 * canvas.height)];
+            """,
+            views,
+            VIEW_LINE,
+        )
+        self.assertEqual(sides, [[VIEW_RGBA] * 4] * len(views))
+        # MASK_RGB, give or take the canvas's premultiplied alpha.
+        self.assertSequenceAlmostEqual(inside[:3], [255, 64, 129], delta=3)
+        self.assertGreater(inside[3], 0)
+        self.assertGreater(
+            os.path.getsize(self.save_screenshot("search_page_views.png")), 0
+        )
+
+        # Unticking "mask" hides the boxes with the mask.
+        self.browser.find_element(By.ID, "show-mask").click()
+        self.assertFalse(canvas.is_displayed())
 
     def test_a_bad_upload_shows_the_services_error(self):
         bad = os.path.join(self.tempdir.name, "not_a_photo.png")

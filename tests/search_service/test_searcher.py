@@ -1,6 +1,7 @@
 """Tests for beau_tf.search_service.searcher: uploads in, catalogue items out."""
 
 import concurrent.futures
+import dataclasses
 import io
 import os
 import struct
@@ -89,6 +90,54 @@ class MaskTest(absltest.TestCase):
         self.assertEqual(cropped.shape, (16, 8))
         self.assertTrue(np.all(cropped == 1.0))
 
+    def test_boxes_on_the_square_of_a_tall_image_become_image_fractions(self):
+        # 20 x 40 in a 16 x 16 square: 8 x 16 pixels at columns 4..12.
+        boxes = np.array(
+            [[0.25, 0.25, 0.75, 0.75], [-0.125, 0.0, 0.5, 1.0]], np.float32
+        )
+        np.testing.assert_allclose(
+            searcher_lib.square_boxes_to_image(
+                boxes, width=20, height=40, side=16
+            ),
+            [
+                [4 / 16, (4 - 4) / 8, 12 / 16, (12 - 4) / 8],
+                [-2 / 16, (0 - 4) / 8, 8 / 16, (16 - 4) / 8],  # past it
+            ],
+            atol=1e-6,
+        )
+
+    def test_boxes_on_the_square_of_a_wide_image_become_image_fractions(self):
+        # 40 x 32 in a 16 x 16 square: 16 x 13 pixels (12.8 rounded) at
+        # rows 1..14.
+        boxes = np.array([[0.25, 0.25, 0.75, 0.75], [0, 0, 1, 1]], np.float32)
+        np.testing.assert_allclose(
+            searcher_lib.square_boxes_to_image(
+                boxes, width=40, height=32, side=16
+            ),
+            [
+                [(4 - 1) / 13, 0.25, (12 - 1) / 13, 0.75],
+                [(0 - 1) / 13, 0.0, (16 - 1) / 13, 1.0],  # the whole square
+            ],
+            atol=1e-6,
+        )
+
+    def test_mask_views_are_the_export_rules_boxes_on_the_image(self):
+        mask = np.zeros((16, 16), np.float32)
+        mask[1:9, 4:8] = 1.0  # 8 rows x 4 columns: an 8-pixel square box
+        views = searcher_lib.mask_views(
+            mask, (0.0, 0.5), fakes.photo(0, width=40, height=32)
+        )
+        self.assertEqual([view.pad for view in views], [0.0, 0.5])
+        # The box: rows 1..9, columns 2..10 (8 wide around column 6); 12
+        # wide with the padding of 0.5; the image lies in rows 1..14.
+        for view, (top, left, bottom, right) in zip(
+            views, [(1, 2, 9, 10), (-1, 0, 11, 12)]
+        ):
+            self.assertAlmostEqual(view.top, (top - 1) / 13, places=6)
+            self.assertAlmostEqual(view.bottom, (bottom - 1) / 13, places=6)
+            self.assertAlmostEqual(view.left, left / 16, places=6)
+            self.assertAlmostEqual(view.right, right / 16, places=6)
+
     def test_mask_png_is_grey_and_as_wide_as_the_image(self):
         mask = np.full((16, 16), 0.5, np.float32)
         png = searcher_lib.mask_as_png(
@@ -161,6 +210,33 @@ class SearcherTest(absltest.TestCase):
         mask = Image.open(io.BytesIO(answer.mask_png))
         self.assertEqual(mask.size, (16, 13))  # 40 x 32 in a 16 x 16 square
         self.assertIn("mask", answer.timings_ms)
+        self.assertIsNone(answer.views)  # the fake's identity has no views
+
+    def test_a_model_with_mask_views_gives_the_views_with_the_mask(self):
+        model = fakes.FakeModel(
+            {**fakes.identity(), "query_mask_views": [0.25, 1.0]}
+        )
+        searcher, _, catalogue, _ = fakes.make_searcher(self, model=model)
+        answer = searcher.search(catalogue[0], "q", mask=True)
+        # The fake mask covers rows and columns 4..12 of 16: with a padding
+        # of 0.25, 3..13; with 1.0, the whole square. The 40 x 32 photo lies
+        # in rows 1..14 of the square.
+        np.testing.assert_allclose(
+            [dataclasses.astuple(view) for view in answer.views],
+            [
+                (0.25, 2 / 13, 3 / 16, 12 / 13, 13 / 16),
+                (1.0, -1 / 13, 0.0, 15 / 13, 1.0),
+            ],
+            atol=1e-6,
+        )
+        self.assertIn("mask", answer.timings_ms)
+        # Only a multiscale search embeds the views; only the mask shows them.
+        self.assertIsNone(
+            searcher.search(
+                catalogue[0], "q", mask=True, multiscale=False
+            ).views
+        )
+        self.assertIsNone(searcher.search(catalogue[0], "q").views)
 
     def test_concurrent_searches_share_model_calls(self):
         model = fakes.FakeModel()

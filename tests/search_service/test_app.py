@@ -109,7 +109,9 @@ class AppTest(absltest.TestCase):
             {**fakes.identity(), "query_mask_views": [0.25]}
         )
         searcher, _, catalogue, _ = fakes.make_searcher(self, model=model)
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         response = client.post(
             "/search", params={"mask": "true"}, files=upload(catalogue[0])
         )

@@ -9,7 +9,10 @@ What it takes care of, so callers do not have to:
 
 * Bad files (empty, truncated, corrupt, not an image) raise `ImageDecodeError`
   naming the file and what was expected. The full decode happens here, so a
-  truncated file fails now rather than later inside a pipeline.
+  truncated file fails now rather than later inside a pipeline; colour and
+  grey JPEGs are decoded by libjpeg-turbo through simplejpeg, which, unlike
+  PIL, tells a JPEG cut short and closed with an end marker (grey below the
+  cut) from a whole one.
 * Pixel modes: 1-bit, grayscale, palette (with or without transparency),
   CMYK, YCbCr, 16-bit and 32-bit integer, and float images are all brought to
   8-bit RGB. 16-bit data is scaled (PIL's own `convert` would clip it).
@@ -40,6 +43,7 @@ from absl import logging
 import numpy as np
 from PIL import ExifTags
 from PIL import Image
+import simplejpeg
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -165,8 +169,10 @@ class DecodeLimits:
         as many scans cost seconds of CPU; ordinary files have at most a few
         dozen.
       cpu_seconds: the CPU time the decode may take; checked each time the
-        decoder is handed more data (every 4 KiB), so a decoder fed at once
-        (WebP, compressed TIFF) is bounded by `max_bytes` alone.
+        decoder is handed more data (every 4 KiB). A decoder fed at once
+        (WebP, compressed TIFF) is bounded by `max_bytes` alone, and a
+        JPEG's single libjpeg-turbo call by its pixels and `max_jpeg_scans`
+        (a scan over 50 megapixels costs about 9 ms of CPU).
     """
 
     max_bytes: int = 128 * 2**20
@@ -573,13 +579,19 @@ def _decode(
         im.decodermaxblock = _BUDGETED_READ_BYTES
         fp.start_loading()
 
-    if im.width * im.height > _LARGE_IMAGE_PIXELS:
-        with _pixel_limit_policy():
-            _load(im, name, fp)
+    decoded = _decode_jpeg(im, width, fp, name)
+    if decoded is not None:
+        orientation = _exif_orientation(im, name)  # from the JPEG's header
+        im = decoded
     else:
-        _load(im, name, fp)
+        # After loading: a PNG's EXIF may follow its pixels.
+        if im.width * im.height > _LARGE_IMAGE_PIXELS:
+            with _pixel_limit_policy():
+                _load(im, name, fp)
+        else:
+            _load(im, name, fp)
+        orientation = _exif_orientation(im, name)
 
-    orientation = _exif_orientation(im, name)
     im = _to_8bit(im, name)
     if im.size != target:
         # reducing_gap first shrinks by an integer factor with a box filter, which
@@ -588,6 +600,49 @@ def _decode(
     if orientation in _EXIF_TRANSPOSE:
         im = im.transpose(_EXIF_TRANSPOSE[orientation])
     return _to_arrays(im)
+
+
+def _decode_jpeg(
+    im: Image.Image, stored_width: int, fp: BinaryIO, name: str
+) -> Image.Image | None:
+    """The pixels of a colour or grey JPEG at `im`'s drafted size, or None
+    for anything else (other formats, CMYK JPEGs), which PIL decodes.
+
+    libjpeg-turbo (through simplejpeg, which gives the same pixels as PIL's
+    libjpeg at every scale) reports what PIL's decoder ignores: a scan cut
+    short but closed with an end-of-image marker decodes, with a warning,
+    to grey below the cut. That is a truncated file, refused like one; the
+    other warnings (extra bytes between markers, say) are accepted, as PIL
+    accepts them. The decode is one call, bounded by the pixel and scan
+    limits rather than the CPU budget.
+    """
+    if im.format not in ("JPEG", "MPO") or im.mode not in ("RGB", "L"):
+        return None
+    fp.seek(0)
+    data = fp.data if isinstance(fp, _BudgetedReader) else fp.read()
+    options = dict(
+        colorspace="RGB" if im.mode == "RGB" else "GRAY",
+        min_width=im.width,
+        min_height=im.height,
+        min_factor=max(1, round(stored_width / im.width)),  # PIL's draft
+    )
+    try:
+        pixels = simplejpeg.decode_jpeg(data, strict=True, **options)
+    except ValueError as strict_error:
+        if "premature end" in str(strict_error).lower():
+            raise ImageDecodeError(
+                f"{name} is truncated (libjpeg: {strict_error}); re-download "
+                "or re-export it"
+            ) from None
+        try:
+            pixels = simplejpeg.decode_jpeg(data, strict=False, **options)
+        except ValueError as error:
+            raise ImageDecodeError(_decode_failure(fp, name, error)) from None
+    if pixels.shape[:2] != (im.height, im.width):
+        return None  # another scale than PIL's draft: let PIL decode it
+    if im.mode == "L":
+        pixels = pixels[..., 0]  # (H, W, 1) -> (H, W)
+    return Image.fromarray(pixels)
 
 
 def _open(fp: BinaryIO, name: str) -> Image.Image:

@@ -664,12 +664,52 @@ class DecodeLimitsTest(parameterized.TestCase):
             decode.encode_for_model(data, "scans", limits=decode.DecodeLimits())
 
     def test_the_cpu_budget_stops_a_slow_decode(self):
-        data = bad_inputs.repeated_scan_jpeg(2000, 90)
-        limits = decode.DecodeLimits(cpu_seconds=0.01)
+        # 16 MB of pixels inflated from 16 KB: far more than 0.5 ms of CPU.
+        data = bad_inputs.grey_png(4000)
+        limits = decode.DecodeLimits(cpu_seconds=0.0005)
         with self.assertRaisesRegex(
-            decode.DecodeLimitError, "took more than 0.01 s of CPU"
+            decode.DecodeLimitError, "took more than 0.0005 s of CPU"
         ):
             decode.encode_for_model(data, "slow", limits=limits)
+        decode.encode_for_model(data, "slow", limits=decode.DecodeLimits())
+
+    def test_a_jpeg_cut_short_and_closed_is_truncated(self):
+        # Issue 21, finding 7: libjpeg fills the rest with grey and only
+        # warns, so PIL accepted it.
+        data = bad_inputs.truncated_jpeg(600, 11_000)
+        with self.assertRaisesRegex(
+            decode.ImageDecodeError, "cut.jpg is truncated .*premature end"
+        ):
+            decode.decode_image_bytes(data, "cut.jpg")
+        path = _write_bytes(self.dir, "cut.jpg", data)
+        with self.assertRaisesRegex(decode.ImageDecodeError, "truncated"):
+            decode.read_for_model(path)
+
+    @parameterized.parameters(
+        dict(size=(3000, 2000), max_side=1024),  # drafted to 1/2
+        dict(size=(4100, 999), max_side=512),  # 1/8
+        dict(size=(200, 120), max_side=None),
+    )
+    def test_jpegs_decode_as_pil_decodes_them(self, size, max_side):
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), np.uint8)
+        image = Image.fromarray(pixels).resize(size)
+        for mode in ("RGB", "L"):
+            path = _save(self.dir, f"p_{mode}.jpg", image.convert(mode))
+            with Image.open(path) as expected:
+                if max_side:
+                    expected.draft(mode, decode._fit_within(size, max_side))
+                expected = expected.convert(mode)
+                if max_side:
+                    expected = expected.resize(
+                        decode._fit_within(size, max_side),
+                        Image.Resampling.LANCZOS,
+                        reducing_gap=3.0,
+                    )
+            decoded = decode.load_image(path, max_side=max_side).rgb
+            np.testing.assert_array_equal(
+                decoded, np.asarray(expected.convert("RGB"))
+            )
 
     @parameterized.parameters(
         dict(max_bytes=0), dict(max_jpeg_scans=True), dict(cpu_seconds=0)

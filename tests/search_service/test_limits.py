@@ -173,7 +173,6 @@ class HostileUploadsTest(absltest.TestCase):
         self.config = searcher_lib.ServiceConfig(
             batch_timeout_ms=1,
             max_decode_bytes=32 * 2**20,
-            decode_cpu_seconds=0.02,
         )
         self.searcher, self.model, self.catalogue, _ = fakes.make_searcher(
             self, self.config
@@ -210,12 +209,26 @@ class HostileUploadsTest(absltest.TestCase):
         )
 
     def test_a_decode_over_its_cpu_budget_is_stopped(self):
-        # 91 scans pass the scan limit; 91 passes over 2000² take far
-        # more than 0.02 s of CPU.
+        # 16 MB of pixels inflated from 16 KB take more than 0.002 s.
+        self.config = searcher_lib.ServiceConfig(
+            batch_timeout_ms=1, decode_cpu_seconds=0.002
+        )
+        searcher, model, _, _ = fakes.make_searcher(self, self.config)
+        response = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        ).post("/search", files=upload(bad_inputs.grey_png(4000), "slow.png"))
+        self.assertEqual(response.status_code, 400, response.text)
+        self.assertRegex(
+            response.json()["error"], r"took more than 0.002 s of CPU"
+        )
+        self.assertEqual(model.calls, [])
+
+    def test_a_jpeg_cut_short_and_closed_is_refused(self):
+        # Finding 7: answered 200 with grey fill before.
         self.assert_refused(
-            bad_inputs.repeated_scan_jpeg(2000, 85),
-            "slow.jpg",
-            r"took more than 0.02 s of CPU",
+            bad_inputs.truncated_jpeg(2000, 11_000),
+            "cut.jpg",
+            "'cut.jpg' is truncated",
         )
 
     def test_a_large_jpeg_is_decoded_at_reduced_size_within_the_limit(self):

@@ -39,6 +39,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from beau_tf.data import decode
+from beau_tf.serving import trust
 
 # grpc.StatusCode by the integer code TensorFlow errors share with gRPC.
 _STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
@@ -131,6 +132,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         """
         self.max_batch = max_batch
         self.max_request_pixels = max_request_pixels
+        trust.check_export(saved_model_dir)
         self._model = tf.saved_model.load(saved_model_dir)
         self._signature_defs = _signature_defs(saved_model_dir)
         self._model_name = model_name

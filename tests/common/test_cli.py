@@ -63,6 +63,68 @@ class RunTest(unittest.TestCase):
         self.assertIn("RuntimeError: a bug", done.stderr)
 
 
+_WITH_FLAGS = textwrap.dedent("""
+    from absl import flags
+    from beau_tf.common import cli
+
+    _INDEX = flags.DEFINE_string("index", None, "An index.", required=True)
+    _PORT = flags.DEFINE_integer(
+        "port", 8080, "A port.", lower_bound=0, upper_bound=65535
+    )
+
+    def main(argv):
+        print("ran", _INDEX.value, _PORT.value)
+
+    cli.run(main)
+    """)
+
+
+class FlagsTest(unittest.TestCase):
+    """Issue 21, findings 11 and 12: flag mistakes are one `error:` line,
+    and asking for help succeeds."""
+
+    def run_with(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", _WITH_FLAGS, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def test_a_missing_required_flag_is_one_line(self):
+        done = self.run_with()
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(
+            done.stderr.strip().splitlines(),
+            ["error: --index is required (--helpfull lists every flag)"],
+        )
+
+    def test_a_value_out_of_range_is_one_line(self):
+        done = self.run_with("--index=i", "--port=99999")
+        self.assertEqual(done.returncode, 1)
+        lines = done.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, done.stderr)
+        self.assertRegex(lines[0], r"^error: flag --port=99999: .*65535")
+        self.assertNotIn("FATAL", done.stderr)
+
+    def test_an_unknown_flag_is_one_line(self):
+        done = self.run_with("--index=i", "--prot=1")
+        self.assertEqual(done.returncode, 1)
+        self.assertRegex(done.stderr.strip(), r"^error: .*prot")
+
+    def test_help_succeeds(self):
+        for flag in ("--help", "--helpfull", "--helpshort"):
+            done = self.run_with(flag)
+            self.assertEqual(done.returncode, 0, (flag, done.stderr))
+            self.assertIn("--index", done.stdout + done.stderr)
+            self.assertNotIn("ran i", done.stdout)
+
+    def test_good_flags_run(self):
+        done = self.run_with("--index=i", "--port=0")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), "ran i 0")
+
+
 _INTERRUPTIBLE = textwrap.dedent("""
     import os, signal, sys, time
     from beau_tf.common import cli, files, progress

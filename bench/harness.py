@@ -29,6 +29,7 @@ workers' memory against what is free) can stay without it.
 
 import dataclasses
 import datetime
+import io
 import os
 import pathlib
 import platform
@@ -43,6 +44,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from absl import flags
 from absl import logging
+import numpy as np
+from PIL import Image
 
 from beau_tf.common import cli
 from beau_tf.common import files
@@ -229,7 +232,18 @@ def print_table(rows: Sequence[Mapping], columns: Sequence[str] = ()) -> None:
     """Prints rows as a Markdown table (all keys of the first row unless
     `columns` names them)."""
     columns = list(columns or rows[0])
-    print(metrics.format_table(list(rows), columns, markdown=True), flush=True)
+    shown = [
+        {
+            key: (
+                ", ".join(f"{v:.4g}" for v in value)
+                if isinstance(value, list)
+                else value
+            )
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
+    print(metrics.format_table(shown, columns, markdown=True), flush=True)
 
 
 def results_path(variant: str | None = None) -> str:
@@ -321,6 +335,36 @@ def machine() -> dict:
     }
 
 
+def photo_jpegs(count: int, width: int = 640, height: int = 480) -> list:
+    """`count` JPEG photos (bytes): smooth colour gradients plus noise, which
+    compress and decode like camera photos, unlike pure noise."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    encoded = []
+    for _ in range(count):
+        base = rng.uniform(0, 255, 3) * (x[..., None] / width) + rng.uniform(
+            0, 255, 3
+        ) * (y[..., None] / height)
+        noisy = base / 2 + rng.normal(0, 12, (height, width, 3))
+        stream = io.BytesIO()
+        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(
+            stream, format="JPEG", quality=90
+        )
+        encoded.append(stream.getvalue())
+    return encoded
+
+
+def write_photos(
+    folder: str, count: int, width: int = 640, height: int = 480
+) -> str:
+    """Writes `photo_jpegs` as `<folder>/p0000.jpg`...; returns `folder`."""
+    os.makedirs(folder)
+    for number, data in enumerate(photo_jpegs(count, width, height)):
+        with open(os.path.join(folder, f"p{number:04d}.jpg"), "wb") as stream:
+            stream.write(data)
+    return folder
+
+
 def module_command(module: str, *args: str) -> list[str]:
     """`python -m <module> <args>` with this interpreter."""
     return [sys.executable, "-m", module, *args]
@@ -377,6 +421,26 @@ def export_untrained(
     """
     model, members = untrained_model(backbones, image_size)
     return export(model, export_base, name, members)
+
+
+def bare_training_model(backbone: str, image_size: int, num_classes: int):
+    """A randomly initialised registered backbone with global average
+    pooling and a linear head, compiled for `train_on_batch`: the training
+    step any fine-tuning pays, without beau_tf's additions."""
+    import keras  # pylint: disable=g-import-not-at-top
+
+    from beau_tf.models import backbones  # pylint: disable=g-import-not-at-top
+
+    network = backbones.build_backbone(backbone, "none", image_size)
+    image = keras.Input((image_size, image_size, 3))
+    features = network(image)[backbones.feature_key(32)]  # (B, h, w, C)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)  # (B, C)
+    model = keras.Model(image, keras.layers.Dense(num_classes)(pooled))
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
 
 
 def find_grocery(dataset_dir: str) -> str | None:

@@ -423,6 +423,24 @@ def export_untrained(
     return export(model, export_base, name, members)
 
 
+def build_index(model_dir: str, catalog_source: str, index_dir: str) -> str:
+    """Embeds a catalogue (folder or CSV) with an export and writes its index
+    folder, as `python -m beau_tf.index` does without --runner; returns
+    `index_dir`."""
+    # pylint: disable=g-import-not-at-top
+    from beau_tf.retrieval import index_dir as index_dir_lib
+    from beau_tf.retrieval import shards
+    from beau_tf.serving import contract
+
+    # pylint: enable=g-import-not-at-top
+    embedded = shards.embed_catalog_shard(
+        model_dir,
+        contract.model_identity(model_dir),
+        catalog.list_catalog(catalog_source),
+    )
+    return index_dir_lib.build_and_save(embedded, index_dir)
+
+
 def bare_training_model(backbone: str, image_size: int, num_classes: int):
     """A randomly initialised registered backbone with global average
     pooling and a linear head, compiled for `train_on_batch`: the training

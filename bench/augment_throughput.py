@@ -168,16 +168,9 @@ def main(argv):
         rows,
         variant=_BACKBONE.value,
         ratios=ratios,
-        settings={
-            "catalogue": len(items),
-            "backgrounds": 0 if backgrounds is None else len(backgrounds),
-            "image_size": size,
-            "batch_size": batch,
-            "batches": _BATCHES.value,
-            "train_steps": _TRAIN_STEPS.value,
-            "rounds": _ROUNDS.value,
-            "prepare_seconds": prepare_seconds,
-        },
+        catalogue=len(items),
+        backgrounds=0 if backgrounds is None else len(backgrounds),
+        prepare_seconds=prepare_seconds,
     )
 
 

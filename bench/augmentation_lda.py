@@ -373,13 +373,6 @@ def main(argv):
     harness.write_results(
         rows + lda,
         served_check={"export": adapted_dir, "max abs difference": difference},
-        settings={
-            "views_per_product": views,
-            "procedural_views_per_product": procedural_views,
-            "ridge": ridge,
-            "seed": seed,
-            "image_size": size,
-        },
     )
 
 

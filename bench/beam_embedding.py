@@ -132,12 +132,6 @@ def main(argv):
     harness.print_table(rows)
     harness.write_results(
         rows,
-        settings={
-            "images": big,
-            "small_images": small,
-            "batch_size": _BATCH_SIZE.value,
-            "rounds": _ROUNDS.value,
-        },
     )
 
 

@@ -141,11 +141,6 @@ def main(argv):
     harness.print_table(rows)
     harness.write_results(
         rows,
-        settings={
-            "small_images": photos,
-            "huge_side": side,
-            "image_size": _IMAGE_SIZE.value,
-        },
     )
 
 

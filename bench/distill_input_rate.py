@@ -135,13 +135,6 @@ def main(argv):
     harness.write_results(
         rows,
         ratios=ratios,
-        settings={
-            "num_products": _NUM_PRODUCTS.value,
-            "image_size": config.extractor.image_size,
-            "batch_size": config.batch_size,
-            "steps": _STEPS.value,
-            "rounds": _ROUNDS.value,
-        },
     )
 
 

@@ -135,8 +135,7 @@ def _apply_smoke(values: Mapping[str, object]) -> None:
         text = ",".join(map(str, value)) if isinstance(value, list) else value
         flag.parse(str(text).lower() if isinstance(value, bool) else str(text))
     logging.info(
-        "Smoke run: %s",
-        " ".join(f"--{n}={flags.FLAGS[n].value}" for n in values),
+        "Smoke run: %s", " ".join(flags.FLAGS[n].serialize() for n in values)
     )
 
 
@@ -260,11 +259,15 @@ def write_results(
 ) -> str:
     """Writes this run's rows, with how and where they were measured.
 
+    The record holds the command line, every flag of the bench (defaults
+    included), the commit, the date, the machine and the run's seconds.
+
     Args:
       rows: one dict per measured row (JSON-serialisable values).
       variant: names a file of its own for a variant of the bench (one
         backbone, one data set), `<name>-<variant>.json`.
-      **extra: more top-level entries (settings, a summary, checks).
+      **extra: more top-level entries (ratios, a summary, checks, what the
+        flags do not say).
 
     Returns:
       The path written.
@@ -273,6 +276,7 @@ def write_results(
     record = results_record(
         _CURRENT.name,
         rows,
+        flags=bench_flags(),
         seconds=time.perf_counter() - _CURRENT.started,
         smoke=_SMOKE.value,
         **extra,
@@ -281,6 +285,17 @@ def write_results(
     files.write_json_atomically(path, record)
     print(f"Results: {path}", flush=True)
     return path
+
+
+def bench_flags() -> dict:
+    """The value of every flag the running bench defines, defaults included
+    (the command line alone does not say what the defaults were)."""
+    by_module = flags.FLAGS.flags_by_module_dict()
+    # A module run with -m registers its flags under its file's path.
+    own = by_module.get(sys.argv[0], []) or by_module.get(
+        f"bench.{_CURRENT.name}", []
+    )
+    return {flag.name: flag.value for flag in own}
 
 
 def results_record(name: str, rows: Sequence[Mapping], **extra) -> dict:

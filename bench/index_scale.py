@@ -476,12 +476,6 @@ def main(argv):
     print_tables(rows, by_size, extrapolated, _K.value)
     harness.write_results(
         rows,
-        settings={
-            "dim": _DIM.value,
-            "num_queries": _NUM_QUERIES.value,
-            "k": _K.value,
-            "target_recall": _TARGET.value,
-        },
         sizes=by_size,
         extrapolated=extrapolated,
     )

@@ -266,12 +266,6 @@ def main(argv):
     harness.print_table(rows)
     harness.write_results(
         rows,
-        settings={
-            "dim": _DIM.value,
-            "num_queries": _NUM_QUERIES.value,
-            "k": _K.value,
-            "target_recall": _TARGET.value,
-        },
         sweep=sweep,
     )
 

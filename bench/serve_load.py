@@ -623,15 +623,6 @@ def main(argv):
             "clean_stop": faults["clean_stop"],
             "problems": problems,
         },
-        settings={
-            "clients": _CLIENTS.value,
-            "requests": _REQUESTS.value,
-            "rounds": _ROUNDS.value,
-            "multiscale": _MULTISCALE.value,
-            "k": _K.value,
-            "num_products": _NUM_PRODUCTS.value,
-            "photo_size": _PHOTO_SIZE.value,
-        },
     )
     if problems:
         sys.exit("FAILED: " + "; ".join(problems))

@@ -93,13 +93,6 @@ def main(argv):
         rows,
         variant=_BACKBONE.value,
         ratios={"serving / keras": ratio},
-        settings={
-            "image_size": size,
-            "batch_size": batch_size,
-            "photo_size": _PHOTO_SIZE.value,
-            "steps": steps,
-            "rounds": _ROUNDS.value,
-        },
     )
 
 

@@ -94,12 +94,6 @@ def main(argv):
         rows,
         variant=_BACKBONE.value,
         ratios={"full / bare": ratio},
-        settings={
-            "image_size": size,
-            "batch_size": batch,
-            "steps": _STEPS.value,
-            "rounds": _ROUNDS.value,
-        },
     )
 
 

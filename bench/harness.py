@@ -79,7 +79,7 @@ _RESULTS_DIR = flags.DEFINE_string(
 class _Run:
     name: str
     started: float
-    work_dir: str | None = None  # made on the first smoke value that needs it
+    work_dir: str | None = None  # made by the first `work_dir()` call
 
 
 _CURRENT: _Run | None = None
@@ -97,7 +97,6 @@ def run(
         the command line; a callable value is called with a temporary
         folder (removed at the end) and returns the value.
     """
-    global _CURRENT
     name = _bench_name(main)
 
     def main_with_harness(argv):
@@ -172,8 +171,10 @@ def median_seconds(fn: Callable[[], object], rounds: int):
 
 def rate(fn: Callable[[], object], calls: int, per_call: int = 1) -> float:
     """Items per second over `calls` calls of `fn`, each doing `per_call`."""
-    _, seconds = timed(lambda: [fn() for _ in range(calls)])
-    return calls * per_call / seconds
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return calls * per_call / (time.perf_counter() - start)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,8 +190,12 @@ class SideBySide:
         """Median of `name` over median of `baseline`."""
         return self.median(name) / self.median(baseline)
 
-    def rows(self, unit: str, labels: Mapping[str, str] = {}) -> list[dict]:
-        """One row per contender: its median and every round's value."""
+    def rows(
+        self, unit: str, labels: Mapping[str, str] | None = None
+    ) -> list[dict]:
+        """One row per contender (named by `labels` where given): its median
+        and every round's value."""
+        labels = labels or {}
         return [
             {
                 "contender": labels.get(name, name),

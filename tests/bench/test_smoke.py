@@ -43,7 +43,12 @@ def test_smoke_run_writes_results(name, tmp_path):
         capture_output=True,
         text=True,
         timeout=900,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        # OpenBLAS's threads spin while they wait: on a busy 2-core machine
+        # one 1280-d eigh (the adaptation's) took 11 s with them, 0.8 s
+        # without.
+        env=dict(
+            os.environ, TF_CPP_MIN_LOG_LEVEL="2", OPENBLAS_NUM_THREADS="1"
+        ),
     )
     assert result.returncode == 0, result.stderr[-4000:]
     skipped = re.search(rf"^bench\.{name} skipped: (.*)$", result.stdout, re.M)

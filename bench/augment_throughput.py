@@ -12,7 +12,7 @@ rounds so machine noise hits all of them alike:
              then paste + geometry + photometry per pair);
   train      one optimizer step of a real backbone (forward + backward,
              `harness.bare_training_model`).
-Writes bench/results/augment_throughput[-<backbone>].json: images per second
+Writes bench/results/augment_throughput-<backbone>.json: images per second
 of each (medians of the rounds) and the ratios augmented/plain and
 augmented/train: above 1 the input pipeline outruns training. Figures:
 bench/RESULTS.md ("Augmentation").

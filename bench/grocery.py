@@ -53,7 +53,7 @@ bench/RESULTS.md ("Training", "Export", "Search").
 --stop_after ends the run after one group of rows (its table and results
 still written); --smoke runs the first group, Lite0 only, on a synthetic
 catalogue laid out as GroceryStore (`harness.write_grocery_like`): the other
-groups train nine models and export twenty more, minutes at any size.
+groups train ten models and export eighteen more, minutes at any size.
 """
 
 import json

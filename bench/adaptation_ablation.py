@@ -1,43 +1,73 @@
 r"""What each choice of the adaptation recipe gives, on GroceryStore val and dev2.
 
-  python bench/adaptation_ablation.py [--bench_dir=out/bench_grocery] \
+  python -m bench.adaptation_ablation [--bench_dir=out/bench_grocery] \
       [--models=efficientnet_lite0_224_gap,ensemble_imagenet_gap_224]
 
-Reads the plain (unadapted) exports that `bench/grocery.py` wrote under
-<bench_dir>/exported/<model>_plain/1 and its CSVs, embeds the catalogue
-(`serving_default`), the val and dev2 photos and the unlabelled pool
-(`query_multiscale`, and single view for one row) once, caching them in
-<bench_dir>/ablation/<model>.npz, then runs `self_training.self_train` with
-each variant of the recipe and scores exact search with the learned
-projection applied to both sides, as the adapted export serves it. One row per
-variant: val and dev2 MAP@7. No pool label is read.
+Reads the plain (unadapted) exports that `python -m bench.grocery` wrote
+under <bench_dir>/exported/<model>_plain/1 and its CSVs (and says it is
+skipped when they are absent), embeds the catalogue (`serving_default`), the
+val and dev2 photos and the unlabelled pool (`query_multiscale`, and single
+view for one row) once, caching them in <bench_dir>/ablation/<model>.npz,
+then runs `self_training.self_train` with each variant of the recipe and
+scores exact search with the learned projection applied to both sides, as
+the adapted export serves it. No pool label is read.
+
+Writes bench/results/adaptation_ablation.json: one row per (model, variant),
+val and dev2 MAP@7 and the self-training's seconds. Figures:
+bench/RESULTS.md ("Export").
 """
 
 import dataclasses
 import os
-import time
 
-from absl import app
 from absl import flags
-import numpy as np
 
 from beau_tf.adaptation import self_training
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.retrieval import metrics
+from beau_tf.datasets import grocery
 from beau_tf.serving import contract
-from beau_tf.serving import embedding as embedding_lib
+from bench import harness
+from bench import scoring
 
 _BENCH_DIR = flags.DEFINE_string(
-    "bench_dir", "out/bench_grocery", "bench/grocery.py's --out_dir."
+    "bench_dir", "out/bench_grocery", "python -m bench.grocery's --out_dir."
 )
 _MODELS = flags.DEFINE_list(
     "models",
     ["efficientnet_lite0_224_gap", "ensemble_imagenet_gap_224"],
-    "Plain exports of bench/grocery.py to adapt.",
+    "Plain exports of python -m bench.grocery to adapt.",
 )
-_K = 7
+_VARIANTS = flags.DEFINE_list(
+    "variants",
+    [],
+    "Numbers of the variants to run, 1 for the first row after "
+    "'unadapted' (default: all).",
+)
 _DEFAULT = self_training.SelfTrainingConfig()
 _HARD = dict(assignment="hard", catalogue_weight=1.0, rounds=2, ridge=30.0)
+
+
+def _smoke_bench_dir(work_dir: str) -> str:
+    """What bench.grocery leaves for one model, on a synthetic catalogue
+    shaped like GroceryStore: its CSVs and a plain Lite0 export at 64 px."""
+    dataset = harness.write_grocery_like(os.path.join(work_dir, "grocery"))
+    bench_dir = os.path.join(work_dir, "bench_grocery")
+    grocery.convert_grocery_store(dataset, os.path.join(bench_dir, "csv"))
+    harness.export_untrained(
+        os.path.join(bench_dir, "exported"),
+        "efficientnet_lite0_64_gap_plain",
+        image_size=64,
+    )
+    return bench_dir
+
+
+# Each variant's self-training costs seconds of 1280-d eigendecompositions
+# per round: the smoke run learns the recipe's one-round variant only.
+SMOKE = {
+    "bench_dir": _smoke_bench_dir,
+    "models": ["efficientnet_lite0_64_gap"],
+    "variants": ["4"],
+}
 
 
 def variants(ensemble: bool) -> list[tuple[str, dict, str]]:
@@ -74,97 +104,83 @@ def variants(ensemble: bool) -> list[tuple[str, dict, str]]:
     ]
     if ensemble:
         rows.append(("recipe without PCA, ridge 3", dict(ridge=3.0), "multi"))
-    return rows  # fmt: skip
+    return rows
 
 
-def embed(model_dir: str, paths: list[str], signature: str) -> np.ndarray:
-    embeddings, kept = embedding_lib.embed_files(
-        embedding_lib.load_embed_fn(model_dir, signature),
-        paths,
-        description=f"{os.path.basename(os.path.dirname(model_dir))}",
-    )
-    if len(kept) != len(paths):
-        raise ValueError(f"{len(paths) - len(kept)} images not embedded.")
-    return embeddings
-
-
-def load_embeddings(model: str, bench_dir: str) -> dict:
-    """Catalogue, split and pool embeddings of a plain export, cached."""
-    path = os.path.join(bench_dir, "ablation", f"{model}.npz")
-    if os.path.exists(path):
-        with np.load(path) as cached:
-            return dict(cached)
-    model_dir = os.path.join(bench_dir, "exported", f"{model}_plain", "1")
-    csv_dir = os.path.join(bench_dir, "csv")
-    items = catalog_lib.list_catalog(os.path.join(csv_dir, "catalog.csv"))
-    multi, single = contract.MULTISCALE_SIGNATURE_NAME, contract.SIGNATURE_NAME
-    values = {
-        "catalogue": embed(model_dir, [i.path for i in items], single),
-        "catalogue_ids": np.array([i.item_id for i in items]),
-    }
-    pool = catalog_lib.list_photos(
-        os.path.join(csv_dir, "photos_unlabelled.csv")
-    )
-    values["pool_multi"] = embed(model_dir, pool, multi)
-    values["pool_single"] = embed(model_dir, pool, single)
-    for split in ("val", "dev2"):
-        queries = catalog_lib.read_queries(
-            os.path.join(csv_dir, f"queries_{split}.csv")
-        )
-        values[split] = embed(model_dir, [q.path for q in queries], multi)
-        values[f"{split}_ids"] = np.array([q.item_id for q in queries])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.savez(path, **values)
+def embed_model(model_dir: str, csvs: dict) -> dict:
+    """Catalogue, splits and the unlabelled pool, embedded by the export."""
+    values = scoring.embed_catalogue_and_queries(model_dir, csvs)
+    pool = catalog_lib.list_photos(csvs["photos_unlabelled"])
+    for view, signature in (
+        ("multi", contract.MULTISCALE_SIGNATURE_NAME),
+        ("single", contract.SIGNATURE_NAME),
+    ):
+        values[f"pool_{view}"] = scoring.embed_paths(model_dir, pool, signature)
     return values
 
 
-def map_at_7(queries, catalogue, true_ids, catalogue_ids) -> float:
-    indices, _ = metrics.rank_exact(queries, catalogue, _K)
-    ranked = [[catalogue_ids[i] for i in row] for row in indices]
-    scores = metrics.evaluate_rankings(ranked, [{t} for t in true_ids], k=_K)
-    return scores[f"map@{_K}_hits"]
-
-
-def score(values: dict, projection=None) -> tuple[float, float]:
-    space = projection or (lambda x: x)
-    catalogue = space(values["catalogue"]).astype(np.float32)
-    return tuple(
-        map_at_7(
-            space(values[split]).astype(np.float32),
-            catalogue,
-            list(values[f"{split}_ids"]),
-            list(values["catalogue_ids"]),
+def model_rows(model: str, values: dict) -> list[dict]:
+    """The unadapted row, then one row per variant of the recipe."""
+    rows = [
+        {
+            "model": model,
+            "variant": "unadapted",
+            **scoring.score(values),
+            "seconds": 0.0,
+        }
+    ]
+    chosen = variants("ensemble" in model)
+    if _VARIANTS.value:
+        chosen = [chosen[int(number) - 1] for number in _VARIANTS.value]
+    for label, changes, view in chosen:
+        config = dataclasses.replace(_DEFAULT, **changes)
+        (projection, _), seconds = harness.timed(
+            self_training.self_train,
+            values["catalogue"],
+            values[f"pool_{view}"],
+            config,
         )
-        for split in ("val", "dev2")
-    )
+        rows.append(
+            {
+                "model": model,
+                "variant": label,
+                **scoring.score(values, projection),
+                "seconds": seconds,
+            }
+        )
+        val, dev2 = rows[-1]["val MAP@7"], rows[-1]["dev2 MAP@7"]
+        print(
+            f"{model} | {label} | {val:.3f} | {dev2:.3f} | {seconds:.1f} s",
+            flush=True,
+        )
+    return rows
 
 
 def main(argv):
     del argv
+    bench_dir = _BENCH_DIR.value
+    csvs = scoring.csvs_in(os.path.join(bench_dir, "csv"))
+    model_dirs = {
+        model: os.path.join(bench_dir, "exported", f"{model}_plain", "1")
+        for model in _MODELS.value
+    }
+    missing = [d for d in model_dirs.values() if not os.path.isdir(d)]
+    if missing or not os.path.isfile(csvs["catalog"]):
+        harness.skip(
+            f"no plain export or CSVs of python -m bench.grocery in "
+            f"{bench_dir} ({', '.join(missing) or csvs['catalog']})"
+        )
+        return
     rows = []
-    for model in _MODELS.value:
-        values = load_embeddings(model, _BENCH_DIR.value)
-        rows.append({"model": model, "variant": "unadapted", **dict(zip(("val MAP@7", "dev2 MAP@7"), score(values))), "seconds": 0.0})  # fmt: skip
-        for label, changes, view in variants("ensemble" in model):
-            config = dataclasses.replace(_DEFAULT, **changes)
-            start = time.perf_counter()
-            projection, _ = self_training.self_train(
-                values["catalogue"], values[f"pool_{view}"], config
-            )
-            seconds = time.perf_counter() - start
-            val, dev2 = score(values, projection)
-            rows.append(
-                {
-                    "model": model,
-                    "variant": label,
-                    "val MAP@7": val,
-                    "dev2 MAP@7": dev2,
-                    "seconds": seconds,
-                }
-            )
-            print(f"{model} | {label} | {val:.3f} | {dev2:.3f} | {seconds:.1f} s", flush=True)  # fmt: skip
-    print(metrics.format_table(rows, list(rows[0]), markdown=True))
+    for model, model_dir in model_dirs.items():
+        values = scoring.cached_npz(
+            os.path.join(bench_dir, "ablation", f"{model}.npz"),
+            lambda: embed_model(model_dir, csvs),
+        )
+        rows += model_rows(model, values)
+    harness.print_table(rows)
+    harness.write_results(rows)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

@@ -1,7 +1,7 @@
 """Can the augmentation keep training fed? Rates measured side by side.
 
-  python bench/augment_throughput.py                       # synthetic catalogue
-  python bench/augment_throughput.py --catalog=out/grocery/catalog.csv \
+  python -m bench.augment_throughput                      # synthetic catalogue
+  python -m bench.augment_throughput --catalog=out/grocery/catalog.csv \
       --background_dir=../shared/data/grocery-store/dataset/train
 
 Three rates at the same image size and batch size, in one run, in alternating
@@ -10,18 +10,17 @@ rounds so machine noise hits all of them alike:
              image pipeline pays);
   augmented  the foreground-augmentation pipeline (products prepared once,
              then paste + geometry + photometry per pair);
-  train      one optimizer step of a real backbone (forward + backward).
-It prints pairs (images) per second and the ratios augmented/plain and
-augmented/train: above 1 the input pipeline outruns training.
+  train      one optimizer step of a real backbone (forward + backward,
+             `harness.bare_training_model`).
+Writes bench/results/augment_throughput-<backbone>.json: images per second
+of each (medians of the rounds) and the ratios augmented/plain and
+augmented/train: above 1 the input pipeline outruns training. Figures:
+bench/RESULTS.md ("Augmentation").
 """
 
-import statistics
-import tempfile
-import time
+import os
 
-from absl import app
 from absl import flags
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -31,12 +30,16 @@ from beau_tf.data import catalog as catalog_lib
 from beau_tf.data import pipelines
 from beau_tf.data import products as products_lib
 from beau_tf.datasets.synthetic import catalogue as synthetic
+from bench import harness
 
 _CATALOG = flags.DEFINE_string(
     "catalog", None, "Catalogue folder or CSV; the synthetic one when unset."
 )
 _BACKGROUND_DIR = flags.DEFINE_string(
     "background_dir", None, "Background photos; procedural if unset."
+)
+_NUM_PRODUCTS = flags.DEFINE_integer(
+    "num_products", 24, "Products of the synthetic catalogue."
 )
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Batch size.")
@@ -47,12 +50,22 @@ _TRAIN_STEPS = flags.DEFINE_integer(
     "train_steps", 3, "Timed training steps per round."
 )
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
-_BACKBONE = flags.DEFINE_enum(
+_BACKBONE = flags.DEFINE_string(
     "backbone",
     "resnet50",
-    ["resnet50", "efficientnet_lite0", "none"],
-    "Backbone whose training step is timed.",
+    "Backbone whose training step is timed (randomly initialised, GAP and "
+    "a linear head, AdamW); none: no training step.",
 )
+
+SMOKE = {
+    "num_products": 4,
+    "image_size": 64,
+    "batch_size": 4,
+    "batches": 2,
+    "train_steps": 1,
+    "rounds": 1,
+    "backbone": "tiny",
+}
 
 
 def plain_dataset(paths: list[str], size: int, batch: int) -> tf.data.Dataset:
@@ -72,31 +85,6 @@ def plain_dataset(paths: list[str], size: int, batch: int) -> tf.data.Dataset:
     )
 
 
-def backbone_step_fn(name: str, size: int):
-    """A compiled train step of the backbone with a small head, on one batch."""
-    if name == "resnet50":
-        backbone = keras.applications.ResNet50(
-            include_top=False, weights=None, input_shape=(size, size, 3)
-        )
-    else:
-        from beau_tf.models import (
-            efficientnet_lite,
-        )  # pylint: disable=g-import-not-at-top
-
-        backbone = efficientnet_lite.build_efficientnet_lite(
-            "lite0", input_shape=(size, size, 3), weights=None
-        )
-    model = keras.Sequential(
-        [backbone, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(8)]
-    )
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=False,
-    )
-    return model
-
-
 def pipeline_rate(dataset: tf.data.Dataset, batches: int, batch: int) -> float:
     """Steady images/s of a fresh iterator (its first batch untimed).
 
@@ -105,36 +93,30 @@ def pipeline_rate(dataset: tf.data.Dataset, batches: int, batch: int) -> float:
     """
     iterator = iter(dataset)
     next(iterator)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return batches * batch / (time.perf_counter() - start)
+    return harness.rate(lambda: next(iterator), batches, batch)
 
 
-def train_rate(step, batches: int, batch: int) -> float:
-    start = time.perf_counter()
-    for _ in range(batches):
-        step()
-    return batches * batch / (time.perf_counter() - start)
+def load_catalogue(size: int):
+    """`(items, background folder or None)`: --catalog, or a synthetic one."""
+    catalog_source, background_dir = _CATALOG.value, _BACKGROUND_DIR.value
+    if not catalog_source:
+        generated = synthetic.write_synthetic_catalog(
+            os.path.join(harness.work_dir(), "synthetic"),
+            num_products=_NUM_PRODUCTS.value,
+            image_size=256,
+        )
+        catalog_source = generated.catalog_csv
+        background_dir = background_dir or generated.backgrounds_dir
+    return catalog_lib.list_catalog(catalog_source), background_dir
 
 
 def main(argv):
     del argv
     size, batch = _IMAGE_SIZE.value, _BATCH_SIZE.value
-    catalog_source, background_dir = _CATALOG.value, _BACKGROUND_DIR.value
-    if not catalog_source:
-        generated = synthetic.write_synthetic_catalog(
-            tempfile.mkdtemp(prefix="beau_tf_bench_"),
-            num_products=24,
-            image_size=256,
-        )
-        catalog_source = generated.catalog_csv
-        background_dir = background_dir or generated.backgrounds_dir
-    items = catalog_lib.list_catalog(catalog_source)
-
-    start = time.perf_counter()
-    products, _ = products_lib.prepare_products(items, size)
-    prepare_seconds = time.perf_counter() - start
+    items, background_dir = load_catalogue(size)
+    (products, _), prepare_seconds = harness.timed(
+        products_lib.prepare_products, items, size
+    )
     backgrounds = None
     if background_dir:
         backgrounds, _ = backgrounds_lib.load_backgrounds(
@@ -148,12 +130,12 @@ def main(argv):
         batch,
         backgrounds=backgrounds,
     )
-    runners = {
+    contenders = {
         "plain": lambda: pipeline_rate(plain, _BATCHES.value, batch),
         "augmented": lambda: pipeline_rate(augmented, _BATCHES.value, batch),
     }
     if _BACKBONE.value != "none":
-        model = backbone_step_fn(_BACKBONE.value, size)
+        model = harness.bare_training_model(_BACKBONE.value, size, 8)
         images = (
             np.random.default_rng(0)
             .uniform(0, 255, (batch, size, size, 3))
@@ -162,31 +144,35 @@ def main(argv):
         labels = np.zeros((batch,), np.int64)
         step = lambda: model.train_on_batch(images, labels)
         step()  # tracing
-        runners["train"] = lambda: train_rate(step, _TRAIN_STEPS.value, batch)
+        contenders["train"] = lambda: harness.rate(
+            step, _TRAIN_STEPS.value, batch
+        )
+    measured = harness.side_by_side(contenders, _ROUNDS.value)
 
-    rates = {name: [] for name in runners}
-    for _ in range(_ROUNDS.value):
-        for name, run in runners.items():
-            rates[name].append(run())
-    median = {name: statistics.median(values) for name, values in rates.items()}
-
+    labels = {"train": f"train step ({_BACKBONE.value})"}
+    rows = measured.rows("images/s", labels)
+    ratios = {"augmented / plain": measured.ratio("augmented", "plain")}
+    if "train" in contenders:
+        ratios["augmented / train step"] = measured.ratio("augmented", "train")
     print(
         f"\n{len(items)} catalogue images prepared in {prepare_seconds:.1f} s "
         f"(decode + mask once); image {size} px, batch {batch}, "
-        f"{_ROUNDS.value} rounds x {_BATCHES.value} batches, median rates:"
+        f"{_ROUNDS.value} rounds x {_BATCHES.value} batches, median rates "
+        "(augmented / train step > 1: training is fed):"
     )
-    for name, rate in median.items():
-        label = f"train step ({_BACKBONE.value})" if name == "train" else name
-        print(f"  {label:28s} {rate:8.1f} images/s")
-    print(
-        f"  augmented / plain            {median['augmented'] / median['plain']:8.2f}"
+    harness.print_table(
+        rows + [{"contender": name, "ratio": r} for name, r in ratios.items()],
+        ["contender", "median images/s", "ratio"],
     )
-    if "train" in median:
-        print(
-            f"  augmented / train step       "
-            f"{median['augmented'] / median['train']:8.2f}  (> 1: training is fed)"
-        )
+    harness.write_results(
+        rows,
+        variant=_BACKBONE.value,
+        ratios=ratios,
+        catalogue=len(items),
+        backgrounds=0 if backgrounds is None else len(backgrounds),
+        prepare_seconds=prepare_seconds,
+    )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

@@ -1,11 +1,11 @@
-r"""Catalogue embedding on Apache Beam (1 and 2 workers) vs. the local path.
+"""Catalogue embedding on Apache Beam (1 and 2 workers) vs. the local path.
 
-  .venv-beam/bin/python bench/beam_embedding.py [--images=300] [--rounds=1]
+  .venv-beam/bin/python -m bench.beam_embedding [--images=300] [--rounds=1]
 
-Needs the beam extra (`pip install -e '.[beam]'`, kept in .venv-beam).
-Exports an untrained EfficientNet-Lite0 at 224 px (or takes --model), writes
---images synthetic 640 x 480 JPEG photos, and embeds them side by side, in
-rounds of:
+Needs the beam extra (`pip install -e '.[beam]'`, kept in .venv-beam); says
+it is skipped without it. Exports an untrained EfficientNet-Lite0 at 224 px
+(or takes --model), writes --images synthetic 640 x 480 JPEG photos, and
+embeds them side by side, in rounds of:
 
   local   `shards.embed_catalog_shard` in this process (what
           `python -m beau_tf.index` does without --runner);
@@ -17,27 +17,22 @@ Each time covers everything a user waits for: loading the model (once per
 Beam worker, with the worker's start) and reading, decoding and embedding
 every image; not listing the catalogue or building the index (the same for
 all three). A second, --small_images catalogue measures the fixed cost (the
-start-up), and the difference of the two the steady rate. Prints a Markdown
-table: images/s end to end and steady, each with its ratio to local, and the
-largest difference between a Beam embedding and the local one.
+start-up), and the difference of the two the steady rate. Writes
+bench/results/beam_embedding.json: images/s end to end and steady, each with
+its ratio to local, and the largest difference between a Beam embedding and
+the local one. Figures: bench/RESULTS.md ("Scale").
 """
 
+import importlib.util
 import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 
-from absl import app
 from absl import flags
 import numpy as np
-from PIL import Image
 
 from beau_tf.data import catalog as catalog_lib
-from beau_tf.retrieval import beam_embedding
 from beau_tf.retrieval import shards
 from beau_tf.serving import contract
+from bench import harness
 
 _MODEL = flags.DEFINE_string(
     "model", None, "An exported version folder (default: export Lite0)."
@@ -49,112 +44,96 @@ _SMALL_IMAGES = flags.DEFINE_integer(
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per model call.")
 _ROUNDS = flags.DEFINE_integer("rounds", 1, "Alternating rounds (median).")
 
-
-def _write_photos(folder: str, count: int) -> str:
-    """`count` 640 x 480 JPEGs: smooth gradients plus noise, like photos."""
-    os.makedirs(folder)
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:480, 0:640]
-    for number in range(count):
-        base = rng.uniform(0, 255, 3) * (x[..., None] / 640) + rng.uniform(
-            0, 255, 3
-        ) * (y[..., None] / 480)
-        noisy = base / 2 + rng.normal(0, 12, (480, 640, 3))
-        pixels = np.clip(noisy, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(
-            os.path.join(folder, f"p{number:04d}.jpg"), quality=90
-        )
-    return folder
-
-
-def _export(root: str) -> str:
-    export_dir = os.path.join(root, "exported")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "beau_tf.export",
-            "--backbones=efficientnet_lite0",
-            "--image_size=224",
-            f"--export_dir={export_dir}",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return os.path.join(export_dir, "beau_tf", "1")
-
-
-def _timed(embed) -> tuple[float, np.ndarray]:
-    start = time.perf_counter()
-    embeddings = embed()
-    return time.perf_counter() - start, embeddings
+SMOKE = {"images": 4, "small_images": 2, "batch_size": 2}
 
 
 def main(argv):
     del argv
+    if importlib.util.find_spec("apache_beam") is None:
+        harness.skip(
+            "apache_beam is not installed (the beam extra: "
+            "pip install -e '.[beam]', kept in .venv-beam)"
+        )
+        return
+    from beau_tf.retrieval import (
+        beam_embedding,
+    )  # pylint: disable=g-import-not-at-top
+
     beam_embedding.quiet_driver_logs()
-    with tempfile.TemporaryDirectory(prefix="beau_tf_bench_beam_") as root:
-        model = _MODEL.value or _export(root)
-        identity = contract.model_identity(model)
-        catalogues = {
-            size: catalog_lib.list_catalog(
-                _write_photos(os.path.join(root, f"photos{size}"), size)
-            )
-            for size in (_IMAGES.value, _SMALL_IMAGES.value)
-        }
-
-        def local(items):
-            return shards.embed_catalog_shard(
-                model, identity, items, batch_size=_BATCH_SIZE.value
-            ).embeddings
-
-        def beam(workers):
-            options = beam_embedding.pipeline_options(
-                "DirectRunner",
-                [
-                    f"--direct_num_workers={workers}",
-                    "--direct_running_mode=multi_processing",
-                ],
-            )
-            return lambda items: beam_embedding.embed_catalog(
-                model,
-                identity,
-                items,
-                options,
-                batch_size=_BATCH_SIZE.value,
-            ).embedded.embeddings
-
-        runs = {"local": local, "beam-1": beam(1), "beam-2": beam(2)}
-        seconds = {(name, size): [] for name in runs for size in catalogues}
-        outputs = {}
-        for _ in range(_ROUNDS.value):
-            for name, run in runs.items():
-                for size, items in catalogues.items():
-                    took, outputs[name, size] = _timed(lambda: run(items))
-                    seconds[name, size].append(took)
+    root = harness.work_dir()
+    model = _MODEL.value or harness.export_untrained(
+        os.path.join(root, "exported")
+    )
+    identity = contract.model_identity(model)
     big, small = _IMAGES.value, _SMALL_IMAGES.value
-    wall = {key: statistics.median(times) for key, times in seconds.items()}
-    rate = {name: big / wall[name, big] for name in runs}
+    catalogues = {
+        size: catalog_lib.list_catalog(
+            harness.write_photos(os.path.join(root, f"photos{size}"), size)
+        )
+        for size in (big, small)
+    }
+
+    def local(items):
+        return shards.embed_catalog_shard(
+            model, identity, items, batch_size=_BATCH_SIZE.value
+        ).embeddings
+
+    def beam(workers):
+        options = beam_embedding.pipeline_options(
+            "DirectRunner",
+            [
+                f"--direct_num_workers={workers}",
+                "--direct_running_mode=multi_processing",
+            ],
+        )
+        return lambda items: beam_embedding.embed_catalog(
+            model, identity, items, options, batch_size=_BATCH_SIZE.value
+        ).embedded.embeddings
+
+    outputs = {}
+
+    def contender(run, name, size):
+        def measure():
+            outputs[name, size], seconds = harness.timed(run, catalogues[size])
+            return seconds
+
+        return measure
+
+    paths = {"local": local, "beam-1": beam(1), "beam-2": beam(2)}
+    measured = harness.side_by_side(
+        {
+            (name, size): contender(run, name, size)
+            for name, run in paths.items()
+            for size in catalogues
+        },
+        _ROUNDS.value,
+    )
+    wall = {key: measured.median(key) for key in measured.values}
+    rate = {name: big / wall[name, big] for name in paths}
     steady = {
         name: (big - small) / (wall[name, big] - wall[name, small])
-        for name in runs
+        for name in paths
     }
-    print(
-        f"| path ({big} photos, batch {_BATCH_SIZE.value}) | wall s | "
-        f"images/s | vs local | start-up s ({small} photos) | "
-        "steady images/s | vs local |"
+    rows = [
+        {
+            "path": name,
+            "wall s": wall[name, big],
+            "images/s": rate[name],
+            "vs local": rate[name] / rate["local"],
+            f"start-up s ({small} photos)": wall[name, small],
+            "steady images/s": steady[name],
+            "steady vs local": steady[name] / steady["local"],
+            "largest |embedding - local|": float(
+                np.abs(outputs[name, big] - outputs["local", big]).max()
+            ),
+        }
+        for name in paths
+    ]
+    harness.print_table(rows)
+    harness.write_results(
+        rows,
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in runs:
-        print(
-            f"| {name} | {wall[name, big]:.1f} | {rate[name]:.1f} | "
-            f"{rate[name] / rate['local']:.2f} | {wall[name, small]:.1f} | "
-            f"{steady[name]:.1f} | {steady[name] / steady['local']:.2f} |"
-        )
-    for name in ("beam-1", "beam-2"):
-        difference = np.abs(outputs[name, big] - outputs["local", big]).max()
-        print(f"\n{name}: largest |embedding - local| = {difference:.2e}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

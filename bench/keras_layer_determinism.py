@@ -1,6 +1,6 @@
 """Why beau_tf drives its augmentation with stateless per-element seeds.
 
-  python bench/keras_layer_determinism.py
+  python -m bench.keras_layer_determinism
 
 Keras 3's image augmentation layers transform `images` and
 `segmentation_masks` together, but draw their randomness from a stateful
@@ -8,23 +8,31 @@ Keras 3's image augmentation layers transform `images` and
 reach that generator varies from run to run, so two runs with the same seed
 can give different pairs. beau_tf's ops take a stateless `(run seed, element
 index)` seed instead. This script runs both twice over the same inputs and
-prints how many elements came out identical.
+counts how many elements came out identical; writes
+bench/results/keras_layer_determinism.json. Figures: bench/RESULTS.md
+("Augmentation").
 """
 
-from absl import app
+from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
 
 from beau_tf.data import augment
+from bench import harness
 
-_SIZE, _COUNT = 64, 256
+_COUNT = flags.DEFINE_integer("count", 256, "Elements augmented per run.")
+_SIZE = 64
+
+SMOKE = {"count": 16}
 
 
 def _inputs() -> tf.data.Dataset:
     rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (_COUNT, _SIZE, _SIZE, 3)).astype(np.float32)
-    masks = (rng.uniform(size=(_COUNT, _SIZE, _SIZE, 1)) > 0.5).astype(
+    images = rng.uniform(0, 255, (_COUNT.value, _SIZE, _SIZE, 3)).astype(
+        np.float32
+    )
+    masks = (rng.uniform(size=(_COUNT.value, _SIZE, _SIZE, 1)) > 0.5).astype(
         np.float32
     )
     return tf.data.Dataset.from_tensor_slices((images, masks))
@@ -74,14 +82,14 @@ def main(argv):
         ("keras 3 layers, 8 parallel calls", lambda: keras_layers_run(8)),
         ("beau_tf stateless, 8 parallel", stateless_run),
     )
+    rows = []
     for name, run in runs:
         first, second = run(), run()
         same = sum(np.array_equal(a, b) for a, b in zip(first, second))
-        print(
-            f"{name:32s} {same}/{_COUNT} elements identical across two "
-            "seeded runs"
-        )
+        rows.append({"run": name, "identical": int(same), "of": len(first)})
+    harness.print_table(rows)
+    harness.write_results(rows)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

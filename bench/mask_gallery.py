@@ -6,18 +6,22 @@ coverage (red, with the status, when not OK). It also logs the OK/EMPTY/FULL
 counts, the time per image as given, and the median time per image resized to
 --time_at pixels square (the module aims at well under 50 ms for 512x512).
 
-  python bench/mask_gallery.py \
-    --catalog_dir=../shared/data/grocery-store/dataset/iconic-images-and-descriptions \
-    --out=/tmp/masks.png
+  python -m bench.mask_gallery \
+    [--catalog_dir=../shared/data/grocery-store/dataset/iconic-images-and-descriptions] \
+    [--out=/tmp/masks.png]
 
-(run from the repository root with beau_tf installed, e.g. `pip install -e .`).
+Without --catalog_dir it reads GroceryStore's 81 iconic images, and says it
+is skipped when the shared copy is absent. Writes
+bench/results/mask_gallery.json: one row per image (status, coverage) and
+the counts and times under "summary". Figures: bench/RESULTS.md
+("Augmentation").
 """
 
 import collections
+import os
 import pathlib
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
@@ -25,12 +29,13 @@ from PIL import Image
 from PIL import ImageDraw
 
 from beau_tf.data import masks
+from beau_tf.datasets.synthetic import catalogue as synthetic
+from bench import harness
 
 _CATALOG_DIR = flags.DEFINE_string(
     "catalog_dir",
-    None,
+    str(harness.GROCERY_ICONIC),
     "Folder searched recursively for catalogue images.",
-    required=True,
 )
 _PATTERN = flags.DEFINE_string(
     "pattern", "*_Iconic.jpg", "Glob for the images under --catalog_dir."
@@ -44,6 +49,24 @@ _TIME_AT = flags.DEFINE_integer(
 _ONLY_FLAGGED = flags.DEFINE_bool(
     "only_flagged", False, "Draw only images whose status is not OK."
 )
+
+
+def _smoke_catalogue(work_dir: str) -> str:
+    return synthetic.write_synthetic_catalog(
+        os.path.join(work_dir, "synthetic"),
+        num_products=4,
+        queries_per_product=0,
+        num_backgrounds=0,
+        image_size=64,
+    ).catalog_dir
+
+
+SMOKE = {
+    "catalog_dir": _smoke_catalogue,
+    "pattern": "*.png",
+    "time_at": 64,
+    "out": lambda work_dir: os.path.join(work_dir, "masks.png"),
+}
 
 
 def render_tile(
@@ -97,13 +120,16 @@ def time_resized(paths: list[pathlib.Path], size: int) -> float:
 
 def main(argv):
     del argv
+    if not os.path.isdir(_CATALOG_DIR.value):
+        harness.skip(f"no catalogue folder {_CATALOG_DIR.value}")
+        return
     paths = sorted(pathlib.Path(_CATALOG_DIR.value).rglob(_PATTERN.value))
     if not paths:
-        raise app.UsageError(
+        raise ValueError(
             f"No {_PATTERN.value} under --catalog_dir={_CATALOG_DIR.value}."
         )
     counts = collections.Counter()
-    tiles = []
+    tiles, rows = [], []
     seconds = 0.0
     for path in paths:
         image = Image.open(path)
@@ -114,6 +140,13 @@ def main(argv):
         result = masks.extract_foreground_mask(array)
         seconds += time.perf_counter() - start
         counts[result.status.value] += 1
+        rows.append(
+            {
+                "image": path.stem,
+                "status": result.status.value,
+                "coverage": float(result.coverage),
+            }
+        )
         logging.info(
             "%-40s %-5s coverage=%.3f background=%s",
             path.stem,
@@ -129,33 +162,33 @@ def main(argv):
         if result.status != masks.MaskStatus.OK:
             caption += f" {result.status.value.upper()}"
         tiles.append(render_tile(image, result, caption, _TILE.value))
-    logging.info(
-        "%s over %d images, %.1f ms per image as given.",
-        dict(counts),
-        len(paths),
-        1000.0 * seconds / len(paths),
-    )
+    summary = {
+        "counts": dict(counts),
+        "images": len(paths),
+        "ms per image as given": 1000.0 * seconds / len(paths),
+    }
     if _TIME_AT.value:
-        logging.info(
-            "%.1f ms per image at %dx%d (median).",
-            1000.0 * time_resized(paths, _TIME_AT.value),
-            _TIME_AT.value,
-            _TIME_AT.value,
+        summary[f"median ms per image at {_TIME_AT.value} px"] = (
+            1000.0 * time_resized(paths, _TIME_AT.value)
         )
-    if not tiles:
-        logging.info("Nothing to draw.")
-        return
+    print(", ".join(f"{name}: {value}" for name, value in summary.items()))
+    if tiles:
+        save_grid(tiles, _OUT.value)
+        logging.info("Wrote %s.", _OUT.value)
+    harness.write_results(rows, summary=summary, picture=_OUT.value)
+
+
+def save_grid(tiles: list[Image.Image], out: str) -> None:
+    """Pastes the tiles row by row into one PNG."""
+    tile = _TILE.value
     columns = min(_COLUMNS.value, len(tiles))
     rows = -(-len(tiles) // columns)
-    grid = Image.new(
-        "RGB", (columns * _TILE.value, rows * _TILE.value), "white"
-    )
-    for i, tile in enumerate(tiles):
+    grid = Image.new("RGB", (columns * tile, rows * tile), "white")
+    for i, picture in enumerate(tiles):
         row, column = divmod(i, columns)
-        grid.paste(tile, (column * _TILE.value, row * _TILE.value))
-    grid.save(_OUT.value)
-    logging.info("Wrote %s.", _OUT.value)
+        grid.paste(picture, (column * tile, row * tile))
+    grid.save(out)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

@@ -1,11 +1,12 @@
 """ScaNN against exact search: recall@k and queries/second, side by side.
 
-  python bench/scann_vs_exact.py --num_items=100000,1000000 --dim=256 \
+  python -m bench.scann_vs_exact --num_items=100000,1000000 --dim=256 \
       --num_queries=1000
 
 For each catalogue size, in one run on the same vectors and queries:
   exact numpy   `beau_tf.retrieval.metrics.rank_exact`: float32 matmul +
-                partition, in query blocks (the ground truth);
+                partition, in query blocks (the ground
+                truth);
   exact tf      tf.matmul + tf.math.top_k, in query batches;
   scann         `beau_tf.retrieval.scann_index.ScannIndex.build` with
                 `choose_index_params`,
@@ -23,28 +24,19 @@ family) or uniformly (`--data=random`, the hardest case for partitioning),
 or read from `--embeddings` (an (N, D) .npy of real embeddings; its last
 --num_queries rows become the queries).
 
-Measured on 2 shared CPU cores (clustered, 256-d, 1000 queries, recall@10):
-at 1M, exact numpy 43 QPS; ScaNN's default (50/1000 leaves, reorder 100)
-0.984 at 2590 QPS (60x); the fastest setting reaching 0.95 (10/1000 leaves,
-reorder 100) 0.980 at 6152 QPS (143x); faiss IVF-PQ fast-scan + refine
-0.972 at 7016 QPS (163x). Uniformly random vectors defeat every method
-(ScaNN 0.61 at 8x exact with 30% of the leaves at 100K): they have no
-neighbourhoods to find.
+Writes bench/results/scann_vs_exact.json: one row per (size, method) at its
+chosen setting, and the whole sweep under "sweep". Figures: bench/RESULTS.md
+("Index").
 """
 
-import time
-
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from beau_tf.retrieval import metrics
-from beau_tf.retrieval import scann_index
-
-import faiss_indexes  # bench/, beside this script
-import synthetic_vectors
+from bench import harness
+from bench import indexing
 
 _NUM_ITEMS = flags.DEFINE_list(
     "num_items", ["100000", "1000000"], "Catalogue sizes to measure."
@@ -73,7 +65,18 @@ _EMBEDDINGS = flags.DEFINE_string(
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 
+# 100K vectors: the smallest size ScaNN partitions (tree-AH), so the sweep
+# runs; 16-d keeps the build at seconds.
+SMOKE = {
+    "num_items": ["100000"],
+    "dim": 16,
+    "num_queries": 50,
+    "num_clusters": 50,
+}
+
 _QUERY_BATCH = 100  # (100, 1M) float32 scores: 400 MB at a time.
+_LEAF_FRACTIONS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
+_IVF_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 
 def exact_tf(catalogue, queries, k):
@@ -87,234 +90,177 @@ def exact_tf(catalogue, queries, k):
     return np.concatenate(rows)
 
 
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
-
-
 class Table:
-    """Collects rows and prints them aligned, with QPS ratios to exact."""
+    """Rows of one size, with queries/second and its ratio to exact's."""
 
-    def __init__(self, title, num_queries):
-        self.title, self.num_queries, self.rows = title, num_queries, []
-        self.base_qps = None
+    def __init__(self, num_items: int, num_queries: int):
+        self.num_items, self.num_queries = num_items, num_queries
+        self.rows, self.exact_qps = [], None
 
     def add(self, method, setting, rec, seconds, build_s=None):
         qps = self.num_queries / seconds
-        if self.base_qps is None:
-            self.base_qps = qps
+        self.exact_qps = self.exact_qps or qps
         self.rows.append(
-            (method, setting, rec, qps, qps / self.base_qps, build_s)
+            {
+                "N": self.num_items,
+                "method": method,
+                "setting": setting,
+                "recall": rec,
+                "QPS": qps,
+                "x exact": qps / self.exact_qps,
+                "build s": build_s,
+            }
         )
 
-    def print(self):
-        print(f"\n{self.title}")
-        print(
-            f"{'method':<25} {'setting':<36} {'recall':>7} {'QPS':>9} "
-            f"{'x exact':>8} {'build s':>8}"
-        )
-        for method, setting, rec, qps, ratio, build_s in self.rows:
-            build = "" if build_s is None else f"{build_s:8.1f}"
-            print(
-                f"{method:<25} {setting:<36} {rec:7.3f} {qps:9.0f} "
-                f"{ratio:8.1f} {build:>8}"
-            )
 
-
-def best_meeting(results, target):
-    """The fastest (setting, recall, seconds) reaching target, else best."""
-    good = [r for r in results if r[1] >= target]
-    if good:
-        return min(good, key=lambda r: r[2]), True
-    return max(results, key=lambda r: r[1]), False
-
-
-def bench_scann(catalogue, queries, true_rows, k, table, sweep_table):
-    num_items, dim = catalogue.shape
-    ids = [str(i) for i in range(num_items)]
-    identity = {
-        "model_name": "bench",
-        "model_version": 1,
-        "signature_fingerprint": "none",
-        "embedding_dim": dim,
-    }
-    params = scann_index.choose_index_params(num_items, dim, k)
-    index, build_s = timed(
-        scann_index.ScannIndex.build, catalogue, ids, identity, params
-    )
+def bench_scann(catalogue, queries, true_rows, k, table, sweep):
+    index, build_s = indexing.build_scann(catalogue, k)
+    params = index.params
     index.search(queries, k)  # Warm-up: thread pool and caches.
 
     def measure(**overrides):
-        (found, _), seconds = timed(index.search, queries, k, **overrides)
-        return (
-            metrics.recall_against_exact(
-                np.array(found, np.int64), true_rows, k
-            ),
-            seconds,
+        (found, _), seconds = harness.timed(
+            index.search, queries, k, **overrides
         )
+        return indexing.recall(found, true_rows), seconds
 
     rec, seconds = measure()
-    default = (
-        f"{params.mode} leaves={params.num_leaves_to_search}/"
-        f"{params.num_leaves} reorder={params.reorder}"
-        if params.mode == "tree_ah"
-        else f"{params.mode} reorder={params.reorder}"
+    table.add(
+        "scann default", indexing.scann_setting(params), rec, seconds, build_s
     )
     if params.mode == "brute_force":
-        default = "brute_force"
-    table.add("scann default", default, rec, seconds, build_s)
-    if params.mode == "brute_force":
         return
-    reorders = [20, 50, 100, 200]
     leaves = [None]
     if params.mode == "tree_ah":
         leaves = sorted(
-            {
-                max(1, int(round(f * params.num_leaves)))
-                for f in (
-                    0.005,
-                    0.01,
-                    0.02,
-                    0.03,
-                    0.05,
-                    0.07,
-                    0.1,
-                    0.15,
-                    0.2,
-                    0.3,
-                )
-            }
+            {max(1, int(round(f * params.num_leaves))) for f in _LEAF_FRACTIONS}
         )
     results = []
     for leaf in leaves:
-        for reorder in reorders:
+        for reorder in (20, 50, 100, 200):
             rec, seconds = measure(leaves_to_search=leaf, reorder=reorder)
-            setting = f"reorder={reorder}" + (
-                "" if leaf is None else f" leaves={leaf}/{params.num_leaves}"
-            )
+            setting = indexing.scann_setting(params, leaf, reorder)
             results.append((setting, rec, seconds))
-            sweep_table.add("scann", setting, rec, seconds)
-    (setting, rec, seconds), met = best_meeting(results, _TARGET.value)
+            sweep.add("scann", setting, rec, seconds)
+    (setting, rec, seconds), met = indexing.fastest_meeting(
+        results, _TARGET.value
+    )
     label = "scann tuned" if met else "scann best (< target)"
     table.add(label, setting, rec, seconds)
 
 
-def bench_faiss(catalogue, queries, true_rows, k, table, sweep_table):
-    try:
-        import faiss  # pylint: disable=g-import-not-at-top
-    except ImportError:
-        print("faiss is not installed (pip install faiss-cpu); no faiss rows.")
+def bench_faiss(catalogue, queries, true_rows, k, table, sweep):
+    faiss = indexing.import_faiss()
+    if faiss is None:
+        table.rows.append(
+            {
+                "N": len(catalogue),
+                "method": "faiss",
+                "setting": "skipped: faiss-cpu not installed",
+            }
+        )
         return
     num_items, dim = catalogue.shape
-    # ScaNN's tree + AH + reorder recipe in faiss, so the two compare at
-    # matched recall.
-    index, nlist, build = faiss_indexes.ivf_pq_refined(faiss, catalogue)
-    _, build_s = timed(build)
+    index, nlist, build = indexing.ivf_pq_refined(faiss, catalogue)
+    _, build_s = harness.timed(build)
     index.search(queries, k)  # Warm-up.
     results = []
-    fractions = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
-    for nprobe in sorted({max(1, int(round(f * nlist))) for f in fractions}):
-        for k_factor in (2, 5, 10, 20):
-            search_params = faiss.IndexRefineSearchParameters(
-                k_factor=k_factor,
-                base_index_params=faiss.SearchParametersIVF(nprobe=nprobe),
-            )
-            (_, rows), seconds = timed(
-                index.search, queries, k, params=search_params
-            )
-            setting = f"nprobe={nprobe}/{nlist} k_factor={k_factor}"
-            rec = metrics.recall_against_exact(rows, true_rows, k)
-            results.append((setting, rec, seconds))
-            sweep_table.add("faiss ivf-pq", setting, rec, seconds)
-    (setting, rec, seconds), met = best_meeting(results, _TARGET.value)
-    table.add(
-        "faiss ivf-pq" + ("" if met else " (< target)"),
-        setting,
-        rec,
-        seconds,
-        build_s,
+    for (nprobe, k_factor), rec, seconds in indexing.sweep_ivf(
+        faiss, index, nlist, queries, k, true_rows, _IVF_FRACTIONS
+    ):
+        setting = f"nprobe {nprobe}/{nlist}, k_factor {k_factor}"
+        results.append((setting, rec, seconds))
+        sweep.add("faiss ivf-pq", setting, rec, seconds)
+    (setting, rec, seconds), met = indexing.fastest_meeting(
+        results, _TARGET.value
     )
+    label = "faiss ivf-pq" + ("" if met else " (< target)")
+    table.add(label, setting, rec, seconds, build_s)
     if num_items > _FAISS_HNSW_MAX.value:
         return
     hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
     hnsw.hnsw.efConstruction = 80
-    _, build_s = timed(hnsw.add, catalogue)
+    _, build_s = harness.timed(hnsw.add, catalogue)
     results = []
-    for ef in (16, 32, 64, 128, 256):
-        hnsw.hnsw.efSearch = ef
-        (_, rows), seconds = timed(hnsw.search, queries, k)
-        rec = metrics.recall_against_exact(rows, true_rows, k)
-        results.append((f"M=32 efSearch={ef}", rec, seconds))
-        sweep_table.add("faiss hnsw", f"M=32 efSearch={ef}", rec, seconds)
-    (setting, rec, seconds), met = best_meeting(results, _TARGET.value)
-    table.add(
-        "faiss hnsw" + ("" if met else " (< target)"),
-        setting,
-        rec,
-        seconds,
-        build_s,
+    for ef, rec, seconds in indexing.sweep_hnsw(
+        hnsw, queries, k, true_rows, (16, 32, 64, 128, 256)
+    ):
+        results.append((f"M 32, efSearch {ef}", rec, seconds))
+        sweep.add("faiss hnsw", f"M 32, efSearch {ef}", rec, seconds)
+    (setting, rec, seconds), met = indexing.fastest_meeting(
+        results, _TARGET.value
     )
+    label = "faiss hnsw" + ("" if met else " (< target)")
+    table.add(label, setting, rec, seconds, build_s)
 
 
-def bench_size(catalogue, queries, data_name):
+def bench_size(catalogue, queries) -> tuple[list[dict], list[dict]]:
+    """(the chosen rows, the sweep's rows) of one catalogue."""
     k = _K.value
-    (num_items, dim), num_queries = catalogue.shape, len(queries)
-    title = (
-        f"{num_items} x {dim} {data_name} catalogue, {num_queries} "
-        f"queries, recall@{k} against exact, target {_TARGET.value}"
-    )
-    table = Table(title, num_queries)
-    sweep = Table(f"sweep at {num_items} items", num_queries)
+    num_items, num_queries = len(catalogue), len(queries)
+    table = Table(num_items, num_queries)
+    sweep = Table(num_items, num_queries)
     metrics.rank_exact(queries[:_QUERY_BATCH], catalogue, k)  # Warm-up.
-    (true_rows, _), seconds = timed(metrics.rank_exact, queries, catalogue, k)
-    table.add("exact numpy", "matmul + partition", 1.0, seconds)
-    sweep.add("exact numpy", "matmul + partition", 1.0, seconds)
+    (true_rows, _), seconds = harness.timed(
+        metrics.rank_exact, queries, catalogue, k
+    )
+    for rows in (table, sweep):
+        rows.add("exact numpy", "matmul + partition", 1.0, seconds)
     catalogue_tf = tf.constant(catalogue)
     exact_tf(catalogue_tf, queries[:_QUERY_BATCH], k)  # Warm-up.
-    rows, seconds = timed(exact_tf, catalogue_tf, queries, k)
-    rec = metrics.recall_against_exact(rows, true_rows, k)
+    rows, seconds = harness.timed(exact_tf, catalogue_tf, queries, k)
+    rec = indexing.recall(rows, true_rows)
     table.add("exact tf", "matmul + top_k", rec, seconds)
     del catalogue_tf
     logging.info("Exact search done for %d items", num_items)
     bench_scann(catalogue, queries, true_rows, k, table, sweep)
     logging.info("ScaNN done for %d items", num_items)
     bench_faiss(catalogue, queries, true_rows, k, table, sweep)
-    sweep.print()
-    table.print()
+    return table.rows, sweep.rows
 
 
-def main(argv):
-    del argv
+def datasets():
+    """`(data name, catalogue, queries)` of each size to measure."""
     num_queries = _NUM_QUERIES.value
     if _EMBEDDINGS.value:
-        vectors = synthetic_vectors.normalise(
+        vectors = indexing.normalise(
             np.load(_EMBEDDINGS.value).astype(np.float32)
         )
         if len(vectors) <= num_queries:
-            raise app.UsageError(
+            raise ValueError(
                 f"{_EMBEDDINGS.value} has {len(vectors)} rows; it needs more "
                 f"than --num_queries={num_queries}."
             )
-        bench_size(vectors[:-num_queries], vectors[-num_queries:], "real")
+        yield "real", vectors[:-num_queries], vectors[-num_queries:]
         return
     rng = np.random.default_rng(_SEED.value)
     dim, spread = _DIM.value, _SPREAD.value
     centres = None
     if _DATA.value == "clustered":
-        centres = synthetic_vectors.make_vectors(
-            rng, _NUM_CLUSTERS.value, dim, None, 0
-        )
+        centres = indexing.make_vectors(rng, _NUM_CLUSTERS.value, dim, None, 0)
     for num_items in _NUM_ITEMS.value:
-        catalogue = synthetic_vectors.make_vectors(
+        catalogue = indexing.make_vectors(
             rng, int(num_items), dim, centres, spread
         )
-        queries = synthetic_vectors.make_vectors(
-            rng, num_queries, dim, centres, spread
-        )
-        bench_size(catalogue, queries, _DATA.value)
+        queries = indexing.make_vectors(rng, num_queries, dim, centres, spread)
+        yield _DATA.value, catalogue, queries
+
+
+def main(argv):
+    del argv
+    rows, sweep = [], []
+    for data, catalogue, queries in datasets():
+        chosen, swept = bench_size(catalogue, queries)
+        rows += [dict(row, data=data) for row in chosen]
+        sweep += swept
         del catalogue
+    harness.print_table(sweep)
+    harness.print_table(rows)
+    harness.write_results(
+        rows,
+        sweep=sweep,
+    )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

@@ -1,15 +1,16 @@
 r"""The search service under load and under faults, next to the bare search.
 
-  python bench/serve_load.py [--export=exported/beau_tf/1 --index=indexes/1] \
+  python -m bench.serve_load [--export=exported/beau_tf/1 --index=indexes/1] \
       [--clients=8 --requests=240 --rounds=3 --nomultiscale]
 
 Needs httpx (in the test extra: pip install -e ".[test]"). Everything runs on
 127.0.0.1, for a bounded number of requests (and at most --max_seconds per
 run), and stops by itself. Without --export/--index it builds them in the
-working folder: an untrained EfficientNet-Lite0 export at 224 px (python -m
-beau_tf.export --backbones=efficientnet_lite0; its ImageNet weights are
-bundled, no download) and its index of a synthetic catalogue (python -m
-beau_tf.index). The queries are the synthetic catalogue's in-the-wild photos.
+working folder: an untrained EfficientNet-Lite0 export at 224 px
+(`harness.export_untrained`, as python -m beau_tf.export
+--backbones=efficientnet_lite0; its ImageNet weights are bundled, no
+download) and its index of a synthetic catalogue (`harness.build_index`, as
+python -m beau_tf.index). The queries are the synthetic catalogue's in-the-wild photos.
 
 Load: four ways of answering the same photos with the same search settings,
 in alternating rounds (rates are the rounds' medians, latencies pooled):
@@ -28,6 +29,10 @@ or a 1x1 PNG) and, a third of the way in, the index copied to version 2 of
 its versioned base folder (--index_poll_seconds=0.5). It checks that no good
 request fails, every bad one gets a 4xx, the served index version changes,
 and that Ctrl-C stops each service cleanly; a failed check exits 1.
+
+Writes bench/results/serve_load.json: one row per run (the load runs and the
+fault run), the throughput ratios and the fault checks. Figures:
+bench/RESULTS.md ("Service").
 """
 
 import collections
@@ -40,7 +45,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -49,13 +53,13 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from beau_tf.common import cli
 from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.search_service import embedders
 from beau_tf.search_service import index_versions
 from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
+from bench import harness
 
 _EXPORT = flags.DEFINE_string(
     "export", None, "Exported version folder; unset: an untrained Lite0."
@@ -87,10 +91,30 @@ _PHOTO_SIZE = flags.DEFINE_integer(
 _BAD_EVERY = flags.DEFINE_integer(
     "bad_every", 10, "In the fault run, every n-th upload is bad."
 )
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", 224, "Image size of the export built without --export."
+)
+_POLL_SECONDS = flags.DEFINE_float(
+    "index_poll_seconds",
+    0.5,
+    "The fault run's service checks its index folder this often.",
+)
+
+# The fault run needs the index swap to land while requests still arrive:
+# a short poll keeps that true when the few smoke requests run fast.
+SMOKE = {
+    "clients": 2,
+    "requests": 32,
+    "rounds": 1,
+    "num_products": 4,
+    "photo_size": 128,
+    "bad_every": 4,
+    "index_poll_seconds": 0.1,
+    "image_size": 64,
+}
 
 _HOST = "127.0.0.1"
 _BATCHED = 16
-_POLL_SECONDS = 0.5
 _READY_SECONDS = 240.0
 _CHILD_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -131,56 +155,38 @@ class Contender:
     def per_second(self) -> float:
         return statistics.median(self.rates)
 
-    def row(self) -> str:
+    def measure(self, uploads) -> float:
+        """One round: runs `uploads`, records and returns requests/s."""
+        self.record(*self.run(uploads))
+        return self.rates[-1]
+
+    def row(self) -> dict:
         p50, p95, p99 = np.percentile(
             np.asarray(self.seconds) * 1000.0, [50, 95, 99]
         )
-        return (
-            f"| {self.name} | {self.clients} | {self.max_batch} | "
-            f"{len(self.seconds)} | {self.per_second:.2f} | {p50:.0f} | "
-            f"{p95:.0f} | {p99:.0f} | {self.mean_batch} |"
-        )
-
-
-def run_command(command: list[str]) -> None:
-    started = time.perf_counter()
-    result = subprocess.run(
-        command, env=_CHILD_ENV, capture_output=True, text=True
-    )
-    if result.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr}")
-    print(f"  {' '.join(command[2:])}: {time.perf_counter() - started:.0f} s")
+        return {
+            "run": self.name,
+            "clients": self.clients,
+            "max batch": self.max_batch,
+            "requests": len(self.seconds),
+            "requests/s": self.per_second,
+            "p50 ms": p50,
+            "p95 ms": p95,
+            "p99 ms": p99,
+            "images per model call": self.mean_batch,
+            "rounds": self.rates,
+        }
 
 
 def build_export_and_index(work: str, catalog_csv: str) -> tuple[str, str]:
-    """An untrained EfficientNet-Lite0 export at 224 px and its index
-    (reused when --work_dir holds them from an earlier run)."""
-    exported = os.path.join(work, "exported")
-    model_dir = os.path.join(exported, "beau_tf", "1")
+    """An untrained EfficientNet-Lite0 export and its index (reused when
+    --work_dir holds them from an earlier run)."""
+    model_dir = harness.export_untrained(
+        os.path.join(work, "exported"), image_size=_IMAGE_SIZE.value
+    )
     index = os.path.join(work, "index")
-    if index_versions.is_index_folder(index):
-        return model_dir, index
-    shutil.rmtree(exported, ignore_errors=True)
-    run_command(
-        [
-            sys.executable,
-            "-m",
-            "beau_tf.export",
-            "--backbones=efficientnet_lite0",
-            "--image_size=224",
-            f"--export_dir={exported}",
-        ]
-    )
-    run_command(
-        [
-            sys.executable,
-            "-m",
-            "beau_tf.index",
-            f"--model={model_dir}",
-            f"--catalog={catalog_csv}",
-            f"--index_dir={index}",
-        ]
-    )
+    if not index_versions.is_index_folder(index):
+        harness.build_index(model_dir, catalog_csv, index)
     return model_dir, index
 
 
@@ -450,10 +456,10 @@ def load_runs(model_dir, index, photos, params, work) -> list[Contender]:
         for contender in contenders:  # warm-up: first calls, connections
             contender.run(uploads[: 2 * clients])
         before = {b: s.get("/stats") for b, s in services.items()}
-        for round_number in range(_ROUNDS.value):
-            for contender in contenders:
-                contender.record(*contender.run(uploads))
-            print(f"  round {round_number + 1}/{_ROUNDS.value} done")
+        harness.side_by_side(
+            {c.name: lambda c=c: c.measure(uploads) for c in contenders},
+            _ROUNDS.value,
+        )
         signature = contract.query_signature(multiscale)
         for contender, (max_batch, service) in zip(
             contenders[2:], services.items()
@@ -480,7 +486,7 @@ def fault_run(model_dir, index, photos, params, work) -> tuple[dict, list]:
         base,
         os.path.join(work, "serve_faults.log"),
         max_batch=_BATCHED,
-        index_poll_seconds=_POLL_SECONDS,
+        index_poll_seconds=_POLL_SECONDS.value,
     )
     uploads = schedule(photos, _REQUESTS.value, _BAD_EVERY.value)
     swapped = threading.Event()
@@ -544,19 +550,20 @@ def fault_run(model_dir, index, photos, params, work) -> tuple[dict, list]:
     return report, problems
 
 
-def print_report(load: list[Contender], faults: dict) -> None:
-    print(
-        "\n| run | clients | max batch | requests | requests/s | p50 ms | "
-        "p95 ms | p99 ms | images per model call |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for contender in load + [faults["summary"]]:
-        print(contender.row())
-    print()
-    for service in load[2:]:
-        for baseline in load[:2]:
-            ratio = service.per_second / baseline.per_second
-            print(f"{service.name} / {baseline.name}: {ratio:.2f}")
+def report(load: list[Contender], faults: dict) -> tuple[list, dict]:
+    """Prints the runs' table, the ratios and the fault checks; returns the
+    rows and the ratios."""
+    rows = [contender.row() for contender in load + [faults["summary"]]]
+    rows[-1]["requests"] = f"{rows[-1]['requests']} good"
+    harness.print_table(rows)
+    ratios = {
+        f"{service.name} / {baseline.name}": service.per_second
+        / baseline.per_second
+        for service in load[2:]
+        for baseline in load[:2]
+    }
+    for name, ratio in ratios.items():
+        print(f"{name}: {ratio:.2f}")
     answers = ", ".join(
         f"{kind} → {status}: {count}"
         for (kind, status), count in sorted(faults["bad_answers"].items())
@@ -572,41 +579,54 @@ def print_report(load: list[Contender], faults: dict) -> None:
         f"{versions}; served at the end: v{faults['final_version']}; clean "
         f"Ctrl-C stops: {'yes' if faults['clean_stop'] else 'NO'}"
     )
+    return rows, ratios
 
 
 def main(argv):
     del argv
-    work = _WORK_DIR.value or tempfile.mkdtemp(prefix="beau_tf_serve_load_")
+    work = _WORK_DIR.value or harness.work_dir()
     os.makedirs(work, exist_ok=True)
-    try:
-        print(f"Preparing in {work} ...")
-        catalogue = synthetic.write_synthetic_catalog(
-            os.path.join(work, "synthetic"),
-            num_products=_NUM_PRODUCTS.value,
-            queries_per_product=2,
-            num_backgrounds=0,
-            image_size=_PHOTO_SIZE.value,
-        )
-        model_dir, index = _EXPORT.value, _INDEX.value
-        if not (model_dir and index):
-            model_dir, index = build_export_and_index(
-                work, catalogue.catalog_csv
-            )
-        photos = read_photos(catalogue.queries_csv)
-        params = {"k": _K.value, "multiscale": str(_MULTISCALE.value).lower()}
-        print(
-            f"{len(photos)} photos of {_PHOTO_SIZE.value} px, "
-            f"{_REQUESTS.value} requests per run, {_ROUNDS.value} rounds ..."
-        )
-        load = load_runs(model_dir, index, photos, params, work)
-        faults, problems = fault_run(model_dir, index, photos, params, work)
-        print_report(load, faults)
-    finally:
-        if not _WORK_DIR.value:
-            shutil.rmtree(work, ignore_errors=True)
+    print(f"Preparing in {work} ...")
+    catalogue = synthetic.write_synthetic_catalog(
+        os.path.join(work, "synthetic"),
+        num_products=_NUM_PRODUCTS.value,
+        queries_per_product=2,
+        num_backgrounds=0,
+        image_size=_PHOTO_SIZE.value,
+    )
+    model_dir, index = _EXPORT.value, _INDEX.value
+    if not (model_dir and index):
+        model_dir, index = build_export_and_index(work, catalogue.catalog_csv)
+    photos = read_photos(catalogue.queries_csv)
+    params = {"k": _K.value, "multiscale": str(_MULTISCALE.value).lower()}
+    print(
+        f"{len(photos)} photos of {_PHOTO_SIZE.value} px, "
+        f"{_REQUESTS.value} requests per run, {_ROUNDS.value} rounds ..."
+    )
+    load = load_runs(model_dir, index, photos, params, work)
+    faults, problems = fault_run(model_dir, index, photos, params, work)
+    rows, ratios = report(load, faults)
+    harness.write_results(
+        rows,
+        ratios=ratios,
+        faults={
+            "good": faults["good"],
+            "good_failed": faults["good_failed"],
+            "bad": faults["bad"],
+            "bad_4xx": faults["bad_4xx"],
+            "bad_answers": [
+                {"kind": kind, "status": status, "count": count}
+                for (kind, status), count in faults["bad_answers"].items()
+            ],
+            "versions": {str(v): n for v, n in faults["versions"].items()},
+            "final_version": faults["final_version"],
+            "clean_stop": faults["clean_stop"],
+            "problems": problems,
+        },
+    )
     if problems:
         sys.exit("FAILED: " + "; ".join(problems))
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    harness.run(main, smoke=SMOKE)

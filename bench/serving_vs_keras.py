@@ -1,33 +1,29 @@
-r"""What serving from encoded bytes costs next to the in-memory Keras model.
+"""What serving from encoded bytes costs next to the in-memory Keras model.
 
-  python bench/serving_vs_keras.py --backbone=efficientnet_lite0 \
+  python -m bench.serving_vs_keras --backbone=efficientnet_lite0 \
       --image_size=224
 
-Exports an extractor (random weights: timing only) with
-`beau_tf.serving.saved_model.export_saved_model`, reloads it, and times side by side in
-alternating rounds on the same images and batch size:
+Exports an untrained ImageNet backbone with GAP (`harness.export_untrained`,
+as `python -m beau_tf.export --backbones=...`), reloads it, and times side
+by side in alternating rounds on the same images and batch size:
   serving  `serving_default` on encoded JPEG bytes (decode + resize + pad +
            model, all inside the SavedModel, as TF Serving runs it);
   keras    the in-memory Keras model in a tf.function on the already
            decoded (B, S, S, 3) pixels.
-Prints images per second of each and the ratio serving / keras.
+Writes bench/results/serving_vs_keras-<backbone>.json: images per second of
+each (medians of the rounds) and the ratio serving / keras. Figures:
+bench/RESULTS.md ("Export").
 """
 
-import io
 import os
-import statistics
-import tempfile
-import time
 
-from absl import app
 from absl import flags
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 
-from beau_tf.models import extractor as extractor_lib
+from beau_tf.serving import contract
 from beau_tf.serving import preprocess
-from beau_tf.serving import saved_model
+from bench import harness
 
 _BACKBONE = flags.DEFINE_string("backbone", "efficientnet_lite0", "Backbone.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side.")
@@ -38,74 +34,67 @@ _PHOTO_SIZE = flags.DEFINE_string(
 _STEPS = flags.DEFINE_integer("steps", 4, "Timed batches per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
 
-
-def photo_bytes(count: int, width: int, height: int) -> tf.Tensor:
-    """(count,) JPEG photos: smooth gradients plus noise, like real photos."""
-    rng = np.random.default_rng(0)
-    encoded = []
-    y, x = np.mgrid[0:height, 0:width]
-    for _ in range(count):
-        base = rng.uniform(0, 255, 3) * (x[..., None] / width) + rng.uniform(
-            0, 255, 3
-        ) * (y[..., None] / height)
-        noisy = base / 2 + rng.normal(0, 12, (height, width, 3))
-        pixels = np.clip(noisy, 0, 255).astype(np.uint8)
-        stream = io.BytesIO()
-        Image.fromarray(pixels).save(stream, format="JPEG", quality=90)
-        encoded.append(stream.getvalue())
-    return tf.constant(encoded)
+SMOKE = {
+    "image_size": 64,
+    "batch_size": 2,
+    "photo_size": "64x48",
+    "steps": 1,
+    "rounds": 1,
+}
 
 
 def images_per_second(fn, batch, batch_size: int, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        outputs = fn(batch)
-    np.asarray(outputs["embedding"])  # waits for the device
-    return batch_size * steps / (time.perf_counter() - start)
+    def call():
+        # Reading the result waits for the device.
+        np.asarray(fn(batch)["embedding"])
+
+    return harness.rate(call, steps, batch_size)
 
 
 def main(argv):
     del argv
     size, batch_size = _IMAGE_SIZE.value, _BATCH_SIZE.value
     width, height = (int(side) for side in _PHOTO_SIZE.value.split("x"))
-    model = extractor_lib.build_extractor(
-        extractor_lib.ExtractorConfig(
-            backbone=_BACKBONE.value, backbone_weights="none", image_size=size
-        )
+    model, members = harness.untrained_model([_BACKBONE.value], size)
+    version_dir = harness.export(
+        model, os.path.join(harness.work_dir(), "exported"), "bench", members
     )
-    with tempfile.TemporaryDirectory() as base:
-        version_dir = saved_model.export_saved_model(model, base, "bench")
-        serving = tf.saved_model.load(version_dir).signatures["serving_default"]
-        encoded = photo_bytes(batch_size, width, height)
-        decoded, _ = preprocess.decode_batch(encoded, size)  # (B, S, S, 3)
-        keras_fn = tf.function(lambda x: model(x, training=False))
-        contenders = {
+    serving = tf.saved_model.load(version_dir).signatures[
+        contract.SIGNATURE_NAME
+    ]
+    encoded = tf.constant(harness.photo_jpegs(batch_size, width, height))
+    decoded, _ = preprocess.decode_batch(encoded, size)  # (B, S, S, 3)
+    keras_fn = tf.function(lambda x: model(x, training=False))
+    steps = _STEPS.value
+    measured = harness.side_by_side(
+        {
             "serving": lambda: images_per_second(
-                lambda b: serving(images=b), encoded, batch_size, _STEPS.value
+                lambda b: serving(images=b), encoded, batch_size, steps
             ),
             "keras": lambda: images_per_second(
-                keras_fn, decoded, batch_size, _STEPS.value
+                keras_fn, decoded, batch_size, steps
             ),
-        }
-        for run in contenders.values():  # warm-up: tracing, allocation
-            run()
-        rates = {name: [] for name in contenders}
-        for _ in range(_ROUNDS.value):
-            for name, run in contenders.items():
-                rates[name].append(run())
+        },
+        _ROUNDS.value,
+        warmup=True,  # tracing, allocation
+    )
 
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-    median = {name: statistics.median(values) for name, values in rates.items()}
+    ratio = measured.ratio("serving", "keras")
     print(
         f"{_BACKBONE.value} at {size} px, batch {batch_size}, "
-        f"{width}x{height} JPEGs, {_ROUNDS.value} rounds x {_STEPS.value} "
-        f"batches, on {device} ({os.cpu_count()} CPUs):"
+        f"{width}x{height} JPEGs, {_ROUNDS.value} rounds x {steps} "
+        f"batches, on {device} ({os.cpu_count()} CPUs); serving / keras "
+        f"{ratio:.3f}:"
     )
-    for name, values in rates.items():
-        spread = ", ".join(f"{value:.1f}" for value in values)
-        print(f"  {name:8s} {median[name]:8.1f} images/s  (rounds: {spread})")
-    print(f"  ratio serving / keras: {median['serving'] / median['keras']:.3f}")
+    rows = measured.rows("images/s")
+    harness.print_table(rows)
+    harness.write_results(
+        rows,
+        variant=_BACKBONE.value,
+        ratios={"serving / keras": ratio},
+    )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    harness.run(main, smoke=SMOKE)

@@ -1,0 +1,169 @@
+"""What the index benches (bench.scann_vs_exact, bench.index_scale) share:
+clustered unit vectors, a ScaNN build on them, recall, the fastest setting
+reaching a target, and faiss's counterparts of ScaNN's recipe.
+
+faiss-cpu is installed for these benches only (pip install faiss-cpu), never
+a beau_tf dependency; without it the faiss rows say they were skipped.
+"""
+
+from collections.abc import Iterable, Sequence
+
+from absl import logging
+import numpy as np
+
+from bench import harness
+
+# Rows drawn at a time, so a 10M-row draw never holds a second full copy.
+_CHUNK = 100_000
+# Rows of the catalogue that train faiss's coarse quantiser and PQ codebooks.
+_FAISS_TRAINING_ROWS = 100_000
+FAISS_K_FACTORS = (2, 5, 10, 20)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Scales each row of `x` to unit L2 norm, in place; returns `x`."""
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def make_vectors(rng, rows, dim, centres, spread) -> np.ndarray:
+    """Draws (rows, dim) unit vectors, around `centres` when given.
+
+    Args:
+      rng: a numpy Generator.
+      rows, dim: the shape.
+      centres: (C, dim) unit vectors, or None for uniform directions.
+      spread: noise scale around a centre (1.0: cosine ~0.7 to it).
+    """
+    out = np.empty((rows, dim), np.float32)
+    for start in range(0, rows, _CHUNK):
+        n = min(_CHUNK, rows - start)
+        noise = normalise(rng.standard_normal((n, dim), np.float32))
+        if centres is None:
+            out[start : start + n] = noise
+        else:
+            picked = centres[rng.integers(len(centres), size=n)]
+            out[start : start + n] = normalise(picked + spread * noise)
+    return out
+
+
+def build_scann(catalogue: np.ndarray, k: int):
+    """`(index, seconds)`: ScaNN with `choose_index_params`' defaults for
+    the catalogue's size, built on it with an identity naming no model."""
+    from beau_tf.retrieval import (
+        scann_index,
+    )  # pylint: disable=g-import-not-at-top
+
+    num_items, dim = catalogue.shape
+    identity = {
+        "model_name": "bench",
+        "model_version": 1,
+        "signature_fingerprint": "none",
+        "embedding_dim": dim,
+    }
+    params = scann_index.choose_index_params(num_items, dim, k)
+    ids = [str(i) for i in range(num_items)]
+    return harness.timed(
+        scann_index.ScannIndex.build, catalogue, ids, identity, params
+    )
+
+
+def scann_setting(params, leaves=None, reorder=None) -> str:
+    """A ScaNN search setting in words (the index's defaults when unset)."""
+    leaves = params.num_leaves_to_search if leaves is None else leaves
+    reorder = params.reorder if reorder is None else reorder
+    if params.mode == "brute_force":
+        return "brute force (exact: nothing to tune)"
+    if params.mode == "tree_ah":
+        return f"tree-AH {leaves}/{params.num_leaves} leaves, reorder {reorder}"
+    return f"{params.mode}, reorder {reorder}"
+
+
+def recall(found, true: np.ndarray) -> float:
+    """recall@k of (Q, k) found rows against the (Q, k) true ones."""
+    from beau_tf.retrieval import (
+        metrics,
+    )  # pylint: disable=g-import-not-at-top
+
+    return metrics.recall_against_exact(
+        np.asarray(found, np.int64), true, true.shape[1]
+    )
+
+
+def fastest_meeting(results: Iterable[tuple], target: float):
+    """`((setting, recall, seconds), met)`: the fastest result reaching
+    `target`, or the one with the best recall when none does."""
+    results = list(results)
+    good = [r for r in results if r[1] >= target]
+    if good:
+        return min(good, key=lambda r: r[2]), True
+    return max(results, key=lambda r: r[1]), False
+
+
+def import_faiss():
+    """The faiss module, or None (with a warning) when it is not installed."""
+    try:
+        import faiss  # pylint: disable=g-import-not-at-top
+    except ImportError:
+        logging.warning(
+            "faiss is not installed (pip install faiss-cpu); no faiss rows."
+        )
+        return None
+    return faiss
+
+
+def ivf_pq_refined(faiss, catalogue: np.ndarray):
+    """An empty IVF + 4-bit PQ fast-scan index with exact refinement, faiss's
+    analogue of ScaNN's tree + AH + reorder, with about sqrt(N) lists.
+
+    Returns:
+      `(index, nlist, build)`: `build()` trains the index on at most
+      ~100K rows of `catalogue` and adds all of them (callers time it).
+    """
+    num_items, dim = catalogue.shape
+    nlist = int(round(np.sqrt(num_items)))
+    index = faiss.index_factory(
+        dim, f"IVF{nlist},PQ{dim // 2}x4fs,RFlat", faiss.METRIC_INNER_PRODUCT
+    )
+    sample = catalogue[:: max(1, num_items // _FAISS_TRAINING_ROWS)]
+
+    def build():
+        index.train(sample)
+        index.add(catalogue)
+
+    return index, nlist, build
+
+
+def ivf_search_params(faiss, nprobe: int, k_factor: int):
+    """Search-time settings of `ivf_pq_refined`'s index."""
+    return faiss.IndexRefineSearchParameters(
+        k_factor=k_factor,
+        base_index_params=faiss.SearchParametersIVF(nprobe=nprobe),
+    )
+
+
+def sweep_ivf(faiss, index, nlist, queries, k, true, fractions: Sequence):
+    """Each (nprobe, k_factor) of the sweep, searched once.
+
+    Returns:
+      `[((nprobe, k_factor), recall, seconds)]`.
+    """
+    results = []
+    for nprobe in sorted({max(1, int(round(f * nlist))) for f in fractions}):
+        for k_factor in FAISS_K_FACTORS:
+            params = ivf_search_params(faiss, nprobe, k_factor)
+            (_, found), seconds = harness.timed(
+                index.search, queries, k, params=params
+            )
+            results.append(((nprobe, k_factor), recall(found, true), seconds))
+    return results
+
+
+def sweep_hnsw(hnsw, queries, k, true, efs: Sequence[int]):
+    """Each efSearch of the sweep, searched once: `[(ef, recall, s)]`."""
+    results = []
+    for ef in efs:
+        hnsw.hnsw.efSearch = ef
+        (_, found), seconds = harness.timed(hnsw.search, queries, k)
+        results.append((ef, recall(found, true), seconds))
+    return results

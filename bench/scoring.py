@@ -1,0 +1,112 @@
+"""Exact-search MAP@7 of embeddings on GroceryStore's development sets, for
+the benches that score many projections of one export's embeddings
+(bench.adaptation_ablation, bench.augmentation_lda).
+
+The embeddings come from an export's signatures, as the index and the
+queries would (`serving_default` for the catalogue, `query_multiscale` for
+the photos); a projection is applied to both sides, as an adapted export
+serves it. `csvs` is what `beau_tf.datasets.grocery.convert_grocery_store`
+returns (or the same names under its output folder).
+"""
+
+import os
+
+import numpy as np
+
+from beau_tf.data import catalog as catalog_lib
+from beau_tf.retrieval import metrics
+from beau_tf.serving import contract
+from beau_tf.serving import embedding as embedding_lib
+
+K = 7
+SPLITS = ("val", "dev2")
+CSV_NAMES = ("catalog", "queries_val", "queries_dev2", "photos_unlabelled")
+
+
+def csvs_in(folder: str) -> dict[str, str]:
+    """The converter's CSVs in `folder`, by name."""
+    return {name: os.path.join(folder, f"{name}.csv") for name in CSV_NAMES}
+
+
+def embed_paths(model_dir: str, paths: list[str], signature: str):
+    """(N, D) embeddings of `paths` by one signature, in order.
+
+    Raises:
+      ValueError: when an image cannot be embedded (the scores need all).
+    """
+    embed_fn = embedding_lib.load_embed_fn(model_dir, signature)
+    embeddings, kept = embedding_lib.embed_files(
+        embed_fn, paths, description=f"Embedding ({signature})"
+    )
+    if len(kept) != len(paths):
+        raise ValueError(
+            f"{len(paths) - len(kept)} of {len(paths)} images could not be "
+            "embedded; the benchmark needs them all."
+        )
+    return embeddings
+
+
+def embed_catalogue_and_queries(model_dir: str, csvs: dict) -> dict:
+    """The catalogue (`serving_default`) and each split's photos
+    (`query_multiscale`) through an export.
+
+    Returns:
+      `{"catalogue", "catalogue_labels", "catalogue_ids"}` and, per split,
+      `{split}` (N, D) and `{split}_ids`.
+    """
+    items = catalog_lib.list_catalog(csvs["catalog"])
+    single = contract.SIGNATURE_NAME
+    result = {
+        "catalogue": embed_paths(model_dir, [i.path for i in items], single),
+        "catalogue_labels": np.array([i.label for i in items]),
+        "catalogue_ids": np.array([i.item_id for i in items]),
+    }
+    for split in SPLITS:
+        queries = catalog_lib.read_queries(csvs[f"queries_{split}"])
+        result[split] = embed_paths(
+            model_dir,
+            [q.path for q in queries],
+            contract.MULTISCALE_SIGNATURE_NAME,
+        )
+        result[f"{split}_ids"] = np.array([q.item_id for q in queries])
+    return result
+
+
+def map_at_k(
+    queries: np.ndarray,
+    true_ids: np.ndarray,
+    catalogue: np.ndarray,
+    catalogue_ids: np.ndarray,
+) -> float:
+    """MAP@7 (`map@7_hits`) of exact search."""
+    indices, _ = metrics.rank_exact(queries, catalogue, K)
+    ranked = [[catalogue_ids[j] for j in row] for row in indices]
+    scores = metrics.evaluate_rankings(ranked, [{i} for i in true_ids], k=K)
+    return scores[f"map@{K}_hits"]
+
+
+def score(embedded: dict, projection=None) -> dict:
+    """`{"<split> MAP@7"}`; `projection` applied to both sides when given."""
+    project = projection or (lambda x: x)
+    catalogue = project(embedded["catalogue"]).astype(np.float32)
+    return {
+        f"{split} MAP@7": map_at_k(
+            project(embedded[split]).astype(np.float32),
+            embedded[f"{split}_ids"],
+            catalogue,
+            embedded["catalogue_ids"],
+        )
+        for split in SPLITS
+    }
+
+
+def cached_npz(path: str, compute) -> dict:
+    """`compute()` (a dict of arrays), kept in `path`."""
+    if not os.path.exists(path):
+        result = compute()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temporary = path + ".tmp.npz"
+        np.savez(temporary, **result)
+        os.replace(temporary, path)
+    with np.load(path) as stored:
+        return dict(stored)

@@ -23,8 +23,9 @@ inputs, like code you run: a SavedModel is a program (its signatures may run
 any TensorFlow op, file reads and writes included), so serve only exports
 you made or trust. Everything a client sends is untrusted: uploads are
 decoded within a memory and CPU budget, a few at a time (--max_decode_mb,
---max_concurrent_decodes), at most --max_concurrent_searches searches run
-at once (503 with Retry-After beyond), slow clients are cut off
+--max_concurrent_decodes), at most --max_concurrent_uploads uploads are
+received and --max_concurrent_searches searches run at once (503 with
+Retry-After beyond), slow clients are cut off
 (--header_timeout, --body_timeout, --answer_timeout), Host names other than
 the listening address's (--allowed_hosts) and posts from other sites' pages
 are refused, and no answer names a path of this machine.
@@ -118,11 +119,18 @@ _MAX_CONCURRENT_DECODES = flags.DEFINE_integer(
     "Uploads decoded at once.",
     lower_bound=1,
 )
+_MAX_CONCURRENT_UPLOADS = flags.DEFINE_integer(
+    "max_concurrent_uploads",
+    _DEFAULTS.max_concurrent_uploads,
+    "Uploads being received or answered at once; one more is answered 503 "
+    "with Retry-After before it is read.",
+    lower_bound=1,
+)
 _MAX_CONCURRENT_SEARCHES = flags.DEFINE_integer(
     "max_concurrent_searches",
     _DEFAULTS.max_concurrent_searches,
-    "Searches in progress at once; one more is answered 503 with "
-    "Retry-After.",
+    "Searches in progress once their uploads have arrived; one more is "
+    "answered 503 with Retry-After.",
     lower_bound=1,
 )
 _HEADER_TIMEOUT = flags.DEFINE_float(
@@ -225,6 +233,7 @@ def main(argv):
         max_pixels=int(_MAX_MEGAPIXELS.value * 1e6),
         max_decode_bytes=int(_MAX_DECODE_MB.value * 2**20),
         max_concurrent_decodes=_MAX_CONCURRENT_DECODES.value,
+        max_concurrent_uploads=_MAX_CONCURRENT_UPLOADS.value,
         max_concurrent_searches=_MAX_CONCURRENT_SEARCHES.value,
         header_timeout_seconds=_HEADER_TIMEOUT.value,
         body_timeout_seconds=_BODY_TIMEOUT.value,

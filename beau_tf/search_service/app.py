@@ -35,7 +35,8 @@ when the service is busy. A bad request never gets a 5xx, and never stops
 the service. No answer names a file or folder of the machine it runs on.
 
 Every request is untrusted: `limits.RequestGuard` checks its Host and Origin
-and bounds concurrent searches and the time to receive and answer each;
+and bounds concurrent uploads and the time to receive and answer each; at
+most `max_concurrent_searches` run once their uploads have arrived;
 uploads are decoded within `ServiceConfig`'s memory and CPU limits, a few at
 a time. Searches run on threads of their own, so thumbnails and the page
 stay quick while searches queue. FastAPI's /docs and /redoc pages are off
@@ -187,13 +188,14 @@ def make_app(
     app.add_middleware(
         limits.RequestGuard,
         allowed_hosts=config.allowed_hosts,
-        max_concurrent=config.max_concurrent_searches,
+        max_concurrent=config.max_concurrent_uploads,
         body_timeout_seconds=config.body_timeout_seconds,
         answer_timeout_seconds=config.answer_timeout_seconds,
         retry_after_seconds=config.retry_after_seconds,
     )
     # Created on first use, inside the event loop.
     search_threads = []
+    searches = {"in_progress": 0}  # on the event loop only: no lock
 
     @app.exception_handler(searcher_lib.RequestError)
     async def request_error(_, error: searcher_lib.RequestError):
@@ -258,19 +260,34 @@ def make_app(
                 f"field {UPLOAD_FIELD!r} (curl -F {UPLOAD_FIELD}=@photo.jpg)."
             )
         data = await image.read()
+        if searches["in_progress"] >= config.max_concurrent_searches:
+            raise searcher_lib.BusyError(
+                f"the service is busy ({config.max_concurrent_searches} "
+                f"searches in progress); retry in "
+                f"{config.retry_after_seconds} s."
+            )
         if not search_threads:
             search_threads.append(
                 anyio.CapacityLimiter(config.max_concurrent_searches)
             )
-        answer = await anyio.to_thread.run_sync(
-            functools.partial(
-                searcher.search, data, _upload_name(image), k, multiscale, mask
-            ),
-            limiter=search_threads[0],
-            # Past its deadline (limits.RequestGuard) the request is
-            # answered; the search's thread finishes alone.
-            abandon_on_cancel=True,
-        )
+        searches["in_progress"] += 1
+        try:
+            answer = await anyio.to_thread.run_sync(
+                functools.partial(
+                    searcher.search,
+                    data,
+                    _upload_name(image),
+                    k,
+                    multiscale,
+                    mask,
+                ),
+                limiter=search_threads[0],
+                # Past its deadline (limits.RequestGuard) the request is
+                # answered; the search's thread finishes alone.
+                abandon_on_cancel=True,
+            )
+        finally:
+            searches["in_progress"] -= 1
         return _answer_json(answer)
 
     @app.get("/healthz")

@@ -11,10 +11,14 @@ can act on, what goes over:
   `RequestGuard`       ASGI middleware: the Host and Origin checks (a web
                        page the user opens can neither rebind a name to this
                        service nor post to it from another origin), at most
-                       `max_concurrent_searches` searches at once (503 with
-                       Retry-After beyond, before the body is read), and
-                       deadlines on receiving the body (408) and on answering
-                       (503 with Retry-After).
+                       `max_concurrent_uploads` uploads being received or
+                       answered (503 with Retry-After beyond, before the
+                       body is read), and deadlines on receiving the body
+                       (408) and on answering (503 with Retry-After).
+
+The app itself runs at most `max_concurrent_searches` searches once their
+uploads have arrived (503 with Retry-After beyond), on threads of their own,
+so clients that send their uploads slowly hold a connection, not a search.
 
 Decoding itself is bounded in `beau_tf.data.decode.DecodeLimits` (memory
 and CPU per upload) and in `searcher.Searcher` (concurrent decodes).
@@ -93,8 +97,9 @@ class RequestGuard:
       app: the ASGI app behind it.
       allowed_hosts: Host names answered (`allowed_hosts_for`); "*": any.
       limited_paths: the POST paths whose concurrency is limited.
-      max_concurrent: the most requests to `limited_paths` in progress; one
-        more is answered 503 with Retry-After before its body is read.
+      max_concurrent: the most requests to `limited_paths` in progress
+        (receiving their body, or being answered); one more is answered 503
+        with Retry-After before its body is read.
       body_timeout_seconds: how long a request body may take to arrive,
         from the end of its headers (408 after, and the connection closes).
       answer_timeout_seconds: how long the answer may take once the body
@@ -136,7 +141,7 @@ class RequestGuard:
         if limited and self.in_flight >= self.max_concurrent:
             await _error(
                 503,
-                f"the service is busy ({self.max_concurrent} searches in "
+                f"the service is busy ({self.max_concurrent} uploads in "
                 f"progress); retry in {self.retry_after['Retry-After']} s.",
                 {**self.retry_after, "Connection": "close"},
             )(scope, receive, send)

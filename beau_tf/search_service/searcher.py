@@ -53,8 +53,11 @@ class ServiceConfig:
         estimated from its header (`decode.DecodeLimits.max_bytes`).
       decode_cpu_seconds: the CPU time decoding one upload may take.
       max_concurrent_decodes: uploads decoded at once; the others wait.
-      max_concurrent_searches: searches in progress at once (their uploads
-        held in memory); one more is answered 503 with Retry-After.
+      max_concurrent_uploads: uploads being received or answered at once;
+        one more is answered 503 with Retry-After before it is read.
+      max_concurrent_searches: searches in progress once their uploads have
+        arrived (each held in memory); one more is answered 503 with
+        Retry-After.
       header_timeout_seconds: how long a request's headers may take to
         arrive (the connection is closed after).
       body_timeout_seconds: how long a request's body may take to arrive
@@ -77,6 +80,7 @@ class ServiceConfig:
     max_decode_bytes: int = 128 * 2**20
     decode_cpu_seconds: float = 3.0
     max_concurrent_decodes: int = 2
+    max_concurrent_uploads: int = 64
     max_concurrent_searches: int = 16
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 60.0
@@ -94,6 +98,7 @@ class ServiceConfig:
             "thumbnail_side",
             "max_decode_bytes",
             "max_concurrent_decodes",
+            "max_concurrent_uploads",
             "max_concurrent_searches",
             "retry_after_seconds",
             "max_connections",

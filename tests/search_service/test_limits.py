@@ -132,7 +132,7 @@ class RequestGuardTest(absltest.TestCase):
                 second.headers["retry-after"],
                 str(self.config.retry_after_seconds),
             )
-            self.assertRegex(second.json()["error"], "busy")
+            self.assertRegex(second.json()["error"], "1 searches in progress")
             # The page's thumbnails run on other threads than searches.
             thumbnail = self.client.get("/items/brand/item-3/image")
             self.assertEqual(thumbnail.status_code, 200)
@@ -140,6 +140,31 @@ class RequestGuardTest(absltest.TestCase):
             self.assertEqual(first.result(30).status_code, 200)
         third = self.client.post("/search", files=upload(self.catalogue[2]))
         self.assertEqual(third.status_code, 200)
+
+    def test_uploads_over_their_limit_get_503_unread(self):
+        config = searcher_lib.ServiceConfig(
+            batch_timeout_ms=1, max_concurrent_uploads=1
+        )
+        searcher, model, catalogue, _ = fakes.make_searcher(self, config)
+        model.hold = threading.Event()
+        self.addCleanup(model.hold.set)
+        with (
+            testclient.TestClient(
+                app_lib.make_app(searcher), base_url=LOCAL_URL
+            ) as client,
+            concurrent.futures.ThreadPoolExecutor(1) as pool,
+        ):
+            first = pool.submit(
+                client.post, "/search", files=upload(catalogue[0])
+            )
+            self.assertTrue(model.entered.wait(30))
+            second = client.post("/search", files=upload(catalogue[1]))
+            self.assertEqual(second.status_code, 503)
+            self.assertIn("retry-after", second.headers)
+            self.assertRegex(second.json()["error"], "1 uploads in progress")
+            self.assertEqual(second.headers["connection"], "close")
+            model.hold.set()
+            self.assertEqual(first.result(30).status_code, 200)
 
     def test_uploads_waiting_too_long_for_a_decode_get_503(self):
         config = searcher_lib.ServiceConfig(

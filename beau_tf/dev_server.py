@@ -62,6 +62,10 @@ _HOST = flags.DEFINE_string(
 )
 
 
+# What libjpeg and TensorFlow print for each truncated JPEG they decode.
+_DAMAGED_JPEG_LINES = (b"Premature end of JPEG", b"Corrupt JPEG data")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -83,7 +87,10 @@ def main(argv):
         flush=True,
     )
     try:
-        server.wait_for_termination()
+        # A damaged upload is answered its status; libjpeg's and
+        # TensorFlow's lines about it would only clutter the terminal.
+        with cli.stderr_lines_without(*_DAMAGED_JPEG_LINES):
+            server.wait_for_termination()
     except KeyboardInterrupt:
         pass
     finally:

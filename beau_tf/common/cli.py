@@ -196,3 +196,37 @@ def stderr_without(text: bytes) -> Iterator[None]:
                     kept = kept[os.write(2, kept) :]
     finally:
         os.close(saved)
+
+
+@contextlib.contextmanager
+def stderr_lines_without(*texts: bytes) -> Iterator[None]:
+    """Drops the lines containing any of `texts` from what the block writes
+    to stderr, passing the others on as they come (for a long-running
+    block, unlike `stderr_without`).
+
+    Works at the file-descriptor level, so it also catches what C++
+    libraries print (libjpeg's warnings, TensorFlow's log).
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def copy_kept_lines() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if any(text in line for text in texts):
+                    continue
+                while line:
+                    line = line[os.write(saved, line) :]
+
+    copier = threading.Thread(target=copy_kept_lines, daemon=True)
+    copier.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer closes: the copier ends
+        copier.join(10)
+        os.close(saved)

@@ -1,6 +1,7 @@
 """Tests for beau_tf.common.cli: one-line errors and Ctrl-C, a quiet start."""
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -123,6 +124,37 @@ class FlagsTest(unittest.TestCase):
         done = self.run_with("--index=i", "--port=0")
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(done.stdout.strip(), "ran i 0")
+
+
+_FILTERED = textwrap.dedent("""
+    import os, sys
+    from beau_tf.common import cli
+
+    with cli.stderr_lines_without(b"Premature end"):
+        os.write(2, b"kept at once\\n")
+        sys.stdin.readline()  # until the parent has seen it
+        os.write(2, b"Premature end of JPEG data\\n")
+        sys.stderr.write("kept from Python\\n")
+    sys.stderr.write("kept after\\n")
+    """)
+
+
+class StderrLinesWithoutTest(unittest.TestCase):
+
+    def test_lines_are_dropped_and_the_rest_pass_as_they_come(self):
+        running = subprocess.Popen(
+            [sys.executable, "-c", _FILTERED],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(running.kill)
+        ready, _, _ = select.select([running.stderr], [], [], 60)
+        self.assertTrue(ready, "no line before the block ended")
+        self.assertEqual(running.stderr.readline(), "kept at once\n")
+        _, rest = running.communicate("go\n", timeout=60)
+        self.assertEqual(rest, "kept from Python\nkept after\n")
+        self.assertEqual(running.returncode, 0)
 
 
 _INTERRUPTIBLE = textwrap.dedent("""

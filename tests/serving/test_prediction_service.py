@@ -304,10 +304,27 @@ class CommandTest(unittest.TestCase):
         self.assertAlmostEqual(top["score"], 1.0, places=4)
         self.assertIn(f"Skipped: {bad[0]}", search.stderr)
 
+        # Damaged JPEGs sent as they are get their status, and the server's
+        # terminal no libjpeg line per upload (issue 21, finding 14).
+        with grpc_client.PredictionClient(address, version=2) as client:
+            statuses = client(
+                [
+                    bad_inputs.truncated_jpeg(64, 600),
+                    bad_inputs.truncated_jpeg(64, 600)[:-2],
+                ]
+            ).statuses
+        # TensorFlow fills a JPEG cut short but closed with grey (and only
+        # warns; beau_tf's clients refuse it before sending:
+        # serving/preprocess.py); one cut without its end fails.
+        self.assertEqual(statuses[0], contract.STATUS_OK)
+        self.assertRegex(statuses[1], "probably truncated")
+
         server.send_signal(signal.SIGINT)
         _, stderr = server.communicate(timeout=60)
         self.assertEqual(server.returncode, 0, stderr[-3000:])
         self.assertNotIn("Traceback", stderr)
+        self.assertNotIn("Premature end of JPEG", stderr)
+        self.assertNotIn("Corrupt JPEG data", stderr)
 
 
 if __name__ == "__main__":

@@ -552,7 +552,9 @@ class MaskViewsTest(absltest.TestCase):
         )
         searcher.load()
         self.addCleanup(searcher.close)
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         photo = tiny_export.white_product_photo()
         response = client.post(
             "/search", params={"mask": "true"}, files=upload(photo)

@@ -29,6 +29,7 @@ import tensorflow as tf
 from beau_tf.common import files
 from beau_tf.serving import contract
 from beau_tf.serving import preprocess
+from beau_tf.serving import trust
 
 # Mask-guided views are cut from the photo fitted into a square this many
 # times the model's side, so that a crop of part of it keeps its detail.
@@ -243,7 +244,7 @@ def _next_version(model_dir: str) -> int:
     versions = [
         int(name)
         for name in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-        if name.isdigit()
+        if name.isascii() and name.isdigit()
     ]
     return max(versions, default=0) + 1
 
@@ -382,6 +383,8 @@ def export_saved_model(
                 contract.MULTISCALE_SIGNATURE_NAME: serve_multiscale,
             },
         )
+        # Recomputed from the files at every load (serving.trust).
+        identity[trust.WEIGHTS_FINGERPRINT] = trust.weights_fingerprint(staging)
         identity_path = os.path.join(staging, contract.IDENTITY_FILE)
         os.makedirs(os.path.dirname(identity_path), exist_ok=True)
         with open(identity_path, "w") as stream:

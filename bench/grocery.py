@@ -122,6 +122,19 @@ _GROUPS_RUN = flags.DEFINE_multi_enum(
     "of the distilled group is exported whether or not the ensembles group "
     "runs). Repeat the flag or separate with commas.",
 )
+_TRAIN = flags.DEFINE_bool(
+    "train",
+    True,
+    "Train the runs a row needs; --notrain uses finished runs only (under "
+    "<out_dir>/runs/) and stops with a clear error at a missing one.",
+)
+_ENSEMBLE_RECIPE = flags.DEFINE_enum(
+    "ensemble_recipe",
+    "paper",
+    ["gap_nomask", "paper", "photomask", "photomask_piles"],
+    "The distillation recipe (DISTILL_RECIPES) of the distilled group's "
+    "Lite1 and Lite2, ensembled with Lite0's run of the same recipe.",
+)
 _MASK_VIEWS = flags.DEFINE_list(
     "mask_views",
     ["0.25"],
@@ -297,6 +310,11 @@ def train_run(
     workdir = os.path.join(out_dir, "runs", name)
     if workdir_lib.is_finished(workdir):
         return workdir
+    if not _TRAIN.value:
+        raise ValueError(
+            f"{workdir} holds no finished run and --notrain was given; train "
+            "it (drop --notrain) or put a finished run there."
+        )
     command = harness.module_command(
         "beau_tf.train",
         *(f"--flagfile={harness.REPO / f}" for f in flagfiles),
@@ -673,7 +691,7 @@ DISTILL_RECIPES = {
 def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
     """Distilled from the teacher on the unlabelled photos (no label read):
     Lite0 under each recipe, central zooms and mask-guided views; the three
-    backbones under the last recipe, ensembled. Returns the plain exports
+    backbones under --ensemble_recipe, ensembled. Returns the plain exports
     the pictures show."""
     steps = _DISTILL_STEPS.value
     distill_common = common + [
@@ -709,7 +727,7 @@ def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
                 _ADAPT_SINGLE,
                 mask_views,
             )
-    last = list(DISTILL_RECIPES)[-1]
+    last = _ENSEMBLE_RECIPE.value
     overrides = DISTILL_RECIPES[last][0]
     members = [workdirs[last]] + [
         train_run(
@@ -722,10 +740,12 @@ def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
         )
         for backbone in _ENSEMBLE_BACKBONES[1:]
     ]
-    for views, suffix, words in (
-        (ViewsOf(), "", "central zooms"),
-        (mask_views, "_maskviews", "zooms + mask-guided views"),
-    ):
+    ensemble_views = [(ViewsOf(), "", "central zooms")]
+    if last != "gap_nomask":  # the mask views need a trained decoder
+        ensemble_views.append(
+            (mask_views, "_maskviews", "zooms + mask-guided views")
+        )
+    for views, suffix, words in ensemble_views:
         _, adapted = rows.add_pair(
             f"ensemble Lite0+1+2 {size}px distilled ({last}), {words}",
             f"ensemble_distill_{size}_{last}_{steps}{suffix}",

@@ -6,8 +6,9 @@ TensorFlow front end, quantises it to int8 for "openvino-int8" (NNCF's
 post-training quantisation, calibrated on catalogue images decoded as the
 signatures decode them), and compares the two signatures run around the copy
 (`runtimes.RuntimeSignatures`) with the SavedModel's on real images: every
-image's embedding must have a cosine similarity of at least the runtime's
-`min_cosine` to the SavedModel's, and the same status. Only then is the copy
+image must keep its status, and the cosine similarity of its embedding to
+the SavedModel's must be at least the runtime's `least_cosine`, their mean
+at least its `mean_cosine`. Only then is the copy
 written into the export folder (`runtimes.converted_dir`), with a manifest
 of the export it came from, what was measured and the sha256 of its files.
 
@@ -227,16 +228,22 @@ def compare(
 
 
 def split_images(
-    paths: Sequence[str], num_check: int, num_calibration: int, seed: int = 0
+    sources: Sequence[Sequence[str]],
+    num_check: int,
+    num_calibration: int,
+    seed: int = 0,
 ) -> tuple[list[str], list[str]]:
-    """`(check, calibration)` paths, a seeded sample of `paths`; disjoint
-    when there are enough, else the check images are also calibration ones.
-    """
-    order = np.random.default_rng(seed).permutation(len(paths))
-    shuffled = [paths[i] for i in order]
-    calibration = shuffled[:num_calibration]
-    rest = shuffled[num_calibration:]
-    check = (rest or shuffled)[:num_check]
+    """`(check, calibration)` paths: from each source (the catalogue,
+    unlabelled photos) a seeded sample of `num_check` and of
+    `num_calibration`, disjoint when it has enough, else the check images
+    are also calibration ones."""
+    check, calibration = [], []
+    for paths in sources:
+        order = np.random.default_rng(seed).permutation(len(paths))
+        shuffled = [paths[i] for i in order]
+        calibration += shuffled[:num_calibration]
+        rest = shuffled[num_calibration:]
+        check += (rest or shuffled)[:num_check]
     return check, calibration
 
 
@@ -245,7 +252,8 @@ def convert(
     runtime: str,
     check_paths: Sequence[str],
     calibration_paths: Sequence[str] = (),
-    min_cosine: float | None = None,
+    least_cosine: float | None = None,
+    mean_cosine: float | None = None,
     source: str | None = None,
 ) -> str:
     """Converts `model_dir`'s model call for `runtime`, checks it and writes
@@ -257,8 +265,10 @@ def convert(
       check_paths: real images the copy is compared on.
       calibration_paths: catalogue images the int8 quantisation is
         calibrated on (required for "openvino-int8", unused otherwise).
-      min_cosine: the least cosine per image and signature accepted;
-        default the runtime's `min_cosine`.
+      least_cosine: the least cosine per image and signature accepted;
+        default the runtime's.
+      mean_cosine: the least mean cosine per signature accepted; default
+        the runtime's.
       source: where the images were listed from, for the manifest.
 
     Returns:
@@ -290,7 +300,10 @@ def convert(
     if int8 and not calibration_paths:
         raise ValueError(f"runtime {runtime} needs calibration images.")
     identity = contract.model_identity(model_dir)
-    min_cosine = settings.min_cosine if min_cosine is None else min_cosine
+    if least_cosine is None:
+        least_cosine = settings.least_cosine
+    if mean_cosine is None:
+        mean_cosine = settings.mean_cosine
 
     import openvino  # pylint: disable=g-import-not-at-top
 
@@ -317,14 +330,25 @@ def convert(
         result.num_images,
         result.min_cosine,
     )
-    failed = {n: c for n, c in result.min_cosine.items() if c < min_cosine}
+    failed = [
+        f"{name}: least {result.min_cosine[name]:.4f}, mean "
+        f"{result.mean_cosine[name]:.4f}"
+        for name in result.min_cosine
+        if result.min_cosine[name] < least_cosine
+        or result.mean_cosine[name] < mean_cosine
+    ]
     if failed:
         raise ConversionCheckError(
             f"The {settings.description} copy of {model_dir} embeds "
             f"{result.num_images} images with cosine similarities to the "
-            f"SavedModel's as low as {failed}, below {min_cosine}; nothing "
-            "was written. Keep --runtime=tensorflow"
-            + (", or calibrate on more catalogue images." if int8 else ".")
+            f"SavedModel's of {'; '.join(failed)}, below the least "
+            f"{least_cosine} or the mean {mean_cosine} required; nothing was "
+            "written. Keep --runtime=tensorflow"
+            + (
+                ", or calibrate on more images (unlabelled photos too)."
+                if int8
+                else "."
+            )
         )
     manifest = {
         "runtime": runtime,
@@ -332,13 +356,15 @@ def convert(
         "weights": settings.weights,
         "inference_precision": settings.inference_precision,
         "check": {
-            "images": result.num_images,
-            "source": source,
-            "min_cosine_required": min_cosine,
+            "images_from": source,
+            "least_cosine_required": least_cosine,
+            "mean_cosine_required": mean_cosine,
             **dataclasses.asdict(result),
         },
         "calibration": (
-            {"images": len(calibration), "source": source} if int8 else None
+            {"num_images": len(calibration), "images_from": source}
+            if int8
+            else None
         ),
         "versions": _versions(int8),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),

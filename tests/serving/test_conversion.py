@@ -22,21 +22,24 @@ class SplitImagesTest(tf.test.TestCase):
     def test_check_and_calibration_images_are_disjoint_when_there_are_enough(
         self,
     ):
-        paths = [f"{i}.jpg" for i in range(10)]
-        check, calibration = conversion.split_images(paths, 3, 5)
-        self.assertLen(check, 3)
-        self.assertLen(calibration, 5)
+        catalogue = [f"{i}.jpg" for i in range(10)]
+        photos = [f"p{i}.jpg" for i in range(20)]
+        check, calibration = conversion.split_images([catalogue, photos], 3, 5)
+        self.assertLen(check, 6)
+        self.assertLen(calibration, 10)
         self.assertEmpty(set(check) & set(calibration))
+        self.assertLen(set(check) & set(photos), 3)
         self.assertEqual(
-            (check, calibration), conversion.split_images(paths, 3, 5)
+            (check, calibration),
+            conversion.split_images([catalogue, photos], 3, 5),
         )
 
     def test_a_small_catalogue_checks_on_calibration_images(self):
         paths = [f"{i}.jpg" for i in range(4)]
-        check, calibration = conversion.split_images(paths, 3, 5)
+        check, calibration = conversion.split_images([paths], 3, 5)
         self.assertCountEqual(calibration, paths)
         self.assertLen(check, 3)
-        check, calibration = conversion.split_images(paths, 10, 0)
+        check, calibration = conversion.split_images([paths], 10, 0)
         self.assertCountEqual(check, paths)
         self.assertEmpty(calibration)
 
@@ -127,7 +130,7 @@ class ConvertTest(tf.test.TestCase):
             identity["model_fingerprint"],
         )
         self.assertEqual(manifest["check"]["num_images"], len(self.images))
-        self.assertEqual(manifest["check"]["min_cosine_required"], 0.9999)
+        self.assertEqual(manifest["check"]["least_cosine_required"], 0.9999)
         self.assertGreater(
             min(manifest["check"]["min_cosine"].values()), 0.9999
         )
@@ -146,8 +149,9 @@ class ConvertTest(tf.test.TestCase):
         ):
             with self.assertRaisesRegex(
                 conversion.ConversionCheckError,
-                r"cosine similarities to the SavedModel's as low as .* below "
-                r"0.9999; nothing was written",
+                r"cosine similarities to the SavedModel's of serving_default: "
+                r"least .* below the least 0.99 or the mean 0.995 required; "
+                r"nothing was written",
             ):
                 conversion.convert(self.model_dir, "openvino-bf16", self.images)
         self.assertFalse(

@@ -149,7 +149,8 @@ class ConvertedTest(tf.test.TestCase):
                 cosines = np.sum(
                     got.embeddings[usable] * want.embeddings[usable], axis=1
                 )
-                self.assertGreaterEqual(cosines.min(), settings.min_cosine)
+                self.assertGreaterEqual(cosines.min(), settings.least_cosine)
+                self.assertGreaterEqual(cosines.mean(), settings.mean_cosine)
                 if settings.weights == "float32":
                     self.assertAllClose(
                         got.embeddings,

@@ -17,6 +17,7 @@ from beau_tf.data import catalog as catalog_lib
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import query
 from beau_tf.retrieval import shards
+from beau_tf.search_service import embedders
 from beau_tf.serving import contract
 from beau_tf.serving import conversion
 from beau_tf.serving import models
@@ -200,6 +201,17 @@ class ConvertedTest(tf.test.TestCase):
                 runtime=searched_with,
             )
             self.assertLen(queries.paths, len(self.images))
+
+    def test_the_service_runs_a_copy(self):
+        model = embedders.load_local_model(self.model_dir, "openvino-int8")
+        embedders.warm_up(model)  # every signature and the masks
+        self.assertIn("OpenVINO int8", model.source)
+        batch = model.embed_fns[contract.MULTISCALE_SIGNATURE_NAME](
+            list(tiny_export.bad_bytes().values())
+        )
+        self.assertEqual(
+            batch.statuses, list(tiny_export.BAD_BYTES_STATUS.values())
+        )
 
     def test_a_copy_of_another_export_is_refused(self):
         other = export_with_everything(

@@ -25,6 +25,9 @@ setuptools.setup(
         "numpy>=2,<3",
         "scipy>=1.13,<2",
         "pillow>=10.1,<14",
+        # libjpeg-turbo for JPEGs: unlike PIL's decoder it reports a scan cut
+        # short (beau_tf.data.decode), with the same pixels.
+        "simplejpeg>=1.8,<2",
         # The HTTP search service (python -m beau_tf.serve); python-multipart
         # parses its image uploads.
         "fastapi>=0.115,<1",

@@ -7,7 +7,9 @@ serves the latest numbered version under --model_base (as TF Serving's
 --model_base_path does, but read once at start) until Ctrl-C, so that
 `python -m beau_tf.search --server=127.0.0.1:8500` works without Docker. It
 is a stand-in (`beau_tf.serving.prediction_service`), not for production: use TF
-Serving there (export/README.md).
+Serving there (export/README.md). Each request is bounded (--max_request_mb,
+--max_batch, --max_request_megapixels); the model folder is trusted: a
+SavedModel is a program, so serve only exports you made or trust.
 """
 
 from absl import app
@@ -28,13 +30,40 @@ _MODEL_NAME = flags.DEFINE_string(
     "The name clients ask for (TF Serving's MODEL_NAME).",
 )
 _PORT = flags.DEFINE_integer(
-    "port", 8500, "gRPC port; 0 picks a free one (the line printed says it)."
+    "port",
+    8500,
+    "gRPC port; 0 picks a free one (the line printed says it).",
+    lower_bound=0,
+    upper_bound=65535,
+)
+_MAX_REQUEST_MB = flags.DEFINE_float(
+    "max_request_mb",
+    prediction_service.MAX_REQUEST_BYTES / 2**20,
+    "Largest request accepted, MiB.",
+    lower_bound=0.001,
+)
+_MAX_BATCH = flags.DEFINE_integer(
+    "max_batch",
+    prediction_service.MAX_BATCH,
+    "Most images in one request.",
+    lower_bound=1,
+)
+_MAX_REQUEST_MEGAPIXELS = flags.DEFINE_float(
+    "max_request_megapixels",
+    prediction_service.MAX_REQUEST_PIXELS / 2**20,
+    "Most pixels the images of one request may claim together, millions "
+    "(2^20).",
+    lower_bound=0.001,
 )
 _HOST = flags.DEFINE_string(
     "host",
     "127.0.0.1",
     "Interface to listen on; the default keeps the server on this machine.",
 )
+
+
+# What libjpeg and TensorFlow print for each truncated JPEG they decode.
+_DAMAGED_JPEG_LINES = (b"Premature end of JPEG", b"Corrupt JPEG data")
 
 
 def main(argv):
@@ -47,6 +76,9 @@ def main(argv):
         version,
         host=_HOST.value,
         port=_PORT.value,
+        max_request_bytes=int(_MAX_REQUEST_MB.value * 2**20),
+        max_batch=_MAX_BATCH.value,
+        max_request_pixels=int(_MAX_REQUEST_MEGAPIXELS.value * 2**20),
     )
     print(
         "development stand-in for TF Serving, not for production: serving "
@@ -55,7 +87,10 @@ def main(argv):
         flush=True,
     )
     try:
-        server.wait_for_termination()
+        # A damaged upload is answered its status; libjpeg's and
+        # TensorFlow's lines about it would only clutter the terminal.
+        with cli.stderr_lines_without(*_DAMAGED_JPEG_LINES):
+            server.wait_for_termination()
     except KeyboardInterrupt:
         pass
     finally:

@@ -6,8 +6,10 @@ r"""Scores retrieval on query photos with known products.
 
 With --server=localhost:8500 instead of --model, the queries are embedded by
 TF Serving over gRPC, and --runtime picks what runs a local model (see
-`beau_tf.search`). Query photos that cannot be used
-are skipped with a warning naming each, and the rest are scored.
+`beau_tf.search`). Query photos that cannot be used are named in a warning
+each and scored as misses (the table's `unusable` column counts them), so a
+broken query list cannot score well; --skip_unusable_queries scores the
+usable ones only.
 
 Prints MAP@7 in both conventions (AP over the hits found in the top 7, as the
 Perfect-500K teams computed it; and over min(|relevant|, 7)), recall@1 and
@@ -20,6 +22,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from beau_tf.common import cli
 from beau_tf.common import files
@@ -66,13 +69,19 @@ _ALLOW_UNKNOWN_IDS = flags.DEFINE_boolean(
     "Score queries whose product the index lacks as misses instead of "
     "refusing the query list.",
 )
+_SKIP_UNUSABLE = flags.DEFINE_boolean(
+    "skip_unusable_queries",
+    False,
+    "Score only the queries that could be used, instead of counting the "
+    "others as misses.",
+)
 _JSON = flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
 _VISUALIZE = flags.DEFINE_string(
     "visualize", None, "Contact sheet PNG of the first 12 queries."
 )
 _COLUMNS = [
-    "method", "num_queries", "map@7_hits", "map@7_min_relevant", "recall@1",
-    "recall@7", "scann_recall@7_vs_exact",
+    "method", "num_queries", "unusable", "map@7_hits", "map@7_min_relevant",
+    "recall@1", "recall@7", "scann_recall@7_vs_exact",
 ]  # fmt: skip
 
 
@@ -106,18 +115,40 @@ def main(argv):
         sys.exit(f"error: {error}")
     true_id = {q.path: q.item_id for q in queries}
     true_ids = [true_id[path] for path in embedded.paths]
-    groups = None
+    used = set(embedded.paths)
+    missed_ids = [q.item_id for q in queries if q.path not in used]
+    if missed_ids:
+        logging.warning(
+            "%d of %d queries could not be used (named above); %s",
+            len(missed_ids),
+            len(queries),
+            (
+                "the usable ones alone are scored (--skip_unusable_queries)."
+                if _SKIP_UNUSABLE.value
+                else "they are scored as misses (--skip_unusable_queries scores "
+                "the usable ones only)."
+            ),
+        )
+        if _SKIP_UNUSABLE.value:
+            missed_ids = []
+    groups = missed_groups = None
     if _GROUPS.value:
         group_of = evaluation.read_groups(_GROUPS.value)
         groups = [group_of.get(item_id, "other") for item_id in true_ids]
+        missed_groups = [group_of.get(i, "other") for i in missed_ids]
     rows = evaluation.evaluate(
         bundle, embedded.embeddings, true_ids, groups,
         qe_k=_QE_K.value, qe_alpha=_QE_ALPHA.value, dba_k=_DBA_K.value,
+        missed_ids=missed_ids, missed_groups=missed_groups,
     )  # fmt: skip
     if _JSON.value:
         print(json.dumps(rows, indent=2))
     else:
-        print(metrics.format_table(evaluation.table_rows(rows), _COLUMNS))
+        table = [
+            {**row, "unusable": row.get("unusable_queries", "")}
+            for row in evaluation.table_rows(rows)
+        ]
+        print(metrics.format_table(table, _COLUMNS))
     if _VISUALIZE.value:
         shown = slice(0, 12)
         ids, scores = query.search(

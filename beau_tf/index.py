@@ -13,8 +13,10 @@ A large catalogue is embedded in shards, one command per machine, then merged:
       --shard_dir=shards/ --num_shards=8 --shard_index=3
   python -m beau_tf.index --merge_shards=shards/ --index_dir=indexes/v1
 
-Or on Apache Beam workers (pip install 'beau_tf[beam]'; Beam's own pipeline
-options follow `--`, see beau_tf.retrieval.beam_embedding):
+Or on Apache Beam workers, from Beam's own environment (it pins protobuf<7,
+so not the core one: python3.11 -m venv .venv-beam &&
+.venv-beam/bin/pip install -e '.[beam]'); Beam's own pipeline options follow
+`--`, see beau_tf.retrieval.beam_embedding:
 
   python -m beau_tf.index --model=exported/beau_tf/1 --catalog=catalog.csv \
       --index_dir=indexes/v1 --runner=DirectRunner \
@@ -86,7 +88,8 @@ _RUNNER = flags.DEFINE_string(
     None,
     "Embed on Apache Beam with this runner (DirectRunner, DataflowRunner, "
     "FlinkRunner, SparkRunner...), Beam's options after --; shards go to "
-    "--shard_dir if given. Needs beau_tf[beam]. Default: embed here.",
+    "--shard_dir if given. Needs the beam extra, in its own venv "
+    "(README: .venv-beam). Default: embed here.",
 )
 
 
@@ -163,7 +166,10 @@ def _embed_on_beam(beam_args: list[str]) -> index_dir_lib.EmbeddedCatalog:
             raise
         raise app.UsageError(
             f"--runner={_RUNNER.value} needs Apache Beam, which is not "
-            "installed: pip install 'beau_tf[beam]'"
+            "installed here; it pins protobuf<7, so install it in a venv "
+            "of its own: python3.11 -m venv .venv-beam && "
+            ".venv-beam/bin/pip install -e '.[beam]', then run "
+            ".venv-beam/bin/python -m beau_tf.index ..."
         ) from None
     beam_embedding.quiet_driver_logs()
     options = beam_embedding.pipeline_options(_RUNNER.value, beam_args)

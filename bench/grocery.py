@@ -50,12 +50,14 @@ table's rows to bench/results/grocery.json (grocery-<splits>.json for other
 --splits). Says it is skipped when the dataset folder is absent. Figures:
 bench/RESULTS.md ("Training", "Export", "Search").
 
---stop_after ends the run after one group of rows (its table and results
-still written); --smoke runs the first group, Lite0 only, on a synthetic
-catalogue laid out as GroceryStore (`harness.write_grocery_like`): the other
-groups train ten models and export eighteen more, minutes at any size.
+--groups runs some groups of rows (baselines, trained, ensembles, distilled,
+pictures); the table holds the rows run (each cached, as above). --smoke runs
+the baselines, Lite0 only, on a synthetic catalogue laid out as GroceryStore
+(`harness.write_grocery_like`): the other groups train a dozen models and
+export twenty more, minutes at any size.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -112,11 +114,32 @@ _BASELINES = flags.DEFINE_list(
     ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
     "Off-the-shelf backbones of the first rows, each at its native size.",
 )
-_STOP_AFTER = flags.DEFINE_enum(
-    "stop_after",
-    None,
-    ["baselines", "trained", "ensembles", "distilled"],
-    "End after this group of rows (default: all, then the pictures).",
+_GROUPS_RUN = flags.DEFINE_multi_enum(
+    "groups",
+    ["baselines", "trained", "ensembles", "distilled", "pictures"],
+    ["baselines", "trained", "ensembles", "distilled", "pictures"],
+    "The groups of rows to run (a group needs no other's rows: the teacher "
+    "of the distilled group is exported whether or not the ensembles group "
+    "runs). Repeat the flag or separate with commas.",
+)
+_TRAIN = flags.DEFINE_bool(
+    "train",
+    True,
+    "Train the runs a row needs; --notrain uses finished runs only (under "
+    "<out_dir>/runs/) and stops with a clear error at a missing one.",
+)
+_ENSEMBLE_RECIPE = flags.DEFINE_enum(
+    "ensemble_recipe",
+    "paper",
+    ["gap_nomask", "paper", "photomask", "photomask_piles"],
+    "The distillation recipe (DISTILL_RECIPES) of the distilled group's "
+    "Lite1 and Lite2, ensembled with Lite0's run of the same recipe.",
+)
+_MASK_VIEWS = flags.DEFINE_list(
+    "mask_views",
+    ["0.25"],
+    "Paddings of the mask-guided query views of the distilled group's "
+    "mask-view rows (python -m beau_tf.export --query_mask_views).",
 )
 
 SMOKE = {
@@ -125,7 +148,7 @@ SMOKE = {
     ),
     "out_dir": lambda work_dir: os.path.join(work_dir, "out"),
     "baselines": ["efficientnet_lite0"],
-    "stop_after": "baselines",
+    "groups": ["baselines"],
 }
 
 _GROUPS = ("packages", "fruit_vegetables")
@@ -210,11 +233,14 @@ def export(
     out_dir: str,
     members: list[dict] = (),
     adaptation: tuple | None = None,
+    views: "ViewsOf | None" = None,
 ) -> str:
     """Exports `model` under <out_dir>/exported/<name>.
 
-    `adaptation`: `(projection, record)` from `learn.learn_projection`.
+    `adaptation`: `(projection, record)` from `learn.learn_projection`;
+    `views`: its query views (the defaults when None).
     """
+    views = views or ViewsOf()
     arrays = record = None
     if adaptation is not None:
         projection, record = adaptation
@@ -226,7 +252,17 @@ def export(
         members,
         projection=arrays,
         adaptation=record,
+        query_zooms=views.zooms,
+        query_mask_views=views.mask_views,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewsOf:
+    """The query views an export's `query_multiscale` averages over."""
+
+    zooms: tuple[float, ...] = contract.DEFAULT_QUERY_ZOOMS
+    mask_views: tuple[float, ...] = ()
 
 
 def plain_and_adapted(
@@ -236,9 +272,12 @@ def plain_and_adapted(
     recipe: self_training.SelfTrainingConfig,
     out_dir: str,
     members: list[dict] = (),
+    views: ViewsOf = ViewsOf(),
 ) -> tuple[str, str]:
     """Exports `model` as it is and adapted to the unlabelled photos (the
-    same model, so the rows differ by the adaptation alone); frees its graph.
+    same model, so the rows differ by the adaptation alone), with `views`
+    as its query views (the adaptation learns through them); frees its
+    graph.
     """
     model_dirs = {}
     for variant in ("plain", "adapted"):
@@ -250,14 +289,15 @@ def plain_and_adapted(
         if variant == "adapted":
             adaptation = learn.learn_projection(
                 model,
-                contract.DEFAULT_QUERY_ZOOMS,
+                views.zooms,
                 [i.path for i in catalog_lib.list_catalog(csvs["catalog"])],
                 catalog_lib.list_photos(csvs["photos_unlabelled"]),
                 recipe,
                 source=csvs["photos_unlabelled"],
+                mask_views=views.mask_views,
             )
         model_dirs[variant] = export(
-            model, f"{name}_{variant}", out_dir, members, adaptation
+            model, f"{name}_{variant}", out_dir, members, adaptation, views
         )
     keras.backend.clear_session()
     return model_dirs["plain"], model_dirs["adapted"]
@@ -270,6 +310,11 @@ def train_run(
     workdir = os.path.join(out_dir, "runs", name)
     if workdir_lib.is_finished(workdir):
         return workdir
+    if not _TRAIN.value:
+        raise ValueError(
+            f"{workdir} holds no finished run and --notrain was given; train "
+            "it (drop --notrain) or put a finished run there."
+        )
     command = harness.module_command(
         "beau_tf.train",
         *(f"--flagfile={harness.REPO / f}" for f in flagfiles),
@@ -310,6 +355,28 @@ def draw_masks(
     return pictures.save_png(grid, out_path)
 
 
+def draw_views(model_dir: str, paths: list[str], out_path: str) -> str:
+    """Each photo with the mask of the whole photo and the mask-guided views
+    `query_multiscale` cut (boxes drawn), as that signature chose them."""
+    loaded = tf.saved_model.load(model_dir)
+    serve = loaded.signatures[contract.SIGNATURE_NAME]
+    multiscale = loaded.signatures[contract.MULTISCALE_SIGNATURE_NAME]
+    cells, captions = [], []
+    for path in paths:
+        with open(path, "rb") as stream:
+            image_bytes = tf.constant([stream.read()])
+        mask = np.asarray(serve(images=image_bytes)["mask"])[0, ..., 0]
+        boxes = np.asarray(
+            multiscale(images=image_bytes)[contract.VIEW_BOXES_OUTPUT]
+        )[0]
+        canvas = pictures.overlay_mask(served_pixels(path, mask.shape[0]), mask)
+        cells.append(pictures.draw_boxes(canvas, boxes))
+        sides = ", ".join(f"{box[2] - box[0]:.2f}" for box in boxes)
+        captions.append(f"{os.path.basename(path)}: side {sides}")
+    grid = pictures.image_grid(cells, captions, columns=4)
+    return pictures.save_png(grid, out_path)
+
+
 def served_pixels(path: str, size: int) -> np.ndarray:
     """The photo as the model sees it: fitted into size x size, padded grey."""
     with open(path, "rb") as stream:
@@ -345,7 +412,7 @@ def spread(queries: list, count: int) -> list:
 
 def table_rows(results: list[tuple[str, dict]], splits: list[str]) -> list:
     """One row per (model, query view): MAP@7, R@1 and R@7 on each split,
-    and per group on the first split."""
+    then MAP@7 per group (packages, fruit and vegetables) on each split."""
     rows = []
     for label, views in results:
         for view in ("single", "multiscale"):
@@ -355,11 +422,12 @@ def table_rows(results: list[tuple[str, dict]], splits: list[str]) -> list:
                 line[f"{split} MAP@7"] = row[f"map@{_K}_hits"]
                 line[f"{split} R@1"] = row["recall@1"]
                 line[f"{split} R@7"] = row[f"recall@{_K}"]
-            by_group = views[splits[0]][view].get("by_group", {})
-            for group in _GROUPS:
-                line[f"{splits[0]} {group} MAP@7"] = by_group.get(
-                    group, {}
-                ).get(f"map@{_K}_hits", "")
+            for split in splits:
+                by_group = views[split][view].get("by_group", {})
+                for group in _GROUPS:
+                    line[f"{split} {group} MAP@7"] = by_group.get(
+                        group, {}
+                    ).get(f"map@{_K}_hits", "")
             rows.append(line)
     return rows
 
@@ -385,33 +453,29 @@ def write_table(rows: list[dict], csvs: dict, splits: list[str], out_dir):
     )
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    dataset_dir = harness.find_grocery(_DATASET_DIR.value)
-    if dataset_dir is None:
-        return
-    started = time.perf_counter()
-    out_dir, splits, steps = _OUT_DIR.value, _SPLITS.value, _STEPS.value
-    csvs = grocery.convert_grocery_store(
-        dataset_dir, os.path.join(out_dir, "csv")
-    )
-    for split in splits:
-        if f"queries_{split}" not in csvs:
-            raise ValueError(f"{dataset_dir} has no {split} split.")
-    tag = "_".join(splits)
-    results = []
+class Rows:
+    """The table's rows, each scored once and kept in <out_dir>/rows/."""
 
-    def add(label: str, name: str, model_dir: str) -> dict:
+    def __init__(self, csvs: dict, splits: list[str], out_dir: str):
+        self.csvs, self.splits, self.out_dir = csvs, splits, out_dir
+        self.tag = "_".join(splits)
+        self.results: list[tuple[str, dict]] = []
+
+    def add(self, label: str, name: str, model_dir) -> dict:
+        """Scores `model_dir()` (called only when the row is not cached)."""
         result = cached(
-            out_dir,
-            f"{tag}_{name}",
-            lambda: score_model(name, model_dir(), csvs, splits, out_dir),
+            self.out_dir,
+            f"{self.tag}_{name}",
+            lambda: score_model(
+                name, model_dir(), self.csvs, self.splits, self.out_dir
+            ),
         )
-        results.append((label, result["views"]))
+        self.results.append((label, result["views"]))
         return result
 
-    def add_pair(label: str, name: str, build, recipe):
+    def add_pair(
+        self, label: str, name: str, build, recipe, views=ViewsOf()
+    ) -> tuple[dict, dict]:
         """Rows for a model, plain and adapted; `build()` gives `(model,
         members)` and is called only when a row is not cached."""
         exported = {}
@@ -424,7 +488,13 @@ def main(argv):
                         zip(
                             ("plain", "adapted"),
                             plain_and_adapted(
-                                model, name, csvs, recipe, out_dir, members
+                                model,
+                                name,
+                                self.csvs,
+                                recipe,
+                                self.out_dir,
+                                members,
+                                views,
                             ),
                         )
                     )
@@ -432,23 +502,58 @@ def main(argv):
 
             return get
 
-        plain = add(label, f"{name}_plain", model_dir("plain"))
-        adapted = add(
+        plain = self.add(label, f"{name}_plain", model_dir("plain"))
+        adapted = self.add(
             f"{label} + adapted", f"{name}_adapted", model_dir("adapted")
         )
         return plain, adapted
 
-    def stop_after(group: str) -> bool:
-        """Whether the run ends after `group`; then writes the table."""
-        if _STOP_AFTER.value != group:
-            return False
-        write_table(table_rows(results, splits), csvs, splits, out_dir)
-        return True
 
-    # 1. Off-the-shelf ImageNet backbones: the baseline, plain and adapted.
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    dataset_dir = harness.find_grocery(_DATASET_DIR.value)
+    if dataset_dir is None:
+        return
+    started = time.perf_counter()
+    out_dir, splits, steps = _OUT_DIR.value, _SPLITS.value, _STEPS.value
+    groups = set(_GROUPS_RUN.value)
+    csvs = grocery.convert_grocery_store(
+        dataset_dir, os.path.join(out_dir, "csv")
+    )
+    for split in splits:
+        if f"queries_{split}" not in csvs:
+            raise ValueError(f"{dataset_dir} has no {split} split.")
+    rows = Rows(csvs, splits, out_dir)
+    common = [
+        f"--catalog={csvs['catalog']}",
+        f"--background_dir={csvs['photos_unlabelled']}",
+    ]
+    size = _ENSEMBLE_SIZE.value
+    models = {}
+    if "baselines" in groups:
+        baseline_rows(rows)
+    if "trained" in groups:
+        models.update(trained_rows(rows, common, steps, size))
+    if "ensembles" in groups:
+        ensemble_rows(rows, common, steps, size)
+    if "distilled" in groups:
+        teacher = teacher_export(rows, size)
+        models.update(distilled_rows(rows, common, teacher, size))
+    pictures_written = []
+    if "pictures" in groups:
+        pictures_written = draw_pictures(rows, models, out_dir, splits)
+    write_table(table_rows(rows.results, splits), csvs, splits, out_dir)
+    if pictures_written:
+        print(f"\nPictures: {', '.join(pictures_written)}")
+    print(f"Total {time.perf_counter() - started:.0f} s.")
+
+
+def baseline_rows(rows: Rows) -> None:
+    """Off-the-shelf ImageNet backbones: the baseline, plain and adapted."""
     for backbone in _BASELINES.value:
         size = _NATIVE_SIZES[backbone]
-        add_pair(
+        rows.add_pair(
             f"{backbone} {size}px GAP, ImageNet",
             f"{backbone}_{size}_gap",
             lambda: assemble.build_export_model(
@@ -457,15 +562,10 @@ def main(argv):
             _ADAPT_SINGLE,
         )
 
-    if stop_after("baselines"):
-        return
 
-    # 2. Trained with python -m beau_tf.train; backgrounds never hold dev2.
-    common = [
-        f"--catalog={csvs['catalog']}",
-        f"--background_dir={csvs['photos_unlabelled']}",
-        f"--steps={steps}",
-    ]
+def trained_runs(size: int) -> dict:
+    """Runs of the catalogue alone (the paper, shortened for this CPU by
+    configs/grocery_cpu.flags): name -> (flagfiles, overrides, label)."""
     lite0 = "configs/efficientnet_lite0.flags"
     cpu = "configs/grocery_cpu.flags"
     runs = {
@@ -485,153 +585,225 @@ def main(argv):
             "Lite0 paper-faithful + identity loss",
         ),
     }
-    size = _ENSEMBLE_SIZE.value
     for backbone in _ENSEMBLE_BACKBONES[1:]:
         runs[f"paper_{backbone[-5:]}_{size}"] = (
             [lite0, cpu],
             [f"--backbone={backbone}", f"--image_size={size}"],
             None,  # an ensemble member only
         )
-    workdirs, trained = {}, {}
-    for run_name, (flagfiles, overrides, label) in runs.items():
-        workdirs[run_name] = train_run(
-            f"{run_name}_{steps}", flagfiles, common + overrides, out_dir
+    return runs
+
+
+def trained_rows(rows: Rows, common: list, steps: int, size: int) -> dict:
+    """Trained with python -m beau_tf.train; backgrounds never hold dev2.
+    Returns the plain exports of the labelled runs, for the pictures."""
+    exports = {}
+    for run_name, (flagfiles, overrides, label) in trained_runs(size).items():
+        workdir = train_run(
+            f"{run_name}_{steps}",
+            flagfiles,
+            common + [f"--steps={steps}"] + overrides,
+            rows.out_dir,
         )
         if label is None:
             continue
-        plain, _ = add_pair(
+        plain, _ = rows.add_pair(
             f"{label}, {steps} steps",
             f"{run_name}_{steps}",
-            lambda: assemble.build_export_model([workdirs[run_name]]),
+            lambda: assemble.build_export_model([workdir]),
             _ADAPT_SINGLE,
         )
-        trained[run_name] = plain["model_dir"]
+        exports[run_name] = plain["model_dir"]
+    return exports
 
-    if stop_after("trained"):
-        return
 
-    # 3. Ensembles of three backbones at one image size, plain and adapted.
-    def imagenet_ensemble():
+def teacher_export(rows: Rows, size: int) -> str:
+    """The untrained ensemble, adapted (configs/recommended.flags): step 1
+    of the recipe and the distillation's teacher, the ensembles group's
+    export when that group ran (its rows are that group's)."""
+    name = f"ensemble_imagenet_gap_{size}"
+
+    def build():
         return assemble.build_export_model(
             backbones=_ENSEMBLE_BACKBONES, image_size=size
         )
 
-    _, best = add_pair(
+    existing = os.path.join(rows.out_dir, "exported", f"{name}_adapted", "1")
+    if os.path.isdir(existing):
+        return existing
+    model, members = build()
+    return plain_and_adapted(
+        model, name, rows.csvs, _ADAPT_ENSEMBLE, rows.out_dir, members
+    )[1]
+
+
+def ensemble_rows(rows: Rows, common: list, steps: int, size: int) -> None:
+    """Ensembles of three backbones at one image size, plain and adapted."""
+    rows.add_pair(
         f"ensemble Lite0+1+2 {size}px GAP, ImageNet",
         f"ensemble_imagenet_gap_{size}",
-        imagenet_ensemble,
+        lambda: assemble.build_export_model(
+            backbones=_ENSEMBLE_BACKBONES, image_size=size
+        ),
         _ADAPT_ENSEMBLE,
     )
-    paper_runs = ["paper_lite0"] + [
-        f"paper_{b[-5:]}_{size}" for b in _ENSEMBLE_BACKBONES[1:]
+    runs = trained_runs(size)
+    members = ["paper_lite0"] + [
+        f"paper_{backbone[-5:]}_{size}" for backbone in _ENSEMBLE_BACKBONES[1:]
     ]
-    add_pair(
+    workdirs = [
+        train_run(
+            f"{run_name}_{steps}",
+            runs[run_name][0],
+            common + [f"--steps={steps}"] + runs[run_name][1],
+            rows.out_dir,
+        )
+        for run_name in members
+    ]
+    rows.add_pair(
         f"ensemble Lite0+1+2 {size}px paper-faithful, {steps} steps",
         f"ensemble_paper_{size}_{steps}",
-        lambda: assemble.build_export_model([workdirs[r] for r in paper_runs]),
+        lambda: assemble.build_export_model(workdirs),
         _ADAPT_ENSEMBLE,
     )
 
-    if stop_after("ensembles"):
-        return
 
-    # 4. Trained with the paper's losses plus the distillation loss: the
-    # adapted ensemble labels the unlabelled photos (configs/distill.flags).
-    distill_steps = _DISTILL_STEPS.value
+# The distillation recipes of the distilled group (after
+# configs/efficientnet_lite0.flags, grocery_cpu.flags and distill.flags):
+# name -> (overrides, label). Each adds one thing to the row before it.
+DISTILL_RECIPES = {
+    "gap_nomask": (
+        ["--pooling=gap", "--mask_loss_weight=0"],
+        "without the paper's parts (GAP pooling, no mask loss)",
+    ),
+    "paper": ([], "the paper's parts (mask loss on scenes, attention pooling)"),
+    "photomask": (
+        ["--photo_mask_loss_weight=1.0"],
+        "+ the mask learned from the unlabelled photos",
+    ),
+    "photomask_piles": (
+        ["--photo_mask_loss_weight=1.0", "--pile_probability=0.3"],
+        "+ the mask learned from the photos + piles in the augmentation",
+    ),
+}
+
+
+def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
+    """Distilled from the teacher on the unlabelled photos (no label read):
+    Lite0 under each recipe, central zooms and mask-guided views; the three
+    backbones under --ensemble_recipe, ensembled. Returns the plain exports
+    the pictures show."""
+    steps = _DISTILL_STEPS.value
     distill_common = common + [
-        f"--steps={distill_steps}",
-        f"--photos={csvs['photos_unlabelled']}",
-        f"--teacher={best['model_dir']}",
+        f"--steps={steps}",
+        f"--photos={rows.csvs['photos_unlabelled']}",
+        f"--teacher={teacher}",
     ]
-    distill_flagfiles = [lite0, cpu, "configs/distill.flags"]
-    distill_runs = {
-        f"distill_lite0_top_{distill_steps}": [],
-        # Ablations: the backbone frozen, as configs/grocery_cpu.flags has
-        # it; and without the paper's parts (GAP pooling, no mask loss).
-        "distill_lite0_800": [
-            "--trainable_from=none",
-            "--learning_rate=3e-3",
-            "--steps=800",
-        ],
-        f"distill_lite0_gap_nomask_{distill_steps}": [
-            "--pooling=gap",
-            "--mask_loss_weight=0",
-        ],
-    }
-    for backbone in _ENSEMBLE_BACKBONES[1:]:
-        distill_runs[f"distill_{backbone[-5:]}_{size}_top_{distill_steps}"] = [
-            f"--backbone={backbone}",
-            f"--image_size={size}",
-        ]
-    for run_name, overrides in distill_runs.items():
-        workdirs[run_name] = train_run(
-            run_name, distill_flagfiles, distill_common + overrides, out_dir
+    flagfiles = [
+        "configs/efficientnet_lite0.flags",
+        "configs/grocery_cpu.flags",
+        "configs/distill.flags",
+    ]
+    mask_views = ViewsOf(mask_views=tuple(map(float, _MASK_VIEWS.value)))
+    workdirs, exports = {}, {}
+    for recipe, (overrides, label) in DISTILL_RECIPES.items():
+        name = f"distill_lite0_{recipe}_{steps}"
+        workdirs[recipe] = train_run(
+            name, flagfiles, distill_common + overrides, rows.out_dir
         )
-    distill_lite0 = f"distill_lite0_top_{distill_steps}"
-    distilled, _ = add_pair(
-        f"Lite0 paper-faithful + distilled from the adapted ensemble, "
-        f"{distill_steps} steps",
-        distill_lite0,
-        lambda: assemble.build_export_model([workdirs[distill_lite0]]),
-        _ADAPT_SINGLE,
-    )
-    add_pair(
-        "the same, backbone frozen, 800 steps",
-        "distill_lite0_800",
-        lambda: assemble.build_export_model([workdirs["distill_lite0_800"]]),
-        _ADAPT_SINGLE,
-    )
-    no_paper = f"distill_lite0_gap_nomask_{distill_steps}"
-    add_pair(
-        f"the same distilled, without the paper's parts (GAP, no mask "
-        f"loss), {distill_steps} steps",
-        no_paper,
-        lambda: assemble.build_export_model([workdirs[no_paper]]),
-        _ADAPT_SINGLE,
-    )
-    distill_members = [distill_lite0] + [
-        f"distill_{b[-5:]}_{size}_top_{distill_steps}"
-        for b in _ENSEMBLE_BACKBONES[1:]
+        plain, _ = rows.add_pair(
+            f"Lite0 distilled, {label}, central zooms",
+            name,
+            lambda: assemble.build_export_model([workdirs[recipe]]),
+            _ADAPT_SINGLE,
+        )
+        exports[recipe] = plain["model_dir"]
+        if recipe != "gap_nomask":  # the mask views need a trained decoder
+            rows.add_pair(
+                f"Lite0 distilled, {label}, zooms + mask-guided views "
+                f"{mask_views.mask_views}",
+                f"{name}_maskviews",
+                lambda: assemble.build_export_model([workdirs[recipe]]),
+                _ADAPT_SINGLE,
+                mask_views,
+            )
+    last = _ENSEMBLE_RECIPE.value
+    overrides = DISTILL_RECIPES[last][0]
+    members = [workdirs[last]] + [
+        train_run(
+            f"distill_{backbone[-5:]}_{size}_{last}_{steps}",
+            flagfiles,
+            distill_common
+            + overrides
+            + [f"--backbone={backbone}", f"--image_size={size}"],
+            rows.out_dir,
+        )
+        for backbone in _ENSEMBLE_BACKBONES[1:]
     ]
-    _, best_distilled = add_pair(
-        f"ensemble Lite0+1+2 {size}px distilled, {distill_steps} steps",
-        f"ensemble_distill_{size}_{distill_steps}",
-        lambda: assemble.build_export_model(
-            [workdirs[r] for r in distill_members]
-        ),
-        _ADAPT_ENSEMBLE,
-    )
+    ensemble_views = [(ViewsOf(), "", "central zooms")]
+    if last != "gap_nomask":  # the mask views need a trained decoder
+        ensemble_views.append(
+            (mask_views, "_maskviews", "zooms + mask-guided views")
+        )
+    for views, suffix, words in ensemble_views:
+        _, adapted = rows.add_pair(
+            f"ensemble Lite0+1+2 {size}px distilled ({last}), {words}",
+            f"ensemble_distill_{size}_{last}_{steps}{suffix}",
+            lambda: assemble.build_export_model(members),
+            _ADAPT_ENSEMBLE,
+            views,
+        )
+        exports[f"ensemble{suffix}"] = adapted["model_dir"]
+    return exports
 
-    if stop_after("distilled"):
-        return
 
-    # 5. Pictures and the table.
-    queries = catalog_lib.read_queries(csvs[f"queries_{splits[0]}"])
-    masks_png = draw_masks(
-        {
-            "unlabelled photos": trained["paper_lite0"],
-            "procedural": trained["paper_lite0_procedural"],
-            "distilled": distilled["model_dir"],
-        },
-        [q.path for q in spread(queries, 16)],
-        os.path.join(out_dir, "masks.png"),
-    )
-    best_dir = best_distilled["model_dir"]
-    identity = contract.model_identity(best_dir)
-    sheet_png = draw_contact_sheet(
-        best_dir,
-        os.path.join(
-            out_dir,
-            "indexes",
-            best_distilled["name"],
-            str(identity["model_version"]),
-        ),
-        spread(queries, 12),
-        os.path.join(out_dir, "contact_sheet.png"),
-    )
-    write_table(table_rows(results, splits), csvs, splits, out_dir)
-    print(f"\nPictures: {masks_png}, {sheet_png}")
-    print(f"Total {time.perf_counter() - started:.0f} s.")
+def draw_pictures(
+    rows: Rows, exports: dict, out_dir: str, splits: list[str]
+) -> list[str]:
+    """masks.png (the decoders of the distilled group, the paper's beside
+    the one that also learned from the photos), views.png (the views the
+    mask chose) and contact_sheet.png (the best ensemble, adapted)."""
+    queries = catalog_lib.read_queries(rows.csvs[f"queries_{splits[0]}"])
+    photos = [q.path for q in spread(queries, 16)]
+    written = []
+    decoders = {
+        label: exports[recipe]
+        for recipe, label in (
+            ("paper", "paper (scenes only)"),
+            ("photomask", "+ photos"),
+            ("photomask_piles", "+ photos + piles"),
+        )
+        if recipe in exports
+    }
+    if decoders:
+        written.append(
+            draw_masks(decoders, photos, os.path.join(out_dir, "masks.png"))
+        )
+    if "ensemble_maskviews" in exports:
+        written.append(
+            draw_views(
+                exports["ensemble_maskviews"],
+                photos[::2],
+                os.path.join(out_dir, "views.png"),
+            )
+        )
+    best = exports.get("ensemble_maskviews") or exports.get("ensemble")
+    if best:
+        identity = contract.model_identity(best)
+        written.append(
+            draw_contact_sheet(
+                best,
+                os.path.join(
+                    out_dir,
+                    "indexes",
+                    identity["model_name"],
+                    str(identity["model_version"]),
+                ),
+                spread(queries, 12),
+                os.path.join(out_dir, "contact_sheet.png"),
+            )
+        )
+    return written
 
 
 if __name__ == "__main__":

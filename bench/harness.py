@@ -20,6 +20,8 @@ whose `main` goes through `run(main, smoke=...)`. The harness gives it:
 - `find_grocery`: the shared GroceryStore copy, or one line saying the
   bench is skipped; `write_grocery_like`: a synthetic catalogue laid out as
   GroceryStore's `dataset/` folder, for smoke runs.
+- `Service`: python -m beau_tf.serve in a child process on 127.0.0.1, for
+  the service benches (serve_load, abuse).
 
 These flags and helpers are for the bench command lines only; nothing in
 beau_tf imports this package. TensorFlow is imported inside the functions
@@ -35,6 +37,8 @@ import pathlib
 import platform
 import shlex
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -556,3 +560,84 @@ def write_grocery_like(
 def _link(source: str, link: str) -> None:
     os.makedirs(os.path.dirname(link), exist_ok=True)
     os.symlink(os.path.abspath(source), link)
+
+
+# Where the service benches run `python -m beau_tf.serve`, and how long its
+# loading may take.
+SERVICE_HOST = "127.0.0.1"
+_SERVICE_READY_SECONDS = 240.0
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free now."""
+    with socket.socket() as probe:
+        probe.bind((SERVICE_HOST, 0))
+        return probe.getsockname()[1]
+
+
+class Service:
+    """python -m beau_tf.serve in a child process on a free port of
+    127.0.0.1 (needs httpx, in the test extra).
+
+    Attributes:
+      url: "http://127.0.0.1:<port>".
+      process: the child.
+    """
+
+    def __init__(self, model_dir, index, log_path, **serve_flags):
+        port = free_port()
+        self.url = f"http://{SERVICE_HOST}:{port}"
+        self.log_path = log_path
+        command = [
+            sys.executable,
+            "-m",
+            "beau_tf.serve",
+            f"--index={index}",
+            f"--model={model_dir}",
+            f"--host={SERVICE_HOST}",
+            f"--port={port}",
+        ] + [f"--{name}={value}" for name, value in serve_flags.items()]
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            command,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_tail(self) -> str:
+        with open(self.log_path) as stream:
+            return stream.read()[-3000:]
+
+    def wait_until_ready(self) -> None:
+        import httpx  # pylint: disable=g-import-not-at-top
+
+        deadline = time.monotonic() + _SERVICE_READY_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the service was not ready:\n{self.log_tail()}")
+
+    def get(self, path: str) -> dict:
+        import httpx  # pylint: disable=g-import-not-at-top
+
+        return httpx.get(f"{self.url}{path}").json()
+
+    def stop(self) -> bool:
+        """Ctrl-C; whether it stopped cleanly (exit 0, "stopped")."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        lines = self.log_tail().splitlines()
+        return self.process.returncode == 0 and lines[-1:] == ["stopped"]

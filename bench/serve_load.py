@@ -40,10 +40,7 @@ import dataclasses
 import io
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -113,10 +110,7 @@ SMOKE = {
     "image_size": 64,
 }
 
-_HOST = "127.0.0.1"
 _BATCHED = 16
-_READY_SECONDS = 240.0
-_CHILD_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,67 +265,6 @@ def in_process_run(search, batch: int):
     return run
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((_HOST, 0))
-        return probe.getsockname()[1]
-
-
-class Service:
-    """python -m beau_tf.serve in a child process on a free local port."""
-
-    def __init__(self, model_dir, index, log_path, **serve_flags):
-        port = free_port()
-        self.url = f"http://{_HOST}:{port}"
-        self.log_path = log_path
-        command = [
-            sys.executable,
-            "-m",
-            "beau_tf.serve",
-            f"--index={index}",
-            f"--model={model_dir}",
-            f"--host={_HOST}",
-            f"--port={port}",
-        ] + [f"--{name}={value}" for name, value in serve_flags.items()]
-        self._log = open(log_path, "w")
-        self.process = subprocess.Popen(
-            command, env=_CHILD_ENV, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def log_tail(self) -> str:
-        with open(self.log_path) as stream:
-            return stream.read()[-3000:]
-
-    def wait_until_ready(self) -> None:
-        deadline = time.monotonic() + _READY_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the service exited:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"the service was not ready:\n{self.log_tail()}")
-
-    def get(self, path: str) -> dict:
-        return httpx.get(f"{self.url}{path}").json()
-
-    def stop(self) -> bool:
-        """Ctrl-C; whether it stopped cleanly (exit 0, "stopped")."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-        lines = self.log_tail().splitlines()
-        return self.process.returncode == 0 and lines[-1:] == ["stopped"]
-
-
 def send_load(url, uploads, clients, params, max_seconds, on_done=None):
     """Sends `uploads` from `clients` threads, each waiting for its answer
     before sending the next; stops sending after `max_seconds`.
@@ -388,7 +321,7 @@ def send_load(url, uploads, clients, params, max_seconds, on_done=None):
     return outcomes, time.perf_counter() - started
 
 
-def service_run(service: Service, clients: int, params: dict):
+def service_run(service: harness.Service, clients: int, params: dict):
     """`uploads -> (seconds, wall)` through `service`; every answer must be
     a 200."""
 
@@ -422,7 +355,7 @@ def load_runs(model_dir, index, photos, params, work) -> list[Contender]:
     clients, multiscale = _CLIENTS.value, params["multiscale"] == "true"
     search = make_in_process_search(model_dir, index, multiscale, _K.value)
     services = {
-        max_batch: Service(
+        max_batch: harness.Service(
             model_dir,
             index,
             os.path.join(work, f"serve_max_batch_{max_batch}.log"),
@@ -481,7 +414,7 @@ def fault_run(model_dir, index, photos, params, work) -> tuple[dict, list]:
     base = os.path.join(work, "versioned_index")
     shutil.rmtree(base, ignore_errors=True)
     shutil.copytree(index_folder(index), os.path.join(base, "1"))
-    service = Service(
+    service = harness.Service(
         model_dir,
         base,
         os.path.join(work, "serve_faults.log"),

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from absl import app
+from absl import flags
 from absl import logging as absl_logging
 
 # What a user's input or environment can cause (a missing file, a failed
@@ -70,7 +72,32 @@ def run(main: Callable[[list[str]], None]) -> None:
         sys.stderr.write(f"{INTERRUPTED}\n")
         sys.exit(INTERRUPTED_STATUS)
 
-    app.run(guarded_main)
+    app.run(guarded_main, flags_parser=parse_flags)
+
+
+# absl's help flags, which print the usage and exit.
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
+_REQUIRED = re.compile(r"flag --(\w+)=None: Flag --\w+ must have a value")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a mistake as one `error:` line (exit 1) and
+    a help flag a success (exit 0) rather than absl's "FATAL Flags parsing
+    error" and exit 1 for both."""
+    asked_for_help = any(
+        arg.startswith("-") and arg.lstrip("-").split("=")[0] in _HELP_FLAGS
+        for arg in argv[1:]
+    )
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        required = _REQUIRED.search(str(error))
+        message = f"--{required.group(1)} is required" if required else error
+        sys.exit(f"error: {message} (--helpfull lists every flag)")
+    except SystemExit as exiting:
+        if asked_for_help and exiting.code == 1:
+            sys.exit(0)
+        raise
 
 
 _SIGINT_RECEIVED = threading.Event()
@@ -168,4 +195,38 @@ def stderr_without(text: bytes) -> Iterator[None]:
                 while kept:
                     kept = kept[os.write(2, kept) :]
     finally:
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def stderr_lines_without(*texts: bytes) -> Iterator[None]:
+    """Drops the lines containing any of `texts` from what the block writes
+    to stderr, passing the others on as they come (for a long-running
+    block, unlike `stderr_without`).
+
+    Works at the file-descriptor level, so it also catches what C++
+    libraries print (libjpeg's warnings, TensorFlow's log).
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def copy_kept_lines() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if any(text in line for text in texts):
+                    continue
+                while line:
+                    line = line[os.write(saved, line) :]
+
+    copier = threading.Thread(target=copy_kept_lines, daemon=True)
+    copier.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer closes: the copier ends
+        copier.join(10)
         os.close(saved)

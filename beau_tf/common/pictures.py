@@ -40,6 +40,41 @@ def overlay_mask(
     return tinted.round().astype(np.uint8)
 
 
+def draw_boxes(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    colour: tuple[int, int, int] = (255, 190, 0),
+    width: int = 2,
+) -> np.ndarray:
+    """Draws rectangles, e.g. the views a query was cut into.
+
+    Args:
+      image: `(H, W, 3)` uint8.
+      boxes: `(P, 4)` `(y0, x0, y1, x1)` as fractions of the image; a side
+        past the image is drawn at its edge.
+      colour: the rectangles' colour.
+      width: their line width in pixels.
+
+    Returns:
+      `(H, W, 3)` uint8, a copy.
+    """
+    height, side_width = image.shape[:2]
+    picture = Image.fromarray(np.asarray(image, np.uint8))
+    draw = ImageDraw.Draw(picture)
+    for y0, x0, y1, x1 in np.clip(np.asarray(boxes, np.float64), 0.0, 1.0):
+        draw.rectangle(
+            [
+                round(x0 * (side_width - 1)),
+                round(y0 * (height - 1)),
+                round(x1 * (side_width - 1)),
+                round(y1 * (height - 1)),
+            ],
+            outline=colour,
+            width=width,
+        )
+    return np.asarray(picture)
+
+
 def fit_text(text: str, width: int, font) -> str:
     """`text`, cut and ended with "..." where it is wider than `width` px."""
     if font.getlength(text) <= width:

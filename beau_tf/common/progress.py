@@ -6,7 +6,9 @@ Both show the count, the rate and the time left (ETA), rendered by tqdm:
 
 On a terminal the bar is redrawn on stderr; under a pipe or CI, where a
 redrawn bar would be noise, the same line is logged at most every
-`log_every_seconds` and once at the end.
+`log_every_seconds` and once at the end. The first update often includes
+setup (building a training graph takes longer than a hundred steps), so the
+logged rate and ETA count the work done after it.
 """
 
 import sys
@@ -23,8 +25,8 @@ T = TypeVar("T")
 # tqdm's fields; unit_scale=True makes rates read 66.1 or 1.2k, and the
 # per-second rate is kept even when slow (0.40steps/s, not 2.50s/steps).
 _LOG_FORMAT = (
-    "{desc}: {n}/{total} {unit} ({percentage:.0f}%) in {elapsed}, "
-    "{rate_noinv_fmt}, ETA {remaining}{postfix}"
+    "{{desc}}: {{n}}/{{total}} {{unit}} ({{percentage:.0f}}%) in {elapsed}, "
+    "{{rate_noinv_fmt}}, ETA {{remaining}}{{postfix}}"
 )
 _BAR_FORMAT = (
     "{desc}: {percentage:3.0f}%|{bar}| {n}/{total} "
@@ -73,6 +75,9 @@ class Progress:
         self._postfix = ""
         self._closed = False
         self._start = self._last_log = time.monotonic()
+        # When the first update came, and what was done by then: the rate
+        # counts from there.
+        self._first_update: tuple[float, int] | None = None
         self._bar = None
         self._log_handler = self._log_stream = None
         if _on_terminal():
@@ -98,6 +103,8 @@ class Progress:
         """Adds `count` units done; `postfix` ("loss=0.12") is shown after."""
         self.done += count
         self._postfix = postfix
+        if self._first_update is None:
+            self._first_update = (time.monotonic() - self._start, self.done)
         if self._bar is not None:
             if postfix:
                 self._bar.set_postfix_str(postfix, refresh=False)
@@ -109,17 +116,23 @@ class Progress:
             logging.info("%s", self.line(now - self._start))
 
     def line(self, elapsed: float) -> str:
-        """The progress as one line of text, after `elapsed` seconds."""
+        """The progress as one line of text, after `elapsed` seconds; the
+        rate and ETA count the work done after the first update."""
+        since, initial = 0.0, self.initial
+        if self._first_update is not None and self.done > self._first_update[1]:
+            since, initial = self._first_update
         return tqdm.tqdm.format_meter(
             self.done,
             max(self.total, self.done),  # tqdm drops a total overshot
-            elapsed,
+            elapsed - since,
             prefix=self.description,
             unit=self.unit,
             unit_scale=True,
-            bar_format=_LOG_FORMAT,
+            bar_format=_LOG_FORMAT.format(
+                elapsed=tqdm.tqdm.format_interval(elapsed)
+            ),
             postfix=self._postfix,
-            initial=self.initial,
+            initial=initial,
         )
 
     def close(self) -> None:

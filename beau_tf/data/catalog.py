@@ -216,6 +216,7 @@ def _ids_from_csv(csv_path: str) -> dict[str, str]:
     id_to_line = {}
     for line, row in rows:
         item_id = row["item_id"]
+        _check_item_id(item_id, f"{csv_path}, line {line}")
         if item_id in id_to_line:
             raise ValueError(
                 f"{csv_path}, line {line}: item_id {item_id!r} is already listed on "
@@ -228,6 +229,23 @@ def _ids_from_csv(csv_path: str) -> dict[str, str]:
         csv_path, [(id_to_line[i], p) for i, p in id_to_path.items()]
     )
     return id_to_path
+
+
+def _check_item_id(item_id: str, where: str) -> None:
+    """Raises ValueError for an id with an empty, "." or ".." segment.
+
+    Ids become URL paths (the search page's `/items/<id>/image`), where a
+    browser resolves such segments: "a/../b" would show item "b".
+    """
+    segments = item_id.split("/")
+    odd = [segment for segment in segments if segment in ("", ".", "..")]
+    if odd or "\\" in item_id:
+        shown = repr(odd[0]) if odd else "a backslash"
+        raise ValueError(
+            f"{where}: item_id {item_id!r} has {shown} as a path segment; ids "
+            "are paths in URLs (the search page's thumbnails), so use names "
+            "separated by single '/', without '.' or '..' segments"
+        )
 
 
 def _read_rows(

@@ -9,7 +9,10 @@ What it takes care of, so callers do not have to:
 
 * Bad files (empty, truncated, corrupt, not an image) raise `ImageDecodeError`
   naming the file and what was expected. The full decode happens here, so a
-  truncated file fails now rather than later inside a pipeline.
+  truncated file fails now rather than later inside a pipeline; colour and
+  grey JPEGs are decoded by libjpeg-turbo through simplejpeg, which, unlike
+  PIL, tells a JPEG cut short and closed with an end marker (grey below the
+  cut) from a whole one.
 * Pixel modes: 1-bit, grayscale, palette (with or without transparency),
   CMYK, YCbCr, 16-bit and 32-bit integer, and float images are all brought to
   8-bit RGB. 16-bit data is scaled (PIL's own `convert` would clip it).
@@ -19,6 +22,11 @@ What it takes care of, so callers do not have to:
   DCT scale when `max_side` allows, and the result is downscaled so that its
   longest side is at most `max_side`.
 * Animated GIF / WebP and multi-page TIFF: the first frame.
+* Untrusted bytes (the search service's uploads): `DecodeLimits` bounds what
+  one decode may cost before and while it runs: the memory its pixels take,
+  estimated from the header after a JPEG's reduced-scale draft; the number
+  of scans of a progressive JPEG; and the CPU time spent decoding, checked as
+  the data is fed to the decoder.
 """
 
 import contextlib
@@ -27,6 +35,7 @@ import io
 import os
 import struct
 import threading
+import time
 import warnings
 from typing import BinaryIO, Iterator
 
@@ -34,6 +43,7 @@ from absl import logging
 import numpy as np
 from PIL import ExifTags
 from PIL import Image
+import simplejpeg
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -116,8 +126,106 @@ MODEL_INPUT_MAX_SIDE = 1024
 _PASS_THROUGH_MODES = {"JPEG": ("RGB", "L"), "PNG": ("RGB", "L")}
 
 
+# What one pixel costs while `_decode` brings an image to 8-bit RGB, in
+# bytes: PIL's storage of the decoded mode (1, 2 or 4 bytes a pixel; RGB is
+# stored as 4) plus the 8-bit copies made from it. 16-bit and wider pixels
+# go through NumPy at 4 bytes a pixel, twice. Measured peaks (3000² files):
+# 16-bit PNG 10.7, WebP 15.7, RGB PNG 5.9, palette PNG 6.4, grey PNG 1.5.
+_WORKING_BYTES_PER_PIXEL = {"1": 5, "L": 5, "P": 9, "I;16": 15}
+_WIDE_WORKING_BYTES_PER_PIXEL = 17  # "I", "F" and other 32-bit modes
+_DEFAULT_WORKING_BYTES_PER_PIXEL = 8  # RGB, RGBA, CMYK, LA, YCbCr...
+# PIL's WebP decoder hands over its RGBA pixels as bytes, copied twice.
+_WEBP_WORKING_BYTES_PER_PIXEL = 16
+
+# The most bytes handed to a decoder at once while `DecodeLimits` applies:
+# its CPU budget is checked between them.
+_BUDGETED_READ_BYTES = 4096
+
+# A marker that starts a JPEG scan; entropy-coded data escapes 0xFF, so
+# counting it counts scans (and those of an embedded EXIF thumbnail).
+_JPEG_START_OF_SCAN = b"\xff\xda"
+
+
 class ImageDecodeError(ValueError):
     """An image file that cannot be used; the message names the file and why."""
+
+
+class DecodeLimitError(ImageDecodeError):
+    """Decoding an image would cost more than its `DecodeLimits` allow."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeLimits:
+    """What decoding one untrusted image may cost.
+
+    Attributes:
+      max_bytes: the most memory the decode may use, estimated from the
+        header (after a JPEG's reduced-scale draft) as the decoded pixels
+        plus their 8-bit copies. JPEGs are decoded at the scale the model
+        needs, so a large JPEG costs little; PNG, WebP, GIF, BMP and TIFF
+        are decoded whole.
+      max_jpeg_scans: the most scans a JPEG may have. Each scan of a
+        progressive JPEG passes over the whole image, so a few bytes repeated
+        as many scans cost seconds of CPU; ordinary files have at most a few
+        dozen.
+      cpu_seconds: the CPU time the decode may take; checked each time the
+        decoder is handed more data (every 4 KiB). A decoder fed at once
+        (WebP, compressed TIFF) is bounded by `max_bytes` alone, and a
+        JPEG's single libjpeg-turbo call by its pixels and `max_jpeg_scans`
+        (a scan over 50 megapixels costs about 9 ms of CPU).
+    """
+
+    max_bytes: int = 128 * 2**20
+    max_jpeg_scans: int = 100
+    cpu_seconds: float = 3.0
+
+    def __post_init__(self):
+        for name in ("max_bytes", "max_jpeg_scans"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < 1
+            ):
+                raise ValueError(f"{name}={value!r} must be an int >= 1.")
+        if not self.cpu_seconds > 0:
+            raise ValueError(
+                f"cpu_seconds={self.cpu_seconds!r} must be positive."
+            )
+
+
+def _describe_bytes(count: int) -> str:
+    return f"{count / 2**20:.0f} MiB" if count >= 2**20 else f"{count} bytes"
+
+
+class _BudgetedReader(io.BytesIO):
+    """Image bytes that stop a decode over its CPU budget.
+
+    PIL decodes as it reads (`_decode` asks it to read
+    `_BUDGETED_READ_BYTES` at a time), so once `start_loading` is called
+    every read first checks the CPU time this thread has spent since; over
+    budget it raises `DecodeLimitError`, which ends the decode.
+    """
+
+    def __init__(self, data: bytes, name: str, cpu_seconds: float):
+        super().__init__(data)
+        self.data = data
+        self._name = name
+        self._cpu_seconds = cpu_seconds
+        self._deadline = None
+
+    def start_loading(self) -> None:
+        self._deadline = time.thread_time() + self._cpu_seconds
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._deadline is not None:
+            if time.thread_time() > self._deadline:
+                raise DecodeLimitError(
+                    f"{self._name} took more than {self._cpu_seconds:g} s of "
+                    "CPU to decode, more than this service spends on one "
+                    "image; send it as a plain JPEG or PNG"
+                )
+        return super().read(size)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -234,7 +342,10 @@ def read_for_model(path: str, max_side: int = MODEL_INPUT_MAX_SIDE) -> bytes:
 
 
 def encode_for_model(
-    data: bytes, name: str, max_side: int = MODEL_INPUT_MAX_SIDE
+    data: bytes,
+    name: str,
+    max_side: int = MODEL_INPUT_MAX_SIDE,
+    limits: DecodeLimits | None = None,
 ) -> bytes:
     """`read_for_model` for bytes already in memory (an upload, say).
 
@@ -242,17 +353,22 @@ def encode_for_model(
       data: the encoded file contents.
       name: what to call the image in error messages.
       max_side: the longest side sent to the model.
+      limits: bounds on what decoding may cost, for untrusted bytes; None:
+        only `MAX_PIXELS`.
 
     Returns:
       `data` itself or a lossless PNG; see `read_for_model`.
 
     Raises:
+      DecodeLimitError: decoding would cost more than `limits` allow.
       ImageDecodeError: not a usable image (see `load_image`).
     """
     _check_sides(max_side, MIN_SIDE)
     if not data:
         raise ImageDecodeError(f"{name} is empty (0 bytes)")
-    image = _decode(io.BytesIO(data), name, max_side, MIN_SIDE)
+    image = _decode(
+        _reader(data, name, limits), name, max_side, MIN_SIDE, limits
+    )
     if _passes_through(data, max_side):
         return data
     rgb = image.rgb
@@ -274,6 +390,45 @@ def _passes_through(data: bytes, max_side: int) -> bool:
         and max(im.size) <= max_side
         and _exif_orientation(im, "") in (0, 1)
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageHeader:
+    """What encoded image bytes claim, read without decoding any pixel.
+
+    Attributes:
+      format: PIL's name of the format ("JPEG", "PNG", ...).
+      width: pixels, as stored.
+      height: pixels, as stored.
+      jpeg_scans: the scans of a JPEG (each a pass over the whole image);
+        0 for other formats.
+    """
+
+    format: str
+    width: int
+    height: int
+    jpeg_scans: int
+
+
+def read_header(data: bytes) -> ImageHeader | None:
+    """The header of encoded image bytes (any size: no pixel limit applies
+    here), or None when it cannot be read."""
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+                image_format, (width, height) = im.format, im.size
+        except Exception:  # pylint: disable=broad-exception-caught
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    scans = (
+        data.count(_JPEG_START_OF_SCAN)
+        if image_format in ("JPEG", "MPO")
+        else 0
+    )
+    return ImageHeader(image_format, width, height, scans)
 
 
 def list_image_files(root: str) -> list[str]:
@@ -348,10 +503,57 @@ def _pixel_limit_policy() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+def _reader(data: bytes, name: str, limits: DecodeLimits | None) -> BinaryIO:
+    if limits is None:
+        return io.BytesIO(data)
+    return _BudgetedReader(data, name, limits.cpu_seconds)
+
+
+def _working_bytes(im: Image.Image) -> int:
+    """What decoding `im` (at its drafted size) to 8-bit RGB costs, bytes."""
+    mode = im.mode
+    if mode in _WORKING_BYTES_PER_PIXEL:
+        per_pixel = _WORKING_BYTES_PER_PIXEL[mode]
+    elif mode.startswith("I;16"):
+        per_pixel = _WORKING_BYTES_PER_PIXEL["I;16"]
+    elif mode.startswith("I") or mode == "F":
+        per_pixel = _WIDE_WORKING_BYTES_PER_PIXEL
+    else:
+        per_pixel = _DEFAULT_WORKING_BYTES_PER_PIXEL
+    if im.format == "WEBP":
+        per_pixel = max(per_pixel, _WEBP_WORKING_BYTES_PER_PIXEL)
+    return im.width * im.height * per_pixel
+
+
+def _check_cost(im: Image.Image, fp: BinaryIO, name: str, limits) -> None:
+    """Raises `DecodeLimitError` if decoding `im` would exceed `limits`."""
+    if im.format in ("JPEG", "MPO"):
+        scans = fp.data.count(_JPEG_START_OF_SCAN)
+        if scans > limits.max_jpeg_scans:
+            raise DecodeLimitError(
+                f"{name} is a JPEG of {scans} scans; at most "
+                f"{limits.max_jpeg_scans} accepted (each scan is a pass over "
+                "the whole image); save it as a baseline JPEG"
+            )
+    cost = _working_bytes(im)
+    if cost > limits.max_bytes:
+        raise DecodeLimitError(
+            f"{name} is a {im.width}×{im.height} {im.format} image "
+            f"({im.mode} pixels); decoding it would take {_describe_bytes(cost)}, "
+            f"more than the {_describe_bytes(limits.max_bytes)} allowed per "
+            "image (JPEGs are decoded at reduced size): send a "
+            "JPEG, or a smaller image"
+        )
+
+
 def _decode(
-    fp: BinaryIO, name: str, max_side: int | None, min_side: int
+    fp: BinaryIO,
+    name: str,
+    max_side: int | None,
+    min_side: int,
+    limits: DecodeLimits | None = None,
 ) -> DecodedImage:
-    """Decodes an open file; see `load_image`."""
+    """Decodes an open file; see `load_image` and `encode_for_model`."""
     with _pixel_limit_policy():
         im = _open(fp, name)
     width, height = im.size
@@ -371,14 +573,25 @@ def _decode(
         # Lets libjpeg decode at 1/2, 1/4 or 1/8 scale (never below `target`), so
         # a huge JPEG is never held at full resolution.
         im.draft(im.mode, target)
+    if limits is not None:
+        _check_cost(im, fp, name, limits)
+        # Small reads, so that the CPU budget is checked often.
+        im.decodermaxblock = _BUDGETED_READ_BYTES
+        fp.start_loading()
 
-    if im.width * im.height > _LARGE_IMAGE_PIXELS:
-        with _pixel_limit_policy():
-            _load(im, name, fp)
+    decoded = _decode_jpeg(im, width, fp, name)
+    if decoded is not None:
+        orientation = _exif_orientation(im, name)  # from the JPEG's header
+        im = decoded
     else:
-        _load(im, name, fp)
+        # After loading: a PNG's EXIF may follow its pixels.
+        if im.width * im.height > _LARGE_IMAGE_PIXELS:
+            with _pixel_limit_policy():
+                _load(im, name, fp)
+        else:
+            _load(im, name, fp)
+        orientation = _exif_orientation(im, name)
 
-    orientation = _exif_orientation(im, name)
     im = _to_8bit(im, name)
     if im.size != target:
         # reducing_gap first shrinks by an integer factor with a box filter, which
@@ -387,6 +600,49 @@ def _decode(
     if orientation in _EXIF_TRANSPOSE:
         im = im.transpose(_EXIF_TRANSPOSE[orientation])
     return _to_arrays(im)
+
+
+def _decode_jpeg(
+    im: Image.Image, stored_width: int, fp: BinaryIO, name: str
+) -> Image.Image | None:
+    """The pixels of a colour or grey JPEG at `im`'s drafted size, or None
+    for anything else (other formats, CMYK JPEGs), which PIL decodes.
+
+    libjpeg-turbo (through simplejpeg, which gives the same pixels as PIL's
+    libjpeg at every scale) reports what PIL's decoder ignores: a scan cut
+    short but closed with an end-of-image marker decodes, with a warning,
+    to grey below the cut. That is a truncated file, refused like one; the
+    other warnings (extra bytes between markers, say) are accepted, as PIL
+    accepts them. The decode is one call, bounded by the pixel and scan
+    limits rather than the CPU budget.
+    """
+    if im.format not in ("JPEG", "MPO") or im.mode not in ("RGB", "L"):
+        return None
+    fp.seek(0)
+    data = fp.data if isinstance(fp, _BudgetedReader) else fp.read()
+    options = dict(
+        colorspace="RGB" if im.mode == "RGB" else "GRAY",
+        min_width=im.width,
+        min_height=im.height,
+        min_factor=max(1, round(stored_width / im.width)),  # PIL's draft
+    )
+    try:
+        pixels = simplejpeg.decode_jpeg(data, strict=True, **options)
+    except ValueError as strict_error:
+        if "premature end" in str(strict_error).lower():
+            raise ImageDecodeError(
+                f"{name} is truncated (libjpeg: {strict_error}); re-download "
+                "or re-export it"
+            ) from None
+        try:
+            pixels = simplejpeg.decode_jpeg(data, strict=False, **options)
+        except ValueError as error:
+            raise ImageDecodeError(_decode_failure(fp, name, error)) from None
+    if pixels.shape[:2] != (im.height, im.width):
+        return None  # another scale than PIL's draft: let PIL decode it
+    if im.mode == "L":
+        pixels = pixels[..., 0]  # (H, W, 1) -> (H, W)
+    return Image.fromarray(pixels)
 
 
 def _open(fp: BinaryIO, name: str) -> Image.Image:
@@ -405,6 +661,8 @@ def _load(im: Image.Image, name: str, fp: BinaryIO) -> None:
     """Decodes every pixel now, so bad data fails here and not downstream."""
     try:
         im.load()
+    except DecodeLimitError:
+        raise
     except _PIL_DECODE_ERRORS as e:
         raise ImageDecodeError(_decode_failure(fp, name, e)) from e
 

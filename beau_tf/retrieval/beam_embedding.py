@@ -1,6 +1,6 @@
 r"""Embedding a catalogue on Apache Beam, then one ScaNN index from it.
 
-  pip install 'beau_tf[beam]'
+  python3.11 -m venv .venv-beam && .venv-beam/bin/pip install -e '.[beam]'
   python -m beau_tf.index --model=exported/beau_tf/1 --catalog=catalog.csv \
       --index_dir=indexes/v1 --runner=DirectRunner \
       -- --direct_num_workers=2 --direct_running_mode=multi_processing

@@ -66,23 +66,50 @@ def evaluate(
     qe_alpha: float = 3.0,
     dba_k: int = 0,
     k: int = 7,
+    missed_ids: list[str] = (),
+    missed_groups: list[str] | None = None,
 ) -> list[dict]:
     """Metrics of exact search and ScaNN, with the query-time options asked.
 
+    Args:
+        bundle: the index.
+        queries: (Q, D) embeddings of the queries that could be used.
+        true_ids: their products.
+        groups: their groups, or None.
+        qe_k, qe_alpha, dba_k: query expansion and database-side
+            augmentation (0: off).
+        k: the cut-off.
+        missed_ids: the products of queries that could not be used (not a
+            decodable image, say): each is scored as a miss, with an empty
+            ranking, so a broken query list cannot score well.
+        missed_groups: their groups, when `groups` is given.
+
     Returns:
         One dict per method ("exact", "scann", and "+dba", "+qe" variants of
-        exact search when asked): the `metrics.evaluate_rankings` keys,
-        plus "scann_recall@k_vs_exact" on the ScaNN row.
+        exact search when asked): the `metrics.evaluate_rankings` keys
+        ("num_queries" counts the missed ones), "unusable_queries", and
+        "scann_recall@k_vs_exact" on the ScaNN row.
     """
-    relevant = [{item_id} for item_id in true_ids]
+    missed_ids = list(missed_ids)
+    relevant = [{item_id} for item_id in [*true_ids, *missed_ids]]
+    if groups is not None:
+        groups = [*groups, *(missed_groups or ["other"] * len(missed_ids))]
     item_ids = bundle.index.item_ids
     exact_indices, _ = metrics.rank_exact(queries, bundle.embeddings, k)
     rows = []
 
     def add(method: str, indices: np.ndarray, **extra):
         ranked = [[item_ids[i] for i in row] for row in indices]
+        ranked += [[] for _ in missed_ids]
         scores = metrics.evaluate_rankings(ranked, relevant, groups, k=k)
-        rows.append({"method": method, **scores, **extra})
+        rows.append(
+            {
+                "method": method,
+                **scores,
+                "unusable_queries": len(missed_ids),
+                **extra,
+            }
+        )
 
     add("exact", exact_indices)
     # Fewer items than k: ScaNN and the recall below use what there is.

@@ -219,6 +219,8 @@ def load_index(index_dir: str) -> IndexBundle:
     try:
         num_items = int(manifest["num_items"])
         dim = int(manifest["embedding_dim"])
+        if not isinstance(manifest["model_identity"], dict):
+            raise TypeError("model_identity is not an object")
         index_class.check_manifest(manifest)
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(

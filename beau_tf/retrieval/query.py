@@ -190,7 +190,9 @@ def contact_sheet(
 
     A query's caption names its file with its folder (`query shelf/x.jpg`,
     so two photos named alike differ); results' captions give score and item
-    id, and with `relevant` a correct result is marked "OK".
+    id. With `relevant`, a correct result is marked "OK", and a query none of
+    whose results is correct shows, last, the product it should have found
+    ("missed <id>"), so the sheet says what went wrong.
     """
     cells, captions = [], []
     for row, (path, row_ids) in enumerate(zip(paths, ids)):
@@ -200,4 +202,11 @@ def contact_sheet(
             cells.append(_thumbnail(bundle.paths.get(item_id), thumbnail))
             mark = " OK" if relevant and item_id in relevant[row] else ""
             captions.append(f"{scores[row][rank]:.3f} {item_id}{mark}")
-    return pictures.image_grid(cells, captions, columns=1 + len(ids[0]))
+        if relevant:
+            expected = sorted(relevant[row])
+            found = set(row_ids) & relevant[row]
+            shown = expected[0] if expected and not found else None
+            cells.append(_thumbnail(bundle.paths.get(shown), thumbnail))
+            captions.append(f"missed {shown}" if shown else "")
+    columns = 1 + len(ids[0]) + (1 if relevant else 0)
+    return pictures.image_grid(cells, captions, columns=columns)

@@ -27,15 +27,28 @@ clipped: a crop reaching past the photo took in grey padding there, so a
 side may lie outside [0, 1] (clip it to draw, as the page does).
 
 Every error is JSON, `{"error": "..."}`: 400 for a bad request (no image,
-bad parameter, not a usable image), 404 for an unknown item or route, 413
-for an upload over the limit, 503 while loading or when the model is
-unreachable. A bad request never gets a 5xx, and never stops the service.
+bad parameter, not a usable image, a Host name not served), 403 for a
+request sent by another site's page, 404 for an unknown item or route, 408
+for a body that did not arrive in time, 413 for an upload over the limit,
+503 while loading, when the model is unreachable, and, with Retry-After,
+when the service is busy. A bad request never gets a 5xx, and never stops
+the service. No answer names a file or folder of the machine it runs on.
+
+Every request is untrusted: `limits.RequestGuard` checks its Host and Origin
+and bounds concurrent uploads and the time to receive and answer each; at
+most `max_concurrent_searches` run once their uploads have arrived;
+uploads are decoded within `ServiceConfig`'s memory and CPU limits, a few at
+a time. Searches run on threads of their own, so thumbnails and the page
+stay quick while searches queue. FastAPI's /docs and /redoc pages are off
+(they load scripts from public CDNs); /openapi.json describes the API.
 """
 
 import base64
+import functools
 import os
 
 from absl import logging
+import anyio
 import fastapi
 from fastapi import exceptions as fastapi_exceptions
 from fastapi import responses
@@ -43,6 +56,7 @@ from starlette import concurrency
 from starlette import exceptions as starlette_exceptions
 
 from beau_tf.search_service import embedders
+from beau_tf.search_service import limits
 from beau_tf.search_service import searcher as searcher_lib
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
@@ -155,9 +169,12 @@ def make_app(
       searcher: answers the searches; the app never loads or closes it.
       static_dir: holds index.html, the web page served at /.
     """
+    config = searcher.config
     app = fastapi.FastAPI(
         title="beau_tf product search",
         description="Finds the catalogue products shown in a photo.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(
         BodySizeLimit,
@@ -167,6 +184,18 @@ def make_app(
             f"most {searcher_lib.describe_bytes(searcher.config.max_upload_bytes)}."
         ),
     )
+    # Added last, so it runs first: refusals come before any body is read.
+    app.add_middleware(
+        limits.RequestGuard,
+        allowed_hosts=config.allowed_hosts,
+        max_concurrent=config.max_concurrent_uploads,
+        body_timeout_seconds=config.body_timeout_seconds,
+        answer_timeout_seconds=config.answer_timeout_seconds,
+        retry_after_seconds=config.retry_after_seconds,
+    )
+    # Created on first use, inside the event loop.
+    search_threads = []
+    searches = {"in_progress": 0}  # on the event loop only: no lock
 
     @app.exception_handler(searcher_lib.RequestError)
     async def request_error(_, error: searcher_lib.RequestError):
@@ -176,10 +205,21 @@ def make_app(
     async def not_ready(_, error):
         return _error(503, str(error))
 
+    @app.exception_handler(searcher_lib.BusyError)
+    async def busy(_, error):
+        response = _error(503, str(error))
+        response.headers["Retry-After"] = str(config.retry_after_seconds)
+        return response
+
     @app.exception_handler(embedders.EmbeddingUnavailableError)
     async def model_unavailable(_, error):
+        # The message names the model's folder or server: logged, not sent.
         logging.error("Embedding failed: %s", error)
-        return _error(503, str(error))
+        return _error(
+            503,
+            "the model could not embed the image; the service's log says "
+            "why.",
+        )
 
     @app.exception_handler(starlette_exceptions.HTTPException)
     async def http_error(_, error: starlette_exceptions.HTTPException):
@@ -220,9 +260,34 @@ def make_app(
                 f"field {UPLOAD_FIELD!r} (curl -F {UPLOAD_FIELD}=@photo.jpg)."
             )
         data = await image.read()
-        answer = await concurrency.run_in_threadpool(
-            searcher.search, data, _upload_name(image), k, multiscale, mask
-        )
+        if searches["in_progress"] >= config.max_concurrent_searches:
+            raise searcher_lib.BusyError(
+                f"the service is busy ({config.max_concurrent_searches} "
+                f"searches in progress); retry in "
+                f"{config.retry_after_seconds} s."
+            )
+        if not search_threads:
+            search_threads.append(
+                anyio.CapacityLimiter(config.max_concurrent_searches)
+            )
+        searches["in_progress"] += 1
+        try:
+            answer = await anyio.to_thread.run_sync(
+                functools.partial(
+                    searcher.search,
+                    data,
+                    _upload_name(image),
+                    k,
+                    multiscale,
+                    mask,
+                ),
+                limiter=search_threads[0],
+                # Past its deadline (limits.RequestGuard) the request is
+                # answered; the search's thread finishes alone.
+                abandon_on_cancel=True,
+            )
+        finally:
+            searches["in_progress"] -= 1
         return _answer_json(answer)
 
     @app.get("/healthz")

@@ -12,9 +12,14 @@ With a base folder the service serves the highest version and `IndexVersions`
 polls for a newer one. A newer version is loaded and checked in the polling
 thread while the old one keeps serving, then swapped in by one reference
 assignment, so a request sees either index whole and none fails during a
-swap. A version that fails to load, or was built from another model, is
-logged and refused, and the old one keeps serving; it is tried again only if
-its files change. `write_index` renames a finished folder into place, so a
+swap; the item images of the version served before stay known, so a page
+showing its answers still gets their thumbnails. A version that fails to
+load for any reason, or was built from another model, is logged and
+refused, and the old one keeps serving; it is tried again only if its files
+change. When the served version's folder is removed (or loses its
+manifest), the newest version left that loads is served instead; if none
+does, the one in memory keeps serving. Version folders are named by ASCII
+digits only. `write_index` renames a finished folder into place, so a
 numbered folder with a manifest is complete; a half-copied one fails its
 checksums and is retried once the copy ends.
 """
@@ -47,10 +52,14 @@ class ServedIndex:
     version: int | None
 
     def summary(self) -> dict:
-        """`{"version", "directory", "items"}`, as the service reports it."""
+        """`{"version", "directory", "items"}`, as the service reports it:
+        the directory is the folder's name only, never its path on this
+        machine."""
         return {
             "version": self.version,
-            "directory": self.bundle.directory,
+            "directory": os.path.basename(
+                os.path.normpath(self.bundle.directory)
+            ),
             "items": self.bundle.index.num_items,
         }
 
@@ -71,7 +80,9 @@ def list_versions(base: str) -> list[int]:
     return sorted(
         int(name)
         for name in names
-        if name.isdigit() and is_index_folder(os.path.join(base, name))
+        if name.isascii()
+        and name.isdigit()
+        and is_index_folder(os.path.join(base, name))
     )
 
 
@@ -153,6 +164,9 @@ class IndexVersions:
         self._check_fn = check_fn
         self._load_fn = load_fn
         self._current: ServedIndex | None = None
+        # item id -> image path of the version served before the current.
+        self._previous_paths: dict[str, str] = {}
+        self._reported_gone: int | None = None
         # version -> the folder's state when it was refused.
         self._refused: dict[int, tuple] = {}
         self._last_error = ""
@@ -164,6 +178,14 @@ class IndexVersions:
     def current(self) -> ServedIndex | None:
         """The index to serve now; read it once per request."""
         return self._current
+
+    def image_path(self, item_id: str) -> str | None:
+        """The catalogue image of `item_id` in the served version, else in
+        the version served before it (whose answers a page may still be
+        showing); None for an id in neither."""
+        current = self._current
+        path = current.bundle.paths.get(item_id) if current else None
+        return path if path is not None else self._previous_paths.get(item_id)
 
     def load_initial(self) -> ServedIndex:
         """Loads the index to serve first: the folder, or the newest version
@@ -200,12 +222,36 @@ class IndexVersions:
         if not self.versioned:
             return False
         with self._swap_lock:
+            versions = list_versions(self.path)
             served = self._current.version if self._current else 0
-            for version in reversed(list_versions(self.path)):
+            if served and served not in versions:
+                return self._roll_back(served, versions)
+            for version in reversed(versions):
                 if version <= served:
                     return False
                 if self._try_version(version):
                     return True
+        return False
+
+    def _roll_back(self, gone: int, versions: list[int]) -> bool:
+        """Serves the newest of `versions` that loads, the served version
+        `gone` having been removed."""
+        for version in reversed(versions):
+            if self._try_version(version):
+                logging.warning(
+                    "Index version %d was removed; rolled back to version %d.",
+                    gone,
+                    version,
+                )
+                return True
+        if self._reported_gone != gone:
+            self._reported_gone = gone
+            logging.error(
+                "Index version %d was removed and no other version under %s "
+                "can be served; still serving it from memory.",
+                gone,
+                self.path,
+            )
         return False
 
     def _try_version(self, version: int) -> bool:
@@ -217,7 +263,9 @@ class IndexVersions:
         try:
             bundle = self._load_fn(folder)
             self._check_fn(bundle)
-        except (OSError, ValueError) as error:
+        except Exception as error:  # pylint: disable=broad-exception-caught
+            # Whatever a version's files hold, a bad one is refused, never
+            # the end of the service (or of polling).
             self._refused[version] = state
             self._last_error = f"{folder}: {error}"
             logging.error(
@@ -229,6 +277,8 @@ class IndexVersions:
             return False
         self._refused.pop(version, None)
         previous = self._current
+        if previous is not None:
+            self._previous_paths = previous.bundle.paths
         self._current = ServedIndex(bundle, version)  # the atomic swap
         if previous is not None:
             logging.info(

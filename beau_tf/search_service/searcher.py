@@ -27,6 +27,7 @@ from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.search_service import batching
 from beau_tf.search_service import embedders
 from beau_tf.search_service import index_versions
+from beau_tf.search_service import limits
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import models
@@ -48,6 +49,25 @@ class ServiceConfig:
         from its header before anything is decoded.
       max_k: the most results one search may ask for.
       thumbnail_side: the longest side of a catalogue thumbnail.
+      max_decode_bytes: the most memory decoding one upload may take,
+        estimated from its header (`decode.DecodeLimits.max_bytes`).
+      decode_cpu_seconds: the CPU time decoding one upload may take.
+      max_concurrent_decodes: uploads decoded at once; the others wait.
+      max_concurrent_uploads: uploads being received or answered at once;
+        one more is answered 503 with Retry-After before it is read.
+      max_concurrent_searches: searches in progress once their uploads have
+        arrived (each held in memory); one more is answered 503 with
+        Retry-After.
+      header_timeout_seconds: how long a request's headers may take to
+        arrive (the connection is closed after).
+      body_timeout_seconds: how long a request's body may take to arrive
+        (408 after).
+      answer_timeout_seconds: how long answering may take once the body has
+        arrived, waiting for a decode or a batch included (503 after).
+      retry_after_seconds: the Retry-After of a 503 for a busy service.
+      max_connections: the most connections open at once.
+      allowed_hosts: the Host names answered ("*": any); see
+        `limits.allowed_hosts_for`.
     """
 
     max_batch: int = 16
@@ -57,6 +77,17 @@ class ServiceConfig:
     max_pixels: int = 50_000_000
     max_k: int = 100
     thumbnail_side: int = 256
+    max_decode_bytes: int = 128 * 2**20
+    decode_cpu_seconds: float = 3.0
+    max_concurrent_decodes: int = 2
+    max_concurrent_uploads: int = 64
+    max_concurrent_searches: int = 16
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    answer_timeout_seconds: float = 30.0
+    retry_after_seconds: int = 2
+    max_connections: int = 256
+    allowed_hosts: tuple[str, ...] = limits.LOCAL_HOSTS
 
     def __post_init__(self):
         for name in (
@@ -65,6 +96,12 @@ class ServiceConfig:
             "max_pixels",
             "max_k",
             "thumbnail_side",
+            "max_decode_bytes",
+            "max_concurrent_decodes",
+            "max_concurrent_uploads",
+            "max_concurrent_searches",
+            "retry_after_seconds",
+            "max_connections",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -75,11 +112,29 @@ class ServiceConfig:
             raise ValueError(
                 f"batch_timeout_ms={self.batch_timeout_ms!r} must be >= 0."
             )
-        if not self.index_poll_seconds > 0:
+        for name in (
+            "index_poll_seconds",
+            "decode_cpu_seconds",
+            "header_timeout_seconds",
+            "body_timeout_seconds",
+            "answer_timeout_seconds",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} must be positive."
+                )
+        if not self.allowed_hosts or isinstance(self.allowed_hosts, str):
             raise ValueError(
-                f"index_poll_seconds={self.index_poll_seconds!r} must be "
-                "positive."
+                f"allowed_hosts={self.allowed_hosts!r} must be a tuple of "
+                "host names."
             )
+
+    @property
+    def decode_limits(self) -> decode.DecodeLimits:
+        return decode.DecodeLimits(
+            max_bytes=self.max_decode_bytes,
+            cpu_seconds=self.decode_cpu_seconds,
+        )
 
 
 class RequestError(ValueError):
@@ -96,6 +151,11 @@ class RequestError(ValueError):
 
 class NotReadyError(RuntimeError):
     """The model or the index is not loaded (yet, or it failed)."""
+
+
+class BusyError(RuntimeError):
+    """The service is too busy to take this request now; the client should
+    retry later (503 with Retry-After)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,20 +253,44 @@ def check_upload(data: bytes, name: str, config: ServiceConfig) -> None:
         )
 
 
-def prepare_upload(data: bytes, name: str, config: ServiceConfig) -> bytes:
+def prepare_upload(
+    data: bytes,
+    name: str,
+    config: ServiceConfig,
+    decode_slots: threading.Semaphore | None = None,
+) -> bytes:
     """The bytes to send the model for an upload, after every check.
 
-    The same image contract as index and search: see
-    `decode.encode_for_model`.
+    The same image contract as index and search (`decode.encode_for_model`),
+    within `config.decode_limits`.
+
+    Args:
+      data: the upload.
+      name: what to call it in errors.
+      config: the limits.
+      decode_slots: held while decoding, so that at most its count of
+        uploads decode at once; None: no such bound.
 
     Raises:
       RequestError: the upload is too large or not a usable image.
+      BusyError: no decode slot came free within
+        `config.answer_timeout_seconds`.
     """
     check_upload(data, name, config)
+    if decode_slots is not None and not decode_slots.acquire(
+        timeout=config.answer_timeout_seconds
+    ):
+        raise BusyError(
+            f"the service is busy decoding other uploads; retry in "
+            f"{config.retry_after_seconds} s."
+        )
     try:
-        return decode.encode_for_model(data, name)
+        return decode.encode_for_model(data, name, limits=config.decode_limits)
     except decode.ImageDecodeError as error:
         raise RequestError(str(error)) from None
+    finally:
+        if decode_slots is not None:
+            decode_slots.release()
 
 
 def fitted_placement(
@@ -345,6 +429,9 @@ class Searcher:
         self._thumbnail = functools.lru_cache(maxsize=1024)(
             self._render_thumbnail
         )
+        self._decode_slots = threading.BoundedSemaphore(
+            config.max_concurrent_decodes
+        )
 
     @property
     def ready(self) -> bool:
@@ -404,8 +491,15 @@ class Searcher:
             try:
                 self.load()
             except Exception as error:  # pylint: disable=broad-exception-caught
-                self._error = f"{type(error).__name__}: {error}"
-                logging.error("Loading failed: %s", self._error)
+                # The details name folders of this machine: logged, while
+                # /readyz and requests get the kind of failure only.
+                logging.error(
+                    "Loading failed: %s: %s", type(error).__name__, error
+                )
+                self._error = (
+                    f"loading the model or the index failed "
+                    f"({type(error).__name__}); the service's log says why."
+                )
                 if on_failure is not None:
                     on_failure(error)
 
@@ -495,6 +589,7 @@ class Searcher:
         Raises:
           RequestError: a bad upload or argument (the status code says which).
           NotReadyError: the model or index is not loaded.
+          BusyError: too many uploads are waiting to be decoded.
           embedders.EmbeddingUnavailableError: the model could not embed.
         """
         loaded = self._require_loaded()
@@ -505,13 +600,14 @@ class Searcher:
             )
         if mask and loaded.mask_batcher is None:
             raise RequestError(
-                f"mask=true needs the model's masks, which {loaded.model.source} "
-                "does not give; search without mask, or serve with --model."
+                "mask=true needs the model's masks, which a model served "
+                "over gRPC does not give; search without mask, or serve "
+                "with --model."
             )
         served = loaded.versions.current  # one version for the whole request
         timings = {}
         started = time.perf_counter()
-        prepared = prepare_upload(data, name, self.config)
+        prepared = prepare_upload(data, name, self.config, self._decode_slots)
         timings["decode"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -564,18 +660,23 @@ class Searcher:
         """
         loaded = self._require_loaded()
         served = loaded.versions.current
-        path = served.bundle.paths.get(item_id)
+        path = loaded.versions.image_path(item_id)
         if path is None:
+            version = (
+                "" if served.version is None else f" (version {served.version})"
+            )
             raise RequestError(
-                f"no item {item_id!r} in index {served.bundle.directory}.",
+                f"no item {item_id!r} in the index served{version}.",
                 status_code=404,
             )
         try:
             return self._thumbnail(path)
         except (OSError, decode.ImageDecodeError) as error:
+            # The error names the file: logged, not answered.
+            logging.warning("Thumbnail of %r: %s", item_id, error)
             raise RequestError(
-                f"the catalogue image of item {item_id!r} cannot be read: "
-                f"{error}",
+                f"the catalogue image of item {item_id!r} cannot be read; "
+                "the service's log says why.",
                 status_code=404,
             ) from None
 

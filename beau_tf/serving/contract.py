@@ -47,7 +47,10 @@ each refusal raises `IncompatibleModelError` with one message:
   - `check_compatible`: the model's name, version, signature fingerprint,
     model fingerprint and embedding size must be the index's. An index and
     an export from before the model fingerprint (an older beau_tf), both
-    without one, match each other.
+    without one, match each other. An index that recorded the weights
+    fingerprint (the sha256 of the export's variables, recomputed from
+    its files whenever it loads: `beau_tf.serving.trust`) also needs the
+    model's to be the same.
   - `fingerprint_to_hold`: answers are held to the index's model
     fingerprint, so an index recorded without one (an older beau_tf's
     export) cannot vouch for any model's answers and is refused.
@@ -103,6 +106,8 @@ OLDER_EXPORT_HINT = (
     "exported by an older beau_tf; re-export it with python -m beau_tf.export"
 )
 REBUILD_HINT = "rebuild the index with python -m beau_tf.index"
+# The sha256 of the export's variables (`beau_tf.serving.trust`).
+WEIGHTS_FINGERPRINT = "weights_fingerprint"
 
 
 class IncompatibleModelError(ValueError):
@@ -227,6 +232,13 @@ def check_compatible(
     differ = [
         key for key in COMPATIBILITY_KEYS if built.get(key) != model.get(key)
     ]
+    # An index built since exports record their weights holds the model to
+    # them (checked against the files when the model loads); an older
+    # index cannot.
+    if built.get(WEIGHTS_FINGERPRINT) and built.get(
+        WEIGHTS_FINGERPRINT
+    ) != model.get(WEIGHTS_FINGERPRINT):
+        differ.append(WEIGHTS_FINGERPRINT)
     if differ:
         raise IncompatibleModelError(
             f"{index_name} was built with {_describe(built)}, but the model "

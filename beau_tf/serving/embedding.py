@@ -24,6 +24,7 @@ import tensorflow as tf
 from beau_tf.common import progress
 from beau_tf.data import decode
 from beau_tf.serving import contract
+from beau_tf.serving import trust
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +92,8 @@ def load_signatures(
         ValueError: a signature is missing.
         contract.IncompatibleModelError: a signature lacks per-image
             statuses or the model fingerprint (`contract.check_outputs`).
+        trust.UntrustedExportError: the weights are not those the export
+            recorded, or a signature reaches files (`trust.check_export`).
     """
     if not tf.saved_model.contains_saved_model(saved_model_dir):
         raise FileNotFoundError(
@@ -98,6 +101,7 @@ def load_signatures(
             "directory such as exported/beau_tf/1 expected; "
             "python -m beau_tf.export writes one)."
         )
+    trust.check_export(saved_model_dir)
     signatures = tf.saved_model.load(saved_model_dir).signatures
     for name in signature_names:
         if name not in signatures:

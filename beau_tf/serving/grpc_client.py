@@ -39,6 +39,10 @@ _CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
 )
+# The most image bytes one request carries; a call with more is sent as
+# several requests. The development server refuses requests over 64 MiB
+# (beau_tf.serving.prediction_service).
+MAX_REQUEST_BYTES = 16 * 2**20
 # What to change when a request times out, as the command lines call it.
 _TIMEOUT_HINT = (
     "raise the deadline (--timeout of python -m beau_tf.search and "
@@ -218,11 +222,24 @@ def _batch_from(
     )
 
 
+def _split(images: Sequence[bytes], max_bytes: int) -> list[Sequence[bytes]]:
+    """`images` in consecutive groups of at most `max_bytes` (an image
+    larger than that goes alone)."""
+    groups, start, size = [], 0, 0
+    for end, image in enumerate(images):
+        if end > start and size + len(image) > max_bytes:
+            groups.append(images[start:end])
+            start, size = end, 0
+        size += len(image)
+    groups.append(images[start:])
+    return groups
+
+
 class PredictionClient:
     """One signature of a model served by TF Serving, as an `EmbedFn`.
 
-    Calls send their images in one Predict request each, over one gRPC
-    channel. When `version` is None the first request goes to the latest
+    Calls send their images in one Predict request each, or in several
+    when they hold more than `max_request_bytes`, over one gRPC channel. When `version` is None the first request goes to the latest
     version and later ones are pinned to the version that answered, so a
     client never mixes embeddings of two versions when the server loads a
     new one meanwhile.
@@ -237,6 +254,7 @@ class PredictionClient:
         signature_name: the SavedModel signature to call.
         timeout_seconds: deadline of each request.
         version: the model version to ask for; None for the latest.
+        max_request_bytes: the most image bytes one request carries.
 
     Attributes:
         model_version: the version that answered, once one has (else the
@@ -253,9 +271,11 @@ class PredictionClient:
         signature_name: str = contract.SIGNATURE_NAME,
         timeout_seconds: float = 10.0,
         version: int | None = None,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
     ):
         check_address(address)
         _check_settings(timeout_seconds, version)
+        self.max_request_bytes = max_request_bytes
         self.address = address
         self.model_name = model_name
         self.signature_name = signature_name
@@ -268,7 +288,8 @@ class PredictionClient:
         )
 
     def __call__(self, images: Sequence[bytes]) -> embedding_lib.EmbeddedBatch:
-        """Embeds encoded images in one request.
+        """Embeds encoded images (in one request, or several of at most
+        `max_request_bytes`).
 
         Returns:
             One row and one status per image, in order, and the fingerprint
@@ -283,6 +304,30 @@ class PredictionClient:
             ValueError, TypeError: `images` is empty or not bytes.
         """
         _check_images(images)
+        parts = [
+            self._predict(group)
+            for group in _split(images, self.max_request_bytes)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        answered = {
+            (part.model_version, part.model_fingerprint) for part in parts
+        }
+        if len(answered) != 1:
+            raise ServingError(
+                f"TF Serving at {self.address} answered the parts of one "
+                f"batch as different models {sorted(answered, key=str)}; "
+                "retry once the server has finished loading."
+            )
+        return embedding_lib.EmbeddedBatch(
+            embeddings=np.concatenate([part.embeddings for part in parts]),
+            statuses=[status for part in parts for status in part.statuses],
+            model_fingerprint=parts[0].model_fingerprint,
+            model_version=parts[0].model_version,
+        )
+
+    def _predict(self, images: Sequence[bytes]) -> embedding_lib.EmbeddedBatch:
+        """One Predict request for `images`."""
         first, self._sent = self._sent, self._sent + len(images)
         request = _make_request(
             images, self.model_name, self.signature_name, self.model_version

@@ -2,7 +2,16 @@
 
 Not for production (no batching, no model reloading, one version, one
 process): it lets `search --server` and the tests run without Docker or the
-TF Serving binary. It speaks TF Serving's gRPC API
+TF Serving binary. What a client sends is untrusted, so each request is
+bounded: its size (`max_request_bytes`, gRPC's RESOURCE_EXHAUSTED above),
+its images (`max_batch`; a vector of strings, shape [B], nothing else), the
+pixels their headers claim (`max_request_pixels`, all images together, as
+TensorFlow decodes them whole) and each JPEG's scans; and at most
+`_MAX_CONCURRENT_RPCS` requests are in progress (RESOURCE_EXHAUSTED beyond).
+Any of these answers INVALID_ARGUMENT naming the limit, before anything is
+decoded. beau_tf's own clients send at most 1024 pixels a side
+(`beau_tf.data.decode.read_for_model`) and split their requests to fit
+(`grpc_client.PredictionClient`). It speaks TF Serving's gRPC API
 (`tensorflow.serving.PredictionService`): `Predict`, and `GetModelMetadata`
 for the `signature_def` field; and it answers with the status codes TF
 Serving uses: NOT_FOUND for an unknown model or version, FAILED_PRECONDITION
@@ -23,15 +32,27 @@ import time
 
 import grpc
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from beau_tf.data import decode
+from beau_tf.serving import trust
+
 # grpc.StatusCode by the integer code TensorFlow errors share with gRPC.
 _STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 _POLL_SECONDS = 0.02
 _SIGNATURE_DEF_FIELD = "signature_def"
+# A request's limits (see the module docstring): 64 of beau_tf's own
+# batches of 32 images of 1024² fit in each.
+MAX_REQUEST_BYTES = 64 * 2**20
+MAX_BATCH = 64
+MAX_REQUEST_PIXELS = 64 * 2**20
+_MAX_JPEG_SCANS = decode.DecodeLimits().max_jpeg_scans
+_WORKERS = 4
+_MAX_CONCURRENT_RPCS = 8
 
 
 def latest_version(model_base: str) -> tuple[int, str]:
@@ -51,7 +72,11 @@ def latest_version(model_base: str) -> tuple[int, str]:
             "holds the numbered versions, e.g. exported/beau_tf."
         )
     versions = sorted(
-        (int(name) for name in os.listdir(model_base) if name.isdigit()),
+        (
+            int(name)
+            for name in os.listdir(model_base)
+            if name.isascii() and name.isdigit()
+        ),
         reverse=True,
     )
     for version in versions:
@@ -90,6 +115,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         model_name: str,
         version: int,
         delay_seconds: float = 0.0,
+        max_batch: int = MAX_BATCH,
+        max_request_pixels: int = MAX_REQUEST_PIXELS,
     ):
         """Loads the SavedModel once.
 
@@ -99,7 +126,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             version: the version this server reports and accepts.
             delay_seconds: how long each Predict waits before answering (ends
                 early when the client gives up), to test client timeouts.
+            max_batch: the most images one request may hold.
+            max_request_pixels: the most pixels the images of one request
+                may claim, all together.
         """
+        self.max_batch = max_batch
+        self.max_request_pixels = max_request_pixels
+        trust.check_export(saved_model_dir)
         self._model = tf.saved_model.load(saved_model_dir)
         self._signature_defs = _signature_defs(saved_model_dir)
         self._model_name = model_name
@@ -161,7 +194,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 f"{{{','.join(sorted(signature.structured_outputs))}}}.",
             )
         inputs = {
-            key: tf.constant(tf.make_ndarray(proto))
+            key: tf.constant(self._checked_images(key, proto, context))
             for key, proto in request.inputs.items()
         }
         try:
@@ -185,6 +218,52 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 tf.make_tensor_proto(outputs[name].numpy())
             )
         return response
+
+    def _checked_images(self, key: str, proto, context) -> list[bytes]:
+        """The encoded images of one input, or an INVALID_ARGUMENT abort
+        naming the limit they break; nothing is decoded or padded out.
+
+        The signatures take a vector of strings; reading the proto's values
+        directly (not `tf.make_ndarray`, which fills a declared shape) keeps
+        a small request from claiming a large tensor.
+        """
+        images = list(proto.string_val)
+        shape = [dim.size for dim in proto.tensor_shape.dim]
+        if proto.dtype != types_pb2.DT_STRING or shape != [len(images)]:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input {key!r} is a {types_pb2.DataType.Name(proto.dtype)} "
+                f"tensor of shape {shape} with {len(images)} string values; "
+                "a vector of encoded images (DT_STRING, shape [B]) expected",
+            )
+        if len(images) > self.max_batch:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{len(images)} images in one request; this development "
+                f"server takes at most {self.max_batch} (--max_batch)",
+            )
+        pixels = 0
+        for number, image in enumerate(images):
+            header = decode.read_header(image)
+            if header is None:
+                continue  # the model answers its status
+            if header.jpeg_scans > _MAX_JPEG_SCANS:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"image {number} is a JPEG of {header.jpeg_scans} scans; "
+                    f"at most {_MAX_JPEG_SCANS} accepted",
+                )
+            pixels += header.width * header.height
+        if pixels > self.max_request_pixels:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the {len(images)} images of the request are "
+                f"{pixels / 2**20:.0f} megapixels; this development server "
+                f"decodes at most {self.max_request_pixels / 2**20:.0f} per "
+                "request (--max_request_megapixels): send fewer or smaller "
+                "images (beau_tf's clients send at most 1024 pixels a side)",
+            )
+        return images
 
     def GetModelMetadata(
         self, request, context
@@ -220,6 +299,9 @@ def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     delay_seconds: float = 0.0,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+    max_batch: int = MAX_BATCH,
+    max_request_pixels: int = MAX_REQUEST_PIXELS,
 ) -> tuple[grpc.Server, str]:
     """Starts a PredictionService for one SavedModel.
 
@@ -231,6 +313,10 @@ def start_server(
             machine.
         port: the port; 0 lets the system pick a free one.
         delay_seconds: wait before each answer, to test client timeouts.
+        max_request_bytes: the largest request accepted.
+        max_batch: the most images one request may hold.
+        max_request_pixels: the most pixels the images of one request may
+            claim, together.
 
     Returns:
         `(server, address)`: the started grpc.Server (stop it with
@@ -241,12 +327,18 @@ def start_server(
         OSError: the address cannot be bound (the port is taken).
     """
     servicer = PredictionServicer(
-        saved_model_dir, model_name, version, delay_seconds
+        saved_model_dir,
+        model_name,
+        version,
+        delay_seconds,
+        max_batch=max_batch,
+        max_request_pixels=max_request_pixels,
     )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=4),
+        futures.ThreadPoolExecutor(max_workers=_WORKERS),
+        maximum_concurrent_rpcs=_MAX_CONCURRENT_RPCS,
         options=[
-            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_receive_message_length", max_request_bytes),
             # gRPC shares a taken port by default (SO_REUSEPORT), which
             # would split requests between this and another server.
             ("grpc.so_reuseport", 0),

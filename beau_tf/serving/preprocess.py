@@ -19,8 +19,10 @@ aspect ratios; training also shows products with their aspect ratio kept.
 
 Decoding is TensorFlow's (`tf.io.decode_image`: JPEG, PNG, GIF, BMP and WebP;
 the first frame of an animation). Unlike `beau_tf.data.decode.load_image` it
-does not apply EXIF orientation: clients should send upright pixels
-(`beau_tf.data.decode.read_for_model` sends any accepted file that way).
+does not apply EXIF orientation, nor refuse a JPEG cut short but closed with
+an end marker (libjpeg fills it with grey, and only warns): clients should
+send checked, upright pixels (`beau_tf.data.decode.read_for_model` sends any
+accepted file that way, and refuses such a JPEG).
 
 The batch functions never fail on one image: each image comes with a status,
 `contract.STATUS_OK` or the reason it cannot be used, worded as

@@ -33,6 +33,7 @@ import tensorflow as tf
 from beau_tf.common import files
 from beau_tf.serving import contract
 from beau_tf.serving import signatures
+from beau_tf.serving import trust
 
 # The export's model call alone, saved beside the signatures (TF Serving
 # serves only signatures): (B, S, S, 3) float32 pixels in [0, 255] ->
@@ -154,7 +155,7 @@ def _next_version(model_dir: str) -> int:
     versions = [
         int(name)
         for name in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-        if name.isdigit()
+        if name.isascii() and name.isdigit()
     ]
     return max(versions, default=0) + 1
 
@@ -296,6 +297,8 @@ def export_saved_model(
                 contract.MULTISCALE_SIGNATURE_NAME: serve_multiscale,
             },
         )
+        # Recomputed from the files at every load (serving.trust).
+        identity[trust.WEIGHTS_FINGERPRINT] = trust.weights_fingerprint(staging)
         identity_path = os.path.join(staging, contract.IDENTITY_FILE)
         os.makedirs(os.path.dirname(identity_path), exist_ok=True)
         with open(identity_path, "w") as stream:

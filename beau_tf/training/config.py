@@ -25,6 +25,9 @@ from beau_tf.models import extractor as extractor_lib
 
 CONFIG_FILE = "train_config.json"
 EXTRACTOR_FILE = "extractor.keras"
+CHECKPOINT_DIR = "checkpoints"
+# What tf.train.CheckpointManager writes with the first checkpoint.
+CHECKPOINT_STATE_FILE = "checkpoint"
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 LR_SCHEDULES = ("cosine", "constant")
@@ -255,14 +258,27 @@ def check_same_run(workdir: str, config: TrainConfig) -> None:
         )
 
 
+def has_started(workdir: str) -> bool:
+    """Whether the run in `workdir` saved a checkpoint or its extractor, so
+    that another run's settings would spoil what it holds."""
+    return os.path.exists(
+        os.path.join(workdir, CHECKPOINT_DIR, CHECKPOINT_STATE_FILE)
+    ) or os.path.exists(os.path.join(workdir, EXTRACTOR_FILE))
+
+
 def record_config(workdir: str, config: TrainConfig, flags_text: str) -> None:
     """Writes the run's configuration, refusing to mix two runs in one workdir.
 
+    A run that stopped before its first checkpoint (its inputs failed a
+    check, say) left nothing to resume: its settings are replaced, so the
+    corrected command runs.
+
     Raises:
-      ValueError: the workdir holds a run with other settings (see
+      ValueError: the workdir holds a started run with other settings (see
         `check_same_run`).
     """
-    check_same_run(workdir, config)
+    if has_started(workdir):
+        check_same_run(workdir, config)
     os.makedirs(workdir, exist_ok=True)
     files.write_json_atomically(
         os.path.join(workdir, CONFIG_FILE), config.to_dict()

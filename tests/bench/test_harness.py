@@ -7,7 +7,7 @@ from absl.testing import absltest
 
 from beau_tf.datasets import grocery
 from bench import harness
-from tests import testing
+from tests.fixtures import testing
 
 _BENCH_DIR = pathlib.Path(harness.__file__).parent
 _SHARED = {"__init__", "harness", "indexing", "scoring"}

@@ -1,6 +1,7 @@
 """Tests for beau_tf.common.cli: one-line errors and Ctrl-C, a quiet start."""
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -61,6 +62,99 @@ class RunTest(unittest.TestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("Traceback", done.stderr)
         self.assertIn("RuntimeError: a bug", done.stderr)
+
+
+_WITH_FLAGS = textwrap.dedent("""
+    from absl import flags
+    from beau_tf.common import cli
+
+    _INDEX = flags.DEFINE_string("index", None, "An index.", required=True)
+    _PORT = flags.DEFINE_integer(
+        "port", 8080, "A port.", lower_bound=0, upper_bound=65535
+    )
+
+    def main(argv):
+        print("ran", _INDEX.value, _PORT.value)
+
+    cli.run(main)
+    """)
+
+
+class FlagsTest(unittest.TestCase):
+    """Issue 21, findings 11 and 12: flag mistakes are one `error:` line,
+    and asking for help succeeds."""
+
+    def run_with(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", _WITH_FLAGS, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def test_a_missing_required_flag_is_one_line(self):
+        done = self.run_with()
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(
+            done.stderr.strip().splitlines(),
+            ["error: --index is required (--helpfull lists every flag)"],
+        )
+
+    def test_a_value_out_of_range_is_one_line(self):
+        done = self.run_with("--index=i", "--port=99999")
+        self.assertEqual(done.returncode, 1)
+        lines = done.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, done.stderr)
+        self.assertRegex(lines[0], r"^error: flag --port=99999: .*65535")
+        self.assertNotIn("FATAL", done.stderr)
+
+    def test_an_unknown_flag_is_one_line(self):
+        done = self.run_with("--index=i", "--prot=1")
+        self.assertEqual(done.returncode, 1)
+        self.assertRegex(done.stderr.strip(), r"^error: .*prot")
+
+    def test_help_succeeds(self):
+        for flag in ("--help", "--helpfull", "--helpshort"):
+            done = self.run_with(flag)
+            self.assertEqual(done.returncode, 0, (flag, done.stderr))
+            self.assertIn("--index", done.stdout + done.stderr)
+            self.assertNotIn("ran i", done.stdout)
+
+    def test_good_flags_run(self):
+        done = self.run_with("--index=i", "--port=0")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), "ran i 0")
+
+
+_FILTERED = textwrap.dedent("""
+    import os, sys
+    from beau_tf.common import cli
+
+    with cli.stderr_lines_without(b"Premature end"):
+        os.write(2, b"kept at once\\n")
+        sys.stdin.readline()  # until the parent has seen it
+        os.write(2, b"Premature end of JPEG data\\n")
+        sys.stderr.write("kept from Python\\n")
+    sys.stderr.write("kept after\\n")
+    """)
+
+
+class StderrLinesWithoutTest(unittest.TestCase):
+
+    def test_lines_are_dropped_and_the_rest_pass_as_they_come(self):
+        running = subprocess.Popen(
+            [sys.executable, "-c", _FILTERED],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(running.kill)
+        ready, _, _ = select.select([running.stderr], [], [], 60)
+        self.assertTrue(ready, "no line before the block ended")
+        self.assertEqual(running.stderr.readline(), "kept at once\n")
+        _, rest = running.communicate("go\n", timeout=60)
+        self.assertEqual(rest, "kept from Python\nkept after\n")
+        self.assertEqual(running.returncode, 0)
 
 
 _INTERRUPTIBLE = textwrap.dedent("""

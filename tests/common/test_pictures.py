@@ -24,6 +24,23 @@ class OverlayMaskTest(unittest.TestCase):
         self.assertLess(out[5, 5, 0], 255)
 
 
+class DrawBoxesTest(unittest.TestCase):
+
+    def test_the_outline_lands_on_the_box_and_past_the_edge_is_clipped(self):
+        image = np.zeros((21, 41, 3), np.uint8)
+        drawn = pictures.draw_boxes(
+            image,
+            np.array([[0.25, 0.25, 0.75, 0.75], [-0.5, 0.5, 0.5, 1.5]]),
+            colour=(255, 0, 0),
+            width=1,
+        )
+        self.assertTrue(np.all(drawn[5, 10:31] == (255, 0, 0)))  # top side
+        self.assertTrue(np.all(drawn[5:16, 10] == (255, 0, 0)))  # left side
+        self.assertTrue(np.all(drawn[10, 11:20] == 0))  # inside, untouched
+        self.assertTrue(np.all(drawn[0, 20:41] == (255, 0, 0)))  # clipped top
+        self.assertTrue(np.all(image == 0))  # a copy
+
+
 class ImageGridTest(unittest.TestCase):
 
     def test_grid_size_and_png_round_trip(self):

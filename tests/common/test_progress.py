@@ -34,6 +34,20 @@ class LogLinesTest(unittest.TestCase):
             "loss=0.5",
         )
 
+    def test_the_rate_counts_from_the_first_update(self):
+        # Issue 21, finding 14: the first step took 30 s (the graph's
+        # building), the next ones 1 s each; the ETA was 25 minutes.
+        now = [0.0]
+        with mock.patch.object(progress, "_on_terminal", return_value=False):
+            with mock.patch.object(progress.time, "monotonic", lambda: now[0]):
+                bar = progress.Progress(100, "Training", unit="steps")
+                for now[0] in (30.0, 31.0, 32.0):
+                    bar.update(1)
+        self.assertEqual(
+            bar.line(elapsed=32.0),
+            "Training: 3/100 steps (3%) in 00:32, 1.00steps/s, ETA 01:37",
+        )
+
     def test_lines_while_working_and_at_the_end(self):
         items, lines = _logged(
             self, "abcd", 4, "Embedding", log_every_seconds=0

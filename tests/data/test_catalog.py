@@ -156,6 +156,30 @@ class CsvCatalogTest(absltest.TestCase):
         ):
             catalog.list_catalog(path)
 
+    def test_ids_with_dot_segments_are_refused(self):
+        # Issue 21, finding 8: the page's thumbnail URL of "lips/../b" is
+        # item "b"'s.
+        for item_id, segment in [
+            ("lips/../b", "'..'"),
+            ("./b", "'.'"),
+            ("lips//b", "''"),
+            ("b/", "''"),
+            ("lips\\b", "a backslash"),
+        ]:
+            path = self._csv(
+                f"item_id,path\nb,img/b.jpg\n{item_id},img/a.png\n"
+            )
+            with self.assertRaisesRegex(
+                ValueError,
+                f"line 3: item_id .* has {segment} as a path segment",
+            ):
+                catalog.list_catalog(path)
+        path = self._csv("item_id,path\nlips/ruby-01.v2,img/a.png\n")
+        self.assertEqual(
+            [item.item_id for item in catalog.list_catalog(path)],
+            ["lips/ruby-01.v2"],
+        )
+
     def test_duplicate_id(self):
         path = self._csv(
             "item_id,path\nb,img/b.jpg\nx,img/a.png\nb,img/a.png\n"

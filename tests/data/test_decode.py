@@ -1,6 +1,7 @@
 """Tests for beau_tf.data.decode: every bad or unusual file is built here."""
 
 import concurrent.futures
+import io
 import os
 import struct
 from unittest import mock
@@ -15,6 +16,7 @@ from PIL import ImageOps
 from PIL import JpegImagePlugin
 
 from beau_tf.data import decode
+from tests.fixtures import bad_inputs
 from tests.fixtures import testing
 
 
@@ -605,3 +607,113 @@ class ReadForModelTest(parameterized.TestCase):
             decode.read_for_model(self.dir)
         with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
             decode.read_for_model(os.path.join(self.dir, "missing.jpg"))
+
+
+class DecodeLimitsTest(parameterized.TestCase):
+    """Bounds on decoding untrusted bytes (issue 21, findings 1 and 2)."""
+
+    def setUp(self):
+        super().setUp()
+        self.dir = testing.make_tempdir(self, "beau_tf_decode_")
+
+    def test_limits_change_no_pixel_of_a_usable_file(self):
+        # Read 4 KiB at a time, the decoders must give the same pixels.
+        cases = bad_inputs.write_corpus(self.dir, with_huge=False)
+        for case in cases:
+            if case.reason is not None:
+                continue
+            with open(os.path.join(self.dir, case.filename), "rb") as stream:
+                data = stream.read()
+            self.assertEqual(
+                decode.encode_for_model(data, case.filename),
+                decode.encode_for_model(
+                    data, case.filename, limits=decode.DecodeLimits()
+                ),
+                case.filename,
+            )
+
+    @parameterized.named_parameters(
+        ("webp", lambda: bad_inputs.lossless_webp(1000), "15 MiB"),
+        ("png16", lambda: bad_inputs.sixteen_bit_png(1000), "14 MiB"),
+    )
+    def test_memory_is_estimated_from_the_header(self, make, cost):
+        data = make()
+        limits = decode.DecodeLimits(max_bytes=8 * 2**20)
+        with self.assertRaisesRegex(
+            decode.DecodeLimitError, f"take {cost}, more than the 8 MiB"
+        ):
+            decode.encode_for_model(data, "upload", limits=limits)
+        decode.encode_for_model(data, "upload")  # no limits: decoded
+
+    def test_a_jpeg_is_costed_at_its_reduced_scale(self):
+        data = bad_inputs.grey_jpeg(4096)  # drafted to 1024²: 5 MiB
+        limits = decode.DecodeLimits(max_bytes=8 * 2**20)
+        sent = decode.encode_for_model(data, "big", limits=limits)
+        self.assertEqual(
+            Image.open(io.BytesIO(sent)).size,
+            (decode.MODEL_INPUT_MAX_SIDE, decode.MODEL_INPUT_MAX_SIDE),
+        )
+        with self.assertRaisesRegex(decode.DecodeLimitError, "4096×4096"):
+            decode.encode_for_model(data, "big", max_side=4096, limits=limits)
+
+    def test_too_many_scans(self):
+        data = bad_inputs.repeated_scan_jpeg(64, 200)
+        with self.assertRaisesRegex(
+            decode.DecodeLimitError, "JPEG of 20[0-9] scans; at most 100"
+        ):
+            decode.encode_for_model(data, "scans", limits=decode.DecodeLimits())
+
+    def test_the_cpu_budget_stops_a_slow_decode(self):
+        # 16 MB of pixels inflated from 16 KB: far more than 0.5 ms of CPU.
+        data = bad_inputs.grey_png(4000)
+        limits = decode.DecodeLimits(cpu_seconds=0.0005)
+        with self.assertRaisesRegex(
+            decode.DecodeLimitError, "took more than 0.0005 s of CPU"
+        ):
+            decode.encode_for_model(data, "slow", limits=limits)
+        decode.encode_for_model(data, "slow", limits=decode.DecodeLimits())
+
+    def test_a_jpeg_cut_short_and_closed_is_truncated(self):
+        # Issue 21, finding 7: libjpeg fills the rest with grey and only
+        # warns, so PIL accepted it.
+        data = bad_inputs.truncated_jpeg(600, 11_000)
+        with self.assertRaisesRegex(
+            decode.ImageDecodeError, "cut.jpg is truncated .*premature end"
+        ):
+            decode.decode_image_bytes(data, "cut.jpg")
+        path = _write_bytes(self.dir, "cut.jpg", data)
+        with self.assertRaisesRegex(decode.ImageDecodeError, "truncated"):
+            decode.read_for_model(path)
+
+    @parameterized.parameters(
+        dict(size=(3000, 2000), max_side=1024),  # drafted to 1/2
+        dict(size=(4100, 999), max_side=512),  # 1/8
+        dict(size=(200, 120), max_side=None),
+    )
+    def test_jpegs_decode_as_pil_decodes_them(self, size, max_side):
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), np.uint8)
+        image = Image.fromarray(pixels).resize(size)
+        for mode in ("RGB", "L"):
+            path = _save(self.dir, f"p_{mode}.jpg", image.convert(mode))
+            with Image.open(path) as expected:
+                if max_side:
+                    expected.draft(mode, decode._fit_within(size, max_side))
+                expected = expected.convert(mode)
+                if max_side:
+                    expected = expected.resize(
+                        decode._fit_within(size, max_side),
+                        Image.Resampling.LANCZOS,
+                        reducing_gap=3.0,
+                    )
+            decoded = decode.load_image(path, max_side=max_side).rgb
+            np.testing.assert_array_equal(
+                decoded, np.asarray(expected.convert("RGB"))
+            )
+
+    @parameterized.parameters(
+        dict(max_bytes=0), dict(max_jpeg_scans=True), dict(cpu_seconds=0)
+    )
+    def test_bad_limits(self, **kwargs):
+        with self.assertRaises(ValueError):
+            decode.DecodeLimits(**kwargs)

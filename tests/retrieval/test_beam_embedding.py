@@ -175,5 +175,23 @@ class WithoutBeamTest(unittest.TestCase):
             "--direct_num_workers=2",
         )
         self.assertEqual(done.returncode, 1, done.stderr)
-        self.assertIn("pip install 'beau_tf[beam]'", done.stderr)
+        # Its own venv, as the README says (issue 21, finding 14): Beam
+        # pins protobuf<7.
+        self.assertIn(
+            "python3.11 -m venv .venv-beam && .venv-beam/bin/pip install -e "
+            "'.[beam]'",
+            done.stderr,
+        )
         self.assertNotIn("Traceback", done.stderr)
+
+    def test_help_sends_the_beam_extra_to_its_own_venv(self):
+        done = subprocess.run(
+            [sys.executable, "-m", "beau_tf.index", "--helpfull"],
+            cwd=testing.REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertNotIn("pip install 'beau_tf[beam]'", done.stdout)
+        self.assertIn(".venv-beam", done.stdout)

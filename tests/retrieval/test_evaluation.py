@@ -89,6 +89,26 @@ class EvaluateTest(unittest.TestCase):
         self.assertEqual(rows[1]["scann_recall@3_vs_exact"], 1.0)
         self.assertAlmostEqual(rows[0]["by_group"]["g2"]["map@3_hits"], 0.5)
 
+    def test_unusable_queries_are_misses(self):
+        # Issue 21, finding 13: 8 queries, 4 unusable, scored MAP 1.0.
+        queries = _unit(*np.eye(3)[[0, 1, 2, 0]])
+        rows = evaluation.evaluate(
+            _bundle(),
+            queries,
+            ["a", "b", "c", "a"],
+            ["g1", "g1", "g2", "g2"],
+            k=3,
+            missed_ids=["a", "b", "c", "a"],
+            missed_groups=["g1", "g1", "g2", "g3"],
+        )
+        for row in rows:
+            self.assertEqual(row["num_queries"], 8)
+            self.assertEqual(row["unusable_queries"], 4)
+            self.assertAlmostEqual(row["map@3_hits"], 0.5)
+            self.assertAlmostEqual(row["recall@1"], 0.5)
+        self.assertAlmostEqual(rows[0]["by_group"]["g3"]["recall@3"], 0.0)
+        self.assertEqual(rows[0]["by_group"]["g1"]["num_queries"], 4)
+
     def test_unknown_products_are_refused_unless_allowed(self):
         with self.assertRaisesRegex(
             ValueError, r"q.csv: 2 of 3 queries .* \(e.g. x, y\).*--allow"

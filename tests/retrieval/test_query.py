@@ -143,6 +143,30 @@ class ContactSheetTest(unittest.TestCase):
             ["query shelf/x.jpg", "query fridge/x.jpg", "query y.jpg"],
         )
 
+    def test_a_miss_shows_the_product_it_should_have_found(self):
+        # Issue 21, finding 14.
+        bundle = mock.Mock(paths={"a": "a.jpg", "b": "b.jpg"})
+        ids = [["a"], ["b"]]
+        with mock.patch.object(query.pictures, "image_grid") as grid:
+            with mock.patch.object(query, "_thumbnail") as thumbnail:
+                query.contact_sheet(
+                    bundle,
+                    ["hit.jpg", "miss.jpg"],
+                    ids,
+                    np.ones((2, 1)),
+                    relevant=[{"a"}, {"a"}],
+                )
+        self.assertEqual(
+            grid.call_args.args[1],
+            ["query hit.jpg", "1.000 a OK", "", "query miss.jpg", "1.000 b",
+             "missed a"],
+        )  # fmt: skip
+        self.assertEqual(grid.call_args.kwargs["columns"], 3)
+        shown = [call.args[0] for call in thumbnail.call_args_list]
+        self.assertEqual(
+            shown, ["hit.jpg", "a.jpg", None, "miss.jpg", "b.jpg", "a.jpg"]
+        )
+
 
 if __name__ == "__main__":
     unittest.main()

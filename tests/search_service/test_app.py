@@ -5,6 +5,7 @@ import functools
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,8 @@ from tests.fixtures import testing
 from tests.fixtures import tiny_export
 
 LIMIT_BYTES = 20_000
+# The service answers only the names of the address it listens on.
+LOCAL_URL = "http://127.0.0.1"
 
 
 def upload(data: bytes, name: str = "photo.png") -> dict:
@@ -51,7 +54,9 @@ class AppTest(absltest.TestCase):
                 ),
             )
         )
-        self.client = testclient.TestClient(app_lib.make_app(self.searcher))
+        self.client = testclient.TestClient(
+            app_lib.make_app(self.searcher), base_url=LOCAL_URL
+        )
 
     def assert_error(self, response, status_code, pattern):
         self.assertEqual(response.status_code, status_code, response.text)
@@ -75,7 +80,11 @@ class AppTest(absltest.TestCase):
         )
         self.assertEqual(
             body["index"],
-            {"version": None, "directory": self.index, "items": 12},
+            {
+                "version": None,
+                "directory": os.path.basename(self.index),
+                "items": 12,
+            },
         )
         self.assertEqual(set(body["timings_ms"]), {"decode", "embed", "search"})
 
@@ -100,7 +109,9 @@ class AppTest(absltest.TestCase):
             {**fakes.identity(), "query_mask_views": [0.25]}
         )
         searcher, _, catalogue, _ = fakes.make_searcher(self, model=model)
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         response = client.post(
             "/search", params={"mask": "true"}, files=upload(catalogue[0])
         )
@@ -217,11 +228,14 @@ class AppTest(absltest.TestCase):
         self.model.fail_with = embedders.EmbeddingUnavailableError(
             "could not reach TF Serving"
         )
-        self.assert_error(
-            self.client.post("/search", files=upload(self.catalogue[0])),
-            503,
-            "could not reach TF Serving",
-        )
+        with self.assertLogs(level="ERROR") as logs:
+            self.assert_error(
+                self.client.post("/search", files=upload(self.catalogue[0])),
+                503,
+                "the model could not embed the image; the service's log",
+            )
+        # The details (which name the model's folder or server) are logged.
+        self.assertIn("could not reach TF Serving", "\n".join(logs.output))
         self.model.fail_with = None
         ok = self.client.post("/search", files=upload(self.catalogue[0]))
         self.assertEqual(ok.status_code, 200)
@@ -229,7 +243,9 @@ class AppTest(absltest.TestCase):
     def test_a_bug_is_a_json_500_and_the_service_lives_on(self):
         self.model.fail_with = KeyError("a bug")
         client = testclient.TestClient(
-            app_lib.make_app(self.searcher), raise_server_exceptions=False
+            app_lib.make_app(self.searcher),
+            base_url=LOCAL_URL,
+            raise_server_exceptions=False,
         )
         self.assert_error(
             client.post("/search", files=upload(self.catalogue[0])),
@@ -264,7 +280,9 @@ class AppTest(absltest.TestCase):
         ready = self.client.get("/readyz")
         self.assertEqual(ready.status_code, 200)
         self.assertTrue(ready.json()["ready"])
-        self.assertEqual(ready.json()["index"]["directory"], self.index)
+        self.assertEqual(
+            ready.json()["index"]["directory"], os.path.basename(self.index)
+        )
         page = self.client.get("/")
         self.assertEqual(page.status_code, 200)
         self.assertIn("<form", page.text)
@@ -286,7 +304,9 @@ class NotReadyAppTest(absltest.TestCase):
         searcher = searcher_lib.Searcher(
             fakes.FakeModel().as_embedding_model, os.path.join(root, "index")
         )
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         self.assertEqual(client.get("/healthz").status_code, 200)
         ready = client.get("/readyz")
         self.assertEqual(ready.status_code, 503)
@@ -350,7 +370,9 @@ class RealExportTest(absltest.TestCase):
         searcher = searcher_lib.Searcher(load_model, self.index)
         searcher.load()
         self.addCleanup(searcher.close)
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         self.assertEqual(client.get("/readyz").json()["index"]["version"], 1)
         bodies = []
         for multiscale in ("false", "true"):
@@ -399,7 +421,9 @@ class RealExportTest(absltest.TestCase):
         )
         searcher.load()
         self.addCleanup(searcher.close)
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         response = client.post(
             "/search", params={"mask": "true"}, files=upload(self.catalogue[0])
         )
@@ -455,7 +479,7 @@ class RealExportTest(absltest.TestCase):
         self.assertEqual(output.splitlines()[-1], "stopped", output)
         self.assertEqual(process.returncode, 0, output)
 
-    def test_the_command_line_stops_when_loading_fails(self):
+    def test_the_command_line_refuses_a_model_that_is_no_export(self):
         result = subprocess.run(
             [
                 sys.executable,
@@ -472,10 +496,41 @@ class RealExportTest(absltest.TestCase):
             timeout=120,
         )
         self.assertEqual(result.returncode, 1, result.stderr)
+        # Said at once, before anything listens or loads (issue 21,
+        # finding 11).
         self.assertRegex(
             result.stderr.splitlines()[-1],
-            "error: the service could not start: .*beau_tf.json not found",
+            "^error: .*beau_tf.json not found: .* is not a SavedModel version",
         )
+        self.assertNotIn("Started server process", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_the_command_line_names_a_taken_port(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "beau_tf.serve",
+                    f"--index={self.index}",
+                    f"--model={self.model_dir}",
+                    f"--port={port}",
+                ],
+                cwd=testing.REPO,
+                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertRegex(
+            result.stderr.splitlines()[-1],
+            f"^error: cannot listen on 127.0.0.1:{port} .*Pick another --port",
+        )
+        self.assertNotIn("Ready in", result.stderr)  # refused before loading
 
 
 @pytest.mark.slow  # exports a tiny model (~10 s)
@@ -497,7 +552,9 @@ class MaskViewsTest(absltest.TestCase):
         )
         searcher.load()
         self.addCleanup(searcher.close)
-        client = testclient.TestClient(app_lib.make_app(searcher))
+        client = testclient.TestClient(
+            app_lib.make_app(searcher), base_url=LOCAL_URL
+        )
         photo = tiny_export.white_product_photo()
         response = client.post(
             "/search", params={"mask": "true"}, files=upload(photo)

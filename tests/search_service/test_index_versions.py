@@ -1,6 +1,8 @@
 """Tests for beau_tf.search_service.index_versions: hot swap of index versions."""
 
+import json
 import os
+import shutil
 import time
 
 from absl.testing import absltest
@@ -46,7 +48,11 @@ class IndexVersionsTest(absltest.TestCase):
         self.assertFalse(versions.poll())
         self.assertEqual(
             served.summary(),
-            {"version": None, "directory": folder, "items": fakes.NUM_ITEMS},
+            {
+                "version": None,
+                "directory": os.path.basename(folder),
+                "items": fakes.NUM_ITEMS,
+            },
         )
 
     def test_the_highest_version_is_served_and_a_newer_one_swapped_in(self):
@@ -105,6 +111,83 @@ class IndexVersionsTest(absltest.TestCase):
             stream.write(intact)
         self.assertTrue(versions.poll())
         self.assertEqual(versions.current.version, 2)
+
+    def test_a_manifest_without_model_identity_is_refused_once(self):
+        # Issue 21, finding 9: it escaped the loader's error handling, was
+        # re-hashed on every poll and ended the service at start-up.
+        self.add_version(1)
+        self.add_version(2)
+        manifest_path = os.path.join(
+            self.base, "2", index_dir_lib.MANIFEST_FILE
+        )
+        with open(manifest_path) as stream:
+            manifest = json.load(stream)
+        del manifest["model_identity"]
+        with open(manifest_path, "w") as stream:
+            json.dump(manifest, stream)
+        loader = CountingLoader()
+        versions = index_versions.IndexVersions(
+            self.base, check_fake_model, loader
+        )
+        with self.assertLogs(level="ERROR") as logs:
+            self.assertEqual(versions.load_initial().version, 1)
+        self.assertIn("Refused index version 2", logs.output[0])
+        self.assertIn("model_identity", logs.output[0])
+        self.assertFalse(versions.poll())
+        self.assertEqual(loader.loaded, ["2", "1"])  # not loaded again
+
+    def test_any_failure_to_load_a_version_is_a_refusal(self):
+        self.add_version(1)
+        versions = index_versions.IndexVersions(self.base, check_fake_model)
+        versions.load_initial()
+        self.add_version(2)
+
+        def broken(bundle):
+            raise KeyError("a bug in a check")
+
+        versions._check_fn = broken  # pylint: disable=protected-access
+        with self.assertLogs(level="ERROR"):
+            self.assertFalse(versions.poll())
+        self.assertEqual(versions.current.version, 1)
+
+    def test_folders_named_by_other_digits_are_ignored(self):
+        self.add_version(1)
+        self.add_version(2)
+        os.rename(os.path.join(self.base, "2"), os.path.join(self.base, "²"))
+        self.assertEqual(index_versions.list_versions(self.base), [1])
+        versions = index_versions.IndexVersions(self.base, check_fake_model)
+        self.assertEqual(versions.load_initial().version, 1)
+        self.assertFalse(versions.poll())
+
+    def test_removing_the_served_version_rolls_back(self):
+        self.add_version(1)
+        self.add_version(2, count=5)
+        versions = index_versions.IndexVersions(self.base, check_fake_model)
+        self.assertEqual(versions.load_initial().version, 2)
+        shutil.rmtree(os.path.join(self.base, "2"))
+        with self.assertLogs(level="WARNING") as logs:
+            self.assertTrue(versions.poll())
+        self.assertIn("rolled back to version 1", logs.output[0])
+        self.assertEqual(versions.current.version, 1)
+        self.assertEqual(versions.current.bundle.index.num_items, 12)
+        shutil.rmtree(os.path.join(self.base, "1"))
+        with self.assertLogs(level="ERROR") as logs:
+            self.assertFalse(versions.poll())  # nothing left: keeps serving
+        self.assertIn("still serving it from memory", logs.output[0])
+        self.assertEqual(versions.current.version, 1)
+
+    def test_the_previous_versions_images_stay_known_after_a_swap(self):
+        self.add_version(1)
+        versions = index_versions.IndexVersions(self.base, check_fake_model)
+        versions.load_initial()
+        self.add_version(2, count=5)
+        self.assertTrue(versions.poll())
+        # item-9 was answered by version 1; a page may still ask for it.
+        self.assertEqual(
+            versions.image_path("brand/item-9"),
+            os.path.join(self.catalogue, "item9.png"),
+        )
+        self.assertIsNone(versions.image_path("brand/item-99"))
 
     def test_no_servable_version_is_an_error_naming_the_reason(self):
         self.add_version(1, fakes.identity(weights="other"))

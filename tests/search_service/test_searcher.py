@@ -161,7 +161,7 @@ class SearcherTest(absltest.TestCase):
             answer.model,
             {"name": "fake", "version": 1, "fingerprint": "weights-1"},
         )
-        self.assertEqual(answer.index["directory"], index)
+        self.assertEqual(answer.index["directory"], os.path.basename(index))
         self.assertEqual(set(answer.timings_ms), {"decode", "embed", "search"})
         self.assertIsNone(answer.mask_png)
 
@@ -299,6 +299,23 @@ class SearcherTest(absltest.TestCase):
         self.assertEqual(errors, [])
         self.assertEqual(seen_versions, {1, 2, 3})
 
+    def test_an_answers_thumbnails_survive_a_swap(self):
+        # Issue 21, finding 9: a search answered by version 1 had its
+        # thumbnails looked up in version 2 once swapped in.
+        searcher, _, catalogue, index = fakes.make_searcher(
+            self, searcher_lib.ServiceConfig(batch_timeout_ms=1), versioned=True
+        )
+        answer = searcher.search(catalogue[9], "q", k=1)
+        self.assertEqual(answer.item_ids, ["brand/item-9"])
+        fakes.write_index(
+            os.path.join(index, "2"), os.path.join(index, "catalogue2"), count=5
+        )
+        self.assertTrue(searcher._require_loaded().versions.poll())
+        self.assertEqual(searcher.status()["index"]["version"], 2)
+        self.assertTrue(
+            searcher.thumbnail("brand/item-9").startswith(b"\xff\xd8")
+        )
+
     def test_thumbnails_only_for_indexed_items(self):
         config = searcher_lib.ServiceConfig(thumbnail_side=16)
         searcher, _, _, _ = fakes.make_searcher(self, config)
@@ -337,9 +354,12 @@ class SearcherTest(absltest.TestCase):
         self.assertLen(failures, 1)
         status = searcher.status()
         self.assertFalse(status["ready"])
+        # What failed, without the details that name folders of the machine
+        # (the log has them).
         self.assertRegex(
-            status["error"], "IncompatibleModelError: index .* model_version"
+            status["error"], "failed \\(IncompatibleModelError\\).*log says why"
         )
+        self.assertNotIn(root, status["error"])
         self.assertIsInstance(failures[0], ValueError)
         with self.assertRaisesRegex(
             searcher_lib.NotReadyError, "IncompatibleModelError"

@@ -12,6 +12,14 @@ from tests.fixtures import testing
 from tests.fixtures import training
 
 
+def _save_a_checkpoint(workdir: str) -> None:
+    """What the first checkpoint leaves for `config_lib.has_started`."""
+    folder = os.path.join(workdir, config_lib.CHECKPOINT_DIR)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, config_lib.CHECKPOINT_STATE_FILE), "w"):
+        pass
+
+
 class TrainConfigTest(parameterized.TestCase):
 
     def setUp(self):
@@ -42,6 +50,7 @@ class TrainConfigTest(parameterized.TestCase):
         config_lib.record_config(
             workdir, training.tiny_config(self.catalog), ""
         )
+        _save_a_checkpoint(workdir)
         config_lib.record_config(
             workdir, training.tiny_config(self.catalog, steps=8), ""
         )
@@ -51,6 +60,22 @@ class TrainConfigTest(parameterized.TestCase):
                 training.tiny_config(self.catalog, learning_rate=0.5),
                 "",
             )
+
+    def test_a_run_that_never_started_is_replaced(self):
+        # Issue 21, finding 10: a run whose inputs failed their checks left
+        # its settings, and the corrected command was refused.
+        workdir = testing.make_tempdir(self)
+        config_lib.record_config(
+            workdir,
+            training.tiny_config(self.catalog),
+            "--learning_rate=1e-3\n",
+        )
+        self.assertFalse(config_lib.has_started(workdir))
+        fixed = training.tiny_config(self.catalog, learning_rate=0.5)
+        config_lib.record_config(workdir, fixed, "--learning_rate=0.5\n")
+        self.assertEqual(config_lib.load_train_config(workdir), fixed)
+        with open(os.path.join(workdir, "flags.txt")) as stream:
+            self.assertEqual(stream.read(), "--learning_rate=0.5\n")
 
     def test_missing_workdir_config_is_a_clear_error(self):
         with self.assertRaisesRegex(

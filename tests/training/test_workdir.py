@@ -75,8 +75,24 @@ class SourceTest(absltest.TestCase):
         workdir = os.path.join(testing.make_tempdir(self), "run")
         config_lib.record_config(workdir, _config(), "")
         self.assertEqual(
-            workdir_lib.source(workdir), {"workdir": os.path.abspath(workdir)}
+            workdir_lib.source(workdir),
+            {"workdir": os.path.abspath(workdir), "trained_mask_decoder": True},
         )
+
+    def test_a_run_without_mask_loss_or_attention_has_an_untrained_decoder(
+        self,
+    ):
+        workdir = os.path.join(testing.make_tempdir(self), "run")
+        config = config_lib.TrainConfig(
+            extractor=dataclasses.replace(
+                training.TINY_EXTRACTOR, image_size=64, pooling="gap"
+            ),
+            catalog="catalog.csv",
+            mask_loss_weight=0.0,
+            identity_loss_weight=1.0,
+        )
+        config_lib.record_config(workdir, config, "")
+        self.assertFalse(workdir_lib.source(workdir)["trained_mask_decoder"])
 
     def test_a_distilled_run_names_its_teacher_and_photos(self):
         root = testing.make_tempdir(self)
@@ -91,6 +107,7 @@ class SourceTest(absltest.TestCase):
             workdir_lib.source(workdir),
             {
                 "workdir": os.path.abspath(workdir),
+                "trained_mask_decoder": True,
                 "distilled_from": {
                     "teacher": os.path.join(root, "teacher"),
                     "photos": os.path.join(root, "photos"),

@@ -4,7 +4,8 @@ r"""Generates the embedded synthetic catalogue (a few seconds on one core).
       --num_products=24 --queries_per_product=2
 
 Writes catalog.csv (product shots on white), queries.csv (in-the-wild photos
-of the same products, with ground truth) and backgrounds/ (product-free
+of the same products, with ground truth and, in query_masks/, the true mask
+of each photo's product) and backgrounds/ (product-free
 scenes); an existing catalogue with the same parameters is reused. See
 `beau_tf.datasets.synthetic.catalogue`.
 """

@@ -120,7 +120,7 @@ _GROUPS_RUN = flags.DEFINE_multi_enum(
     ["baselines", "trained", "ensembles", "distilled", "pictures"],
     "The groups of rows to run (a group needs no other's rows: the teacher "
     "of the distilled group is exported whether or not the ensembles group "
-    "runs). Repeat the flag or separate with commas.",
+    "runs). Repeat the flag for several groups.",
 )
 _TRAIN = flags.DEFINE_bool(
     "train",
@@ -131,9 +131,10 @@ _TRAIN = flags.DEFINE_bool(
 _ENSEMBLE_RECIPE = flags.DEFINE_enum(
     "ensemble_recipe",
     "paper",
-    ["gap_nomask", "paper", "photomask", "photomask_piles"],
+    ["gap_nomask", "paper", "photomask", "photomask_piles", "none"],
     "The distillation recipe (DISTILL_RECIPES) of the distilled group's "
-    "Lite1 and Lite2, ensembled with Lite0's run of the same recipe.",
+    "Lite1 and Lite2, ensembled with Lite0's run of the same recipe; none "
+    "leaves the distilled ensemble out (Lite0 rows only).",
 )
 _MASK_VIEWS = flags.DEFINE_list(
     "mask_views",
@@ -728,6 +729,8 @@ def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
                 mask_views,
             )
     last = _ENSEMBLE_RECIPE.value
+    if last == "none":
+        return exports
     overrides = DISTILL_RECIPES[last][0]
     members = [workdirs[last]] + [
         train_run(

@@ -6,7 +6,8 @@ stand-in for such data, so the demo and the tests need no download.
 `write_synthetic_catalog` writes, with CSV indexes:
 
 - catalogue images, drawn by `products.render_product`;
-- queries, drawn by `scenes.render_query`;
+- queries, drawn by `scenes.render_query`, each with the true mask of its
+  product (`scenes.render_query_and_mask`), for scoring predicted masks;
 - product-free backgrounds, drawn by `scenes.render_background`.
 
 The files are built in a staging folder and renamed into place
@@ -21,6 +22,7 @@ import json
 import os
 
 from absl import logging
+import numpy as np
 from PIL import Image
 
 from beau_tf.common import files
@@ -30,10 +32,12 @@ from beau_tf.datasets.synthetic import scenes
 _GENERATOR = "beau_tf.datasets.synthetic.catalogue"
 # Bump when the rendering (every module of this package but this one)
 # changes, so stale catalogues on disk are regenerated.
-_FORMAT_VERSION = 1
+# 2: the queries' true masks (query_masks/, queries.csv's mask_path).
+_FORMAT_VERSION = 2
 _MANIFEST = "manifest.json"
 _CATALOG_DIR = "catalog"
 _QUERIES_DIR = "queries"
+_QUERY_MASKS_DIR = "query_masks"
 _BACKGROUNDS_DIR = "backgrounds"
 _CATALOG_CSV, _QUERIES_CSV = "catalog.csv", "queries.csv"
 _OUR_ENTRIES = frozenset(
@@ -41,6 +45,7 @@ _OUR_ENTRIES = frozenset(
         _MANIFEST,
         _CATALOG_DIR,
         _QUERIES_DIR,
+        _QUERY_MASKS_DIR,
         _BACKGROUNDS_DIR,
         _CATALOG_CSV,
         _QUERIES_CSV,
@@ -57,8 +62,10 @@ class SyntheticCatalog:
       catalog_dir: `<out>/catalog`, one `<item_id>.png` per product on white.
       catalog_csv: `<out>/catalog.csv`, columns `item_id,path`, paths relative
         to the CSV.
-      queries_csv: `<out>/queries.csv`, columns `path,item_id`, paths relative
-        to the CSV (`queries/q0000.jpg`, ...; names do not leak the item id).
+      queries_csv: `<out>/queries.csv`, columns `path,item_id,mask_path`,
+        paths relative to the CSV (`queries/q0000.jpg`, ...; names do not
+        leak the item id); `mask_path` is the query's true product mask
+        (`query_masks/q0000.png`, 0 or 255, the query's size).
       backgrounds_dir: `<out>/backgrounds`, `*.jpg` scenes without any
         catalogue product, usable as `--background_dir`.
       num_products: number of catalogue images.
@@ -71,6 +78,36 @@ class SyntheticCatalog:
     backgrounds_dir: str
     num_products: int
     num_queries: int
+
+
+def read_query_masks(queries_csv: str) -> dict[str, str]:
+    """The true product mask of each query photo a catalogue lists.
+
+    Args:
+      queries_csv: a `SyntheticCatalog.queries_csv`.
+
+    Returns:
+      Query photo path -> its mask's path, both absolute.
+
+    Raises:
+      ValueError: the CSV has no mask_path column (a catalogue written before
+        masks were; `write_synthetic_catalog` rewrites it).
+    """
+    folder = os.path.dirname(os.path.abspath(queries_csv))
+    with open(queries_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and "mask_path" not in rows[0]:
+        raise ValueError(
+            f"{queries_csv} has no mask_path column; write the catalogue "
+            "again with write_synthetic_catalog (python -m "
+            "beau_tf.make_synthetic), which adds the true masks."
+        )
+    return {
+        os.path.abspath(os.path.join(folder, row["path"])): os.path.abspath(
+            os.path.join(folder, row["mask_path"])
+        )
+        for row in rows
+    }
 
 
 def _item_id(product_index: int) -> str:
@@ -123,6 +160,8 @@ def _is_complete(out_dir: str, manifest: dict) -> bool:
         _CATALOG_DIR: manifest.get("num_products", -1),
         _QUERIES_DIR: manifest.get("num_products", -1)
         * manifest.get("queries_per_product", -1),
+        _QUERY_MASKS_DIR: manifest.get("num_products", -1)
+        * manifest.get("queries_per_product", -1),
         _BACKGROUNDS_DIR: manifest.get("num_backgrounds", -1),
     }
     try:
@@ -147,7 +186,7 @@ def _write_csv(path: str, header, rows) -> None:
 def _write_files(root: str, manifest: dict) -> None:
     num_products = manifest["num_products"]
     size, seed = manifest["image_size"], manifest["seed"]
-    for d in (_CATALOG_DIR, _QUERIES_DIR, _BACKGROUNDS_DIR):
+    for d in (_CATALOG_DIR, _QUERIES_DIR, _QUERY_MASKS_DIR, _BACKGROUNDS_DIR):
         os.makedirs(os.path.join(root, d))
     catalog_rows = []
     for p in range(num_products):
@@ -162,15 +201,23 @@ def _write_files(root: str, manifest: dict) -> None:
     query_rows = []
     for p in range(num_products):
         for q in range(manifest["queries_per_product"]):
-            path = f"{_QUERIES_DIR}/q{len(query_rows):04d}.jpg"
-            Image.fromarray(
-                scenes.render_query(p, num_products, q, size, seed)
-            ).save(
+            name = f"q{len(query_rows):04d}"
+            path = f"{_QUERIES_DIR}/{name}.jpg"
+            mask_path = f"{_QUERY_MASKS_DIR}/{name}.png"
+            image, mask = scenes.render_query_and_mask(
+                p, num_products, q, size, seed
+            )
+            Image.fromarray(image).save(
                 os.path.join(root, path), format="JPEG", quality=_JPEG_QUALITY
             )
-            query_rows.append((path, _item_id(p)))
+            Image.fromarray(mask.astype(np.uint8) * 255).save(
+                os.path.join(root, mask_path), format="PNG"
+            )
+            query_rows.append((path, _item_id(p), mask_path))
     _write_csv(
-        os.path.join(root, _QUERIES_CSV), ("path", "item_id"), query_rows
+        os.path.join(root, _QUERIES_CSV),
+        ("path", "item_id", "mask_path"),
+        query_rows,
     )
     for b in range(manifest["num_backgrounds"]):
         Image.fromarray(scenes.render_background(b, size, seed)).save(
@@ -236,7 +283,8 @@ def write_synthetic_catalog(
       catalog/p000.png ...     product on white, `image_size` square
       catalog.csv              item_id,path
       queries/q0000.jpg ...    in-the-wild photos
-      queries.csv              path,item_id
+      query_masks/q0000.png .. where each photo's product shows (0 or 255)
+      queries.csv              path,item_id,mask_path
       backgrounds/bg000.jpg    scenes with no catalogue product
       manifest.json            the parameters, written last
 

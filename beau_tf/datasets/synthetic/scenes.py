@@ -6,6 +6,8 @@
   occluded, blurred, noisy and JPEG-compressed. It is written independently
   of `beau_tf.data.augment`, so evaluation on these queries does not score
   the training augmentation against itself.
+- `render_query_and_mask` gives the same photo and the true mask of its
+  product: where it shows, less what hides it.
 - `render_background` draws the same kind of scene with no catalogue product.
 
 The products come from `products`; like them, every image is a pure function
@@ -197,6 +199,16 @@ def _scene(rng: np.random.Generator, n: int) -> _Scene:
         ]
         lip = (lip_top, lip_h, colour, tags)
     return _Scene(np.asarray(pil, np.float32), horizon, lip)
+
+
+def _lip_alpha(n: int, lip) -> np.ndarray:
+    """Where `_draw_lip` draws: (n, n) float32, 1 on the shelf's edge."""
+    top, height, _, _ = lip
+    layer = Image.new("L", (n, n), 0)
+    ImageDraw.Draw(layer).rectangle(
+        [0, top * n, n, (top + height) * n], fill=255
+    )
+    return np.asarray(layer, np.float32) / 255.0
 
 
 def _draw_lip(image: np.ndarray, lip) -> np.ndarray:
@@ -439,8 +451,14 @@ def _over(image: np.ndarray, rgba: np.ndarray) -> np.ndarray:
     return image * (1 - alpha) + rgba[..., :3] * alpha
 
 
-def _draw_blob(image: np.ndarray, target: _Placed, rng) -> np.ndarray:
-    """An out-of-focus foreground object over one corner of the product."""
+def _draw_blob(
+    image: np.ndarray, target: _Placed, rng
+) -> tuple[np.ndarray, np.ndarray]:
+    """An out-of-focus foreground object over one corner of the product.
+
+    Returns:
+      The image with the blob, and the blob's alpha (n, n) in [0, 1].
+    """
     n = image.shape[0]
     layer = Image.new("RGBA", (n, n), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
@@ -459,7 +477,8 @@ def _draw_blob(image: np.ndarray, target: _Placed, rng) -> np.ndarray:
             fill=colour + (255,),
         )
     layer = layer.filter(ImageFilter.GaussianBlur(rng.uniform(1, 4) * n / 256))
-    return _over(image, np.asarray(layer, np.float32))
+    rgba = np.asarray(layer, np.float32)
+    return _over(image, rgba), rgba[..., 3] / 255.0
 
 
 def _lighting(rng: np.random.Generator, image: np.ndarray) -> Image.Image:
@@ -604,6 +623,40 @@ def render_query(
     Raises:
       ValueError: on an index out of range, a negative seed or a size below 16.
     """
+    return render_query_and_mask(
+        product_index, num_products, query_index, size, seed
+    )[0]
+
+
+def render_query_and_mask(
+    product_index: int,
+    num_products: int,
+    query_index: int,
+    size: int = 256,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`render_query`'s photo (the same pixels) and where its product is.
+
+    The mask is the product's own silhouette less what is drawn in front of
+    it: the fingers and thumb of a hand holding it, a blurred occluder,
+    another product standing before it, a shelf's edge. A pixel is in the
+    mask when at least half of it shows the product. The camera's blur and
+    hand shake, applied after, are not followed (they move edges by a pixel
+    or two at 256 px).
+
+    Args:
+      product_index: the product shown, in [0, num_products).
+      num_products: size of the catalogue the distractors come from.
+      query_index: which photo of the product, >= 0.
+      size: output height and width in pixels, >= 16.
+      seed: the catalogue's seed, >= 0.
+
+    Returns:
+      `(image (size, size, 3) uint8, mask (size, size) bool)`.
+
+    Raises:
+      ValueError: on an index out of range, a negative seed or a size below 16.
+    """
     products.check_product_index(product_index, num_products)
     products.check_size_and_seed(size, seed)
     if query_index < 0:
@@ -611,7 +664,26 @@ def render_query(
     rng = randomness.keyed_rng(
         seed, randomness.QUERY_STREAM, product_index, query_index
     )
-    n = size
+    image, visible = _compose_query(
+        rng, product_index, num_products, size, seed
+    )
+    return _camera(rng, _lighting(rng, image)), visible >= 0.5
+
+
+def _compose_query(
+    rng: np.random.Generator,
+    product_index: int,
+    num_products: int,
+    n: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The query's scene before lighting and camera, and how much of each
+    pixel shows the product: `((n, n, 3) float32, (n, n) float32 in [0, 1])`.
+
+    Only what is drawn in front of the product lowers its visibility, and
+    computing it draws nothing from `rng`, so the pixels are those a
+    renderer without masks would draw.
+    """
     scene = _scene(rng, n)
     image = _add_strangers(rng, scene, int(rng.integers(0, 2)))
     others = [i for i in range(num_products) if i != product_index]
@@ -645,15 +717,18 @@ def render_query(
         image = _cast_shadow(image, target, rng, rng.uniform(0.1, 0.3), 0.3)
         image = _composite(_over(image, behind), target)
         image = _over(image, in_front)
+        visible = target.alpha * (1 - in_front[..., 3] / 255.0)
     else:
         target = _place_standing(
             sprite, n, rng, scene, (0.3, 0.7), (0.5, 0.85), skew=1.0
         )
         image = _cast_shadow(image, target, rng, rng.uniform(0.25, 0.55), 0.12)
         image = _composite(image, target)
+        visible = target.alpha
         occluder = rng.random()
         if occluder < 0.25:
-            image = _draw_blob(image, target, rng)
+            image, blob = _draw_blob(image, target, rng)
+            visible = visible * (1 - blob)
         elif occluder < 0.45 and others:  # Another product in front, at a side.
             side = rng.choice([-1, 1])
             x = (
@@ -669,9 +744,11 @@ def render_query(
                 skew=0.5,
             )
             image = _composite(image, placed)
+            visible = visible * (1 - placed.alpha)
     if scene.lip is not None:
         image = _draw_lip(image, scene.lip)
-    return _camera(rng, _lighting(rng, image))
+        visible = visible * (1 - _lip_alpha(n, scene.lip))
+    return image, visible
 
 
 def render_background(

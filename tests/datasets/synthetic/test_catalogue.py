@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 from absl.testing import absltest
+import numpy as np
 from PIL import Image
 
 from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.datasets.synthetic import products
+from beau_tf.datasets.synthetic import scenes
 from tests.fixtures import testing
 
 _SIZE = 64
@@ -88,6 +90,21 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
             )  # Names leak no label.
             with Image.open(os.path.join(out_dir, row["path"])) as image:
                 self.assertEqual(image.size, (_SIZE, _SIZE))
+            with Image.open(os.path.join(out_dir, row["mask_path"])) as mask:
+                self.assertEqual((mask.size, mask.mode), ((_SIZE, _SIZE), "L"))
+                values = np.unique(np.asarray(mask))
+            self.assertEqual(values.tolist(), [0, 255])
+        self.assertEqual(
+            synthetic.read_query_masks(catalog.queries_csv),
+            {
+                os.path.join(out_dir, row["path"]): os.path.join(
+                    out_dir, row["mask_path"]
+                )
+                for row in query_rows
+            },
+        )
+        # The photo folder holds photos only (it serves as one elsewhere).
+        self.assertLen(os.listdir(os.path.join(out_dir, "queries")), 6)
         self.assertLen(os.listdir(catalog.backgrounds_dir), 2)
         self.assertTrue(
             all(
@@ -134,6 +151,41 @@ class WriteSyntheticCatalogTest(absltest.TestCase):
         self.assertEqual((catalog.num_products, catalog.num_queries), (2, 2))
         self.assertLen(_read_csv(catalog.queries_csv), 2)
         self.assertLen(os.listdir(catalog.catalog_dir), 2)
+
+    def test_masks_are_those_of_the_photos(self):
+        out_dir = os.path.join(
+            testing.make_tempdir(self, "beau_tf_synthetic_"), "synthetic"
+        )
+        catalog = self._write(out_dir, num_products=2, queries_per_product=1)
+        rows = _read_csv(catalog.queries_csv)
+        for index, row in enumerate(rows):
+            _, expected = scenes.render_query_and_mask(index, 2, 0, _SIZE)
+            with Image.open(os.path.join(out_dir, row["mask_path"])) as mask:
+                np.testing.assert_array_equal(np.asarray(mask) > 0, expected)
+
+    def test_replaces_a_catalogue_of_an_older_format(self):
+        out_dir = os.path.join(
+            testing.make_tempdir(self, "beau_tf_synthetic_"), "synthetic"
+        )
+        self._write(out_dir)
+        manifest_path = os.path.join(out_dir, "manifest.json")
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+        manifest["format_version"] = 1  # before the query masks
+        with open(manifest_path, "w") as f:
+            json.dump(manifest, f)
+        os.remove(os.path.join(out_dir, "query_masks", "q0000.png"))
+        catalog = self._write(out_dir)
+        self.assertLen(synthetic.read_query_masks(catalog.queries_csv), 6)
+        self.assertLen(os.listdir(os.path.join(out_dir, "query_masks")), 6)
+
+    def test_read_query_masks_names_a_catalogue_without_masks(self):
+        folder = testing.make_tempdir(self, "beau_tf_synthetic_")
+        path = os.path.join(folder, "queries.csv")
+        with open(path, "w") as f:
+            f.write("path,item_id\nqueries/q0000.jpg,p000\n")
+        with self.assertRaisesRegex(ValueError, "no mask_path column"):
+            synthetic.read_query_masks(path)
 
     def test_writes_into_an_empty_directory(self):
         out_dir = testing.make_tempdir(self, "beau_tf_synthetic_")

@@ -692,8 +692,9 @@ DISTILL_RECIPES = {
 def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
     """Distilled from the teacher on the unlabelled photos (no label read):
     Lite0 under each recipe, central zooms and mask-guided views; the three
-    backbones under --ensemble_recipe, ensembled. Returns the plain exports
-    the pictures show."""
+    backbones under --ensemble_recipe, ensembled. Returns the exports the
+    pictures show: each recipe's plain export, with and without mask views,
+    and the ensemble's adapted ones."""
     steps = _DISTILL_STEPS.value
     distill_common = common + [
         f"--steps={steps}",
@@ -720,7 +721,7 @@ def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
         )
         exports[recipe] = plain["model_dir"]
         if recipe != "gap_nomask":  # the mask views need a trained decoder
-            rows.add_pair(
+            masked, _ = rows.add_pair(
                 f"Lite0 distilled, {label}, zooms + mask-guided views "
                 f"{mask_views.mask_views}",
                 f"{name}_maskviews",
@@ -728,6 +729,7 @@ def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
                 _ADAPT_SINGLE,
                 mask_views,
             )
+            exports[f"{recipe}_maskviews"] = masked["model_dir"]
     last = _ENSEMBLE_RECIPE.value
     if last == "none":
         return exports
@@ -765,7 +767,8 @@ def draw_pictures(
 ) -> list[str]:
     """masks.png (the decoders of the distilled group, the paper's beside
     the one that also learned from the photos), views.png (the views the
-    mask chose) and contact_sheet.png (the best ensemble, adapted)."""
+    mask chose: the distilled ensemble's, else Lite0's) and
+    contact_sheet.png (the best ensemble, adapted)."""
     queries = catalog_lib.read_queries(rows.csvs[f"queries_{splits[0]}"])
     photos = [q.path for q in spread(queries, 16)]
     written = []
@@ -782,13 +785,22 @@ def draw_pictures(
         written.append(
             draw_masks(decoders, photos, os.path.join(out_dir, "masks.png"))
         )
-    if "ensemble_maskviews" in exports:
-        written.append(
-            draw_views(
-                exports["ensemble_maskviews"],
-                photos[::2],
-                os.path.join(out_dir, "views.png"),
+    # The views of the best measured export that has mask views.
+    viewed = next(
+        (
+            exports[name]
+            for name in (
+                "ensemble_maskviews",
+                "photomask_maskviews",
+                "paper_maskviews",
             )
+            if name in exports
+        ),
+        None,
+    )
+    if viewed:
+        written.append(
+            draw_views(viewed, photos[::2], os.path.join(out_dir, "views.png"))
         )
     best = exports.get("ensemble_maskviews") or exports.get("ensemble")
     if best:

@@ -6,11 +6,11 @@ import pathlib
 from absl.testing import absltest
 
 from beau_tf.datasets import grocery
+import bench
 from bench import harness
 from tests.fixtures import testing
 
 _BENCH_DIR = pathlib.Path(harness.__file__).parent
-_SHARED = {"__init__", "harness", "indexing", "scoring"}
 
 
 class SideBySideTest(absltest.TestCase):
@@ -89,7 +89,9 @@ class BenchModulesTest(absltest.TestCase):
 
     def test_every_bench_is_a_harness_module(self):
         benches = sorted(
-            p for p in _BENCH_DIR.glob("*.py") if p.stem not in _SHARED
+            p
+            for p in _BENCH_DIR.glob("*.py")
+            if p.stem not in bench.SHARED_MODULES
         )
         self.assertNotEmpty(benches)
         for path in benches:

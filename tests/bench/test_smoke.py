@@ -17,13 +17,13 @@ import sys
 
 import pytest
 
+import bench
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
-# Modules of bench/ that the benches share; every other one is a bench.
-SHARED = {"__init__", "harness", "indexing", "scoring"}
 BENCHES = sorted(
     path.stem
     for path in (REPO / "bench").glob("*.py")
-    if path.stem not in SHARED
+    if path.stem not in bench.SHARED_MODULES
 )
 
 pytestmark = pytest.mark.slow

@@ -210,6 +210,10 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
                 time.monotonic(), deadline, "no checkpoint in 240 s"
             )
             time.sleep(0.05)
+        # Both still training when killed (a worker that ended on its own
+        # would have removed its temporary folder: its log says why).
+        for index, process in enumerate(workers.processes):
+            self.assertIsNone(process.poll(), workers.log(index)[-3000:])
         workers.kill()
         killed_at = training.trained_steps(workdir)
         self.assertLess(killed_at, 100, "training finished before the kill")

@@ -5,7 +5,7 @@ r"""Converts an export's model for OpenVINO, for the local paths' --runtime.
   python -m beau_tf.convert --model=exported/beau_tf/1 \
       --runtime=openvino-int8 --catalog=out/grocery/catalog.csv \
       [--photos=out/grocery/photos_unlabelled.csv] [--calibration_images=300] \
-      [--check_images=64] [--least_cosine=0.9 --mean_cosine=0.98]
+      [--check_images=64] [--least_cosine=0.99 --mean_cosine=0.995]
 
 Then `python -m beau_tf.index / search / evaluate / serve ... --runtime=
 openvino-int8` embed with the copy. Needs pip install 'beau_tf[openvino]'.

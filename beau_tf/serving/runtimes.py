@@ -79,7 +79,10 @@ RUNTIMES = {
     "openvino-bf16": Runtime(
         "float32", "bf16", 0.99, 0.995, "OpenVINO bfloat16"
     ),
-    "openvino-int8": Runtime("int8", "f32", 0.9, 0.98, "OpenVINO int8"),
+    # As strict as bf16: on GroceryStore an int8 copy of Lite0 at least
+    # 0.936 / mean 0.983 lost 0.10 MAP@7, a bf16 one at 0.997 / 0.9994
+    # kept it within 0.003 (bench/RESULTS.md, "Runtimes").
+    "openvino-int8": Runtime("int8", "f32", 0.99, 0.995, "OpenVINO int8"),
 }
 NAMES = (TENSORFLOW, *RUNTIMES)
 FLAG_HELP = (

@@ -55,5 +55,10 @@ setuptools.setup(
         # --runner=...; beau_tf.retrieval.beam_embedding). Kept out of the core
         # install: Beam pins protobuf<7 (TensorFlow and ScaNN still work).
         "beam": ["apache-beam>=2.77,<3"],
+        # The local paths' --runtime=openvino[-bf16|-int8]: the model
+        # converted for OpenVINO, int8 quantised by NNCF (python -m
+        # beau_tf.convert; beau_tf.serving.runtimes). Without it, --runtime
+        # falls back to the SavedModel with a warning.
+        "openvino": ["openvino>=2026.4,<2027", "nncf>=3.4,<4"],
     },
 )

@@ -5,10 +5,11 @@ r"""Scores retrieval on query photos with known products.
       [--qe_k=3 --dba_k=3] [--json] [--visualize=val.png]
 
 With --server=localhost:8500 instead of --model, the queries are embedded by
-TF Serving over gRPC (see `beau_tf.search`). Query photos that cannot be used
-are named in a warning each and scored as misses (the table's `unusable`
-column counts them), so a broken query list cannot score well;
---skip_unusable_queries scores the usable ones only.
+TF Serving over gRPC, and --runtime picks what runs a local model (see
+`beau_tf.search`). Query photos that cannot be used are named in a warning
+each and scored as misses (the table's `unusable` column counts them), so a
+broken query list cannot score well; --skip_unusable_queries scores the
+usable ones only.
 
 Prints MAP@7 in both conventions (AP over the hits found in the top 7, as the
 Perfect-500K teams computed it; and over min(|relevant|, 7)), recall@1 and
@@ -32,6 +33,7 @@ from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import metrics
 from beau_tf.retrieval import query
 from beau_tf.serving import grpc_client
+from beau_tf.serving import runtimes
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Exported SavedModel version directory (local embedding)."
@@ -40,6 +42,9 @@ _SERVER = flags.DEFINE_string(
     "server", None, "TF Serving gRPC address host:port (remote embedding)."
 )
 _TIMEOUT = flags.DEFINE_float("timeout", 10.0, "gRPC timeout, seconds.")
+_RUNTIME = flags.DEFINE_enum(
+    "runtime", runtimes.TENSORFLOW, runtimes.NAMES, runtimes.FLAG_HELP
+)
 _INDEX = flags.DEFINE_string("index", None, "Index directory.", required=True)
 _QUERIES = flags.DEFINE_string(
     "queries", None, "CSV of path,item_id query photos.", required=True
@@ -104,6 +109,7 @@ def main(argv):
             server=_SERVER.value,
             timeout_seconds=_TIMEOUT.value,
             multiscale=_MULTISCALE.value,
+            runtime=_RUNTIME.value,
         )
     except grpc_client.ServingError as error:
         sys.exit(f"error: {error}")

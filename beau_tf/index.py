@@ -3,6 +3,10 @@ r"""Embeds a catalogue through an exported model and builds its search index.
   python -m beau_tf.index --model=exported/beau_tf/1 \
       --catalog=out/grocery/catalog.csv --index_dir=indexes/grocery-v1
 
+--runtime=openvino-int8 (or openvino, openvino-bf16) embeds with a copy of
+the model converted by python -m beau_tf.convert; the index then holds the
+same model identity, so search may use any runtime.
+
 A large catalogue is embedded in shards, one command per machine, then merged:
 
   python -m beau_tf.index --model=exported/beau_tf/1 --catalog=catalog.csv \
@@ -35,6 +39,7 @@ from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import indexes
 from beau_tf.retrieval import shards
 from beau_tf.serving import contract
+from beau_tf.serving import runtimes
 
 _MODEL = flags.DEFINE_string(
     "model",
@@ -75,6 +80,9 @@ _INDEX_TYPE = flags.DEFINE_enum(
     "brute_force: exact inner products in NumPy, cost linear in the "
     "catalogue.",
 )
+_RUNTIME = flags.DEFINE_enum(
+    "runtime", runtimes.TENSORFLOW, runtimes.NAMES, runtimes.FLAG_HELP
+)
 _RUNNER = flags.DEFINE_string(
     "runner",
     None,
@@ -110,6 +118,11 @@ def main(argv):
     sharded = _NUM_SHARDS.value > 1
     if sharded and _RUNNER.value:
         raise app.UsageError("--runner shards by itself; drop --num_shards.")
+    if _RUNNER.value and _RUNTIME.value != runtimes.TENSORFLOW:
+        raise app.UsageError(
+            "--runtime applies to embedding here; Beam's workers run the "
+            "SavedModel."
+        )
     if sharded and not _SHARD_DIR.value:
         raise app.UsageError("--num_shards > 1 needs --shard_dir.")
     if sharded:
@@ -128,6 +141,7 @@ def main(argv):
             num_shards=_NUM_SHARDS.value,
             shard_index=_SHARD_INDEX.value,
             batch_size=_BATCH_SIZE.value,
+            runtime=_RUNTIME.value,
         )
     if sharded:
         shards.save_shard(

@@ -6,7 +6,8 @@ r"""Finds the catalogue products shown in photos.
 
 With --server=localhost:8500 the photos are embedded by TF Serving over gRPC
 (or by `python -m beau_tf.dev_server` while developing) instead of a local
-SavedModel. Search refuses an index built from another model (name, version
+SavedModel; with --runtime=openvino-int8 (or openvino, openvino-bf16) the local
+export's model runs on a copy converted by python -m beau_tf.convert. Search refuses an index built from another model (name, version
 or weights) than the one embedding the queries. A photo that cannot be used
 is skipped with a warning naming it; the others are answered.
 """
@@ -23,6 +24,7 @@ from beau_tf.common import pictures
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import query
 from beau_tf.serving import grpc_client
+from beau_tf.serving import runtimes
 
 _INDEX = flags.DEFINE_string("index", None, "Index directory.", required=True)
 _QUERY = flags.DEFINE_multi_string("query", [], "Query image (repeatable).")
@@ -36,6 +38,9 @@ _SERVER = flags.DEFINE_string(
     "server", None, "TF Serving gRPC address host:port (remote embedding)."
 )
 _TIMEOUT = flags.DEFINE_float("timeout", 10.0, "gRPC timeout, seconds.")
+_RUNTIME = flags.DEFINE_enum(
+    "runtime", runtimes.TENSORFLOW, runtimes.NAMES, runtimes.FLAG_HELP
+)
 _K = flags.DEFINE_integer("k", 5, "Results per query.")
 _EXACT = flags.DEFINE_boolean(
     "exact", False, "Exact inner-product search instead of ScaNN."
@@ -69,6 +74,7 @@ def main(argv):
             server=_SERVER.value,
             timeout_seconds=_TIMEOUT.value,
             multiscale=_MULTISCALE.value,
+            runtime=_RUNTIME.value,
         )
     except grpc_client.ServingError as error:
         sys.exit(f"error: {error}")

@@ -7,7 +7,8 @@ r"""Serves product search over HTTP: upload a photo, get catalogue products.
   curl -F image=@photo.jpg 'http://127.0.0.1:8080/search?k=5'
 
 With --server=localhost:8500 photos are embedded by TF Serving over gRPC
-instead of a local SavedModel; TF Serving is asked for the model version the
+instead of a local SavedModel (--runtime=openvino-int8 or openvino, openvino-bf16
+runs the local model's copy converted by python -m beau_tf.convert); TF Serving is asked for the model version the
 index served first names, for as long as the service runs. --index is one
 index folder, or a base folder of numbered versions (indexes/1, indexes/2,
 ...): the highest is served, and a newer one is swapped in while the service
@@ -49,6 +50,7 @@ from beau_tf.search_service import limits
 from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
 from beau_tf.serving import grpc_client
+from beau_tf.serving import runtimes
 
 _DEFAULTS = searcher_lib.ServiceConfig()
 
@@ -65,6 +67,9 @@ _SERVER = flags.DEFINE_string(
     "server", None, "TF Serving gRPC address host:port (remote embedding)."
 )
 _TIMEOUT = flags.DEFINE_float("timeout", 10.0, "gRPC timeout, seconds.")
+_RUNTIME = flags.DEFINE_enum(
+    "runtime", runtimes.TENSORFLOW, runtimes.NAMES, runtimes.FLAG_HELP
+)
 _HOST = flags.DEFINE_string(
     "host", "127.0.0.1", "Address to listen on; 0.0.0.0 for every network."
 )
@@ -156,10 +161,13 @@ _MAX_CONNECTIONS = flags.DEFINE_integer(
 )
 
 
-def make_model_loader(model_dir, server, index, timeout_seconds):
-    """The `Searcher`'s model loader for --model or --server."""
+def make_model_loader(
+    model_dir, server, index, timeout_seconds, runtime=runtimes.TENSORFLOW
+):
+    """The `Searcher`'s model loader for --model (run by `runtime`) or
+    --server."""
     if model_dir:
-        return functools.partial(embedders.load_local_model, model_dir)
+        return functools.partial(embedders.load_local_model, model_dir, runtime)
     return lambda: embedders.connect_to_server(
         server, index_versions.newest_model_identity(index), timeout_seconds
     )
@@ -248,7 +256,11 @@ def main(argv):
     sock = listen(_HOST.value, _PORT.value)
     searcher = searcher_lib.Searcher(
         make_model_loader(
-            _MODEL.value, _SERVER.value, _INDEX.value, _TIMEOUT.value
+            _MODEL.value,
+            _SERVER.value,
+            _INDEX.value,
+            _TIMEOUT.value,
+            _RUNTIME.value,
         ),
         _INDEX.value,
         config,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv with beau_tf and its dependencies (idempotent). Usage:
 #   bash scripts/setup.sh          # runtime only
-#   bash scripts/setup.sh test     # plus the test dependencies
+#   bash scripts/setup.sh test     # plus the test dependencies and the
+#                                  # optional runtime the tests cover (openvino)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
@@ -10,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "$extra" = "test" ]; then
-  .venv/bin/python -m pip install --quiet -e ".[test]"
+  .venv/bin/python -m pip install --quiet -e ".[test,openvino]"
 else
   .venv/bin/python -m pip install --quiet -e .
 fi

@@ -4,7 +4,8 @@ One catalogue folder holds every case of `tests/fixtures/bad_inputs.py`
 (zero-byte, text named .png, truncated JPEG, 1×1, CMYK, 16-bit PNG, palette +
 alpha, TIFF, animated GIF, EXIF-rotated, 12000×12000). Train, export (PCA and
 adaptation inputs), index, search (local and over gRPC) and evaluate all
-run on it: each must succeed, keep every usable file, and skip each unusable
+run on it, and, where OpenVINO is installed, convert and index, search and
+evaluate with --runtime=openvino: each must succeed, keep every usable file, and skip each unusable
 one with one line that names it and says why. Then each fatal mistake (a
 folder or a missing file as a query, malformed CSV rows, unknown ids, a
 taken output) must end in one `error:` line, before any work, with what
@@ -21,7 +22,9 @@ import sys
 import pytest
 
 from beau_tf.retrieval import index_dir as index_dir_lib
+from beau_tf.serving import runtimes
 from tests.fixtures import bad_inputs
+from tests.fixtures import converted
 from tests.fixtures import testing
 
 pytestmark = pytest.mark.slow
@@ -170,6 +173,8 @@ def world(tmp_path_factory):
         f"--queries={queries}",
         "--json",
     )
+    if runtimes.installed():  # the optional runtime, where installed
+        results.update(with_runtime(root, corpus, model, index, queries))
     return dict(
         root=root,
         corpus=corpus,
@@ -183,6 +188,46 @@ def world(tmp_path_factory):
     )
 
 
+def with_runtime(root, corpus, model, index, queries) -> dict:
+    """The model converted for OpenVINO on the corpus, then index, search
+    and evaluate run by the copy (search of the index the SavedModel
+    built). Float32: int8's error on this 2-step model's 2-d adapted
+    embeddings is beyond its tolerance (tests/serving cover int8)."""
+    runtime = "--runtime=openvino"
+    index_converted = os.path.join(root, "index_converted")
+    return {
+        "convert": run(
+            "beau_tf.convert",
+            f"--model={model}",
+            runtime,
+            f"--catalog={corpus}",
+        ),
+        "index --runtime": run(
+            "beau_tf.index",
+            f"--model={model}",
+            f"--catalog={corpus}",
+            f"--index_dir={index_converted}",
+            runtime,
+        ),
+        "search --runtime": run(
+            "beau_tf.search",
+            f"--index={index}",
+            f"--model={model}",
+            f"--query_dir={corpus}",
+            "--json",
+            runtime,
+        ),
+        "evaluate --runtime": run(
+            "beau_tf.evaluate",
+            f"--index={index_converted}",
+            f"--model={model}",
+            f"--queries={queries}",
+            "--json",
+            runtime,
+        ),
+    }
+
+
 COMMANDS = (
     "train",
     "export",
@@ -192,10 +237,18 @@ COMMANDS = (
     "evaluate",
     "evaluate --server",
 )
+RUNTIME_COMMANDS = (
+    "convert",
+    "index --runtime",
+    "search --runtime",
+    "evaluate --runtime",
+)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", COMMANDS + RUNTIME_COMMANDS)
 def test_each_unusable_file_is_one_line_and_the_rest_go_on(world, command):
+    if command in RUNTIME_COMMANDS:
+        converted.require_openvino()
     result = succeeded(world["results"][command])
     lines = result.stderr.splitlines()
     assert "Traceback" not in result.stderr
@@ -218,8 +271,12 @@ def test_the_index_holds_exactly_the_usable_files(world):
     )
 
 
-@pytest.mark.parametrize("command", ("search", "search --server"))
+@pytest.mark.parametrize(
+    "command", ("search", "search --server", "search --runtime")
+)
 def test_search_answers_for_exactly_the_usable_files(world, command):
+    if command in RUNTIME_COMMANDS:
+        converted.require_openvino()
     answers = json.loads(world["results"][command].stdout)
     answered = sorted(os.path.basename(a["query"]) for a in answers)
     assert answered == sorted(case.filename for case in world["usable"])

@@ -20,6 +20,7 @@ from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import grpc_client
 from beau_tf.serving import models
+from beau_tf.serving import runtimes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,7 @@ def embed_queries(
     timeout_seconds: float = 10.0,
     multiscale: bool = False,
     batch_size: int = 32,
+    runtime: str = runtimes.TENSORFLOW,
 ) -> EmbeddedQueries:
     """Embeds query photos with the model the index was built with.
 
@@ -70,10 +72,12 @@ def embed_queries(
         multiscale: embed through `query_multiscale` (the mean over central
             crops, see `beau_tf.serving.contract`) instead of one view.
         batch_size: images per model call.
+        runtime: what runs a local model (`beau_tf.serving.runtimes`).
 
     Raises:
-        ValueError: not exactly one of `model_dir` and `server`, or a
-            malformed `server`.
+        ValueError: not exactly one of `model_dir` and `server`, a
+            malformed `server`, or a server with another runtime than
+            "tensorflow".
         contract.IncompatibleModelError: the model is not the index's.
         grpc_client.ServingError: the server failed.
     """
@@ -88,6 +92,7 @@ def embed_queries(
         index_name=f"index {bundle.directory}",
         signature_names=[signature],
         timeout_seconds=timeout_seconds,
+        runtime=runtime,
     ) as model:
         embeddings, kept = embedding_lib.embed_files(
             model.embed_fns[signature],

@@ -24,6 +24,7 @@ from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import models
+from beau_tf.serving import runtimes
 
 SHARD_PATTERN = "shard-{index:05d}-of-{count:05d}.npz"
 
@@ -53,13 +54,15 @@ def embed_catalog_shard(
     num_shards: int = 1,
     shard_index: int = 0,
     batch_size: int = 32,
+    runtime: str = runtimes.TENSORFLOW,
 ) -> index_dir_lib.EmbeddedCatalog:
     """Embeds shard `shard_index` of `num_shards` of a catalogue.
 
     Shards are contiguous runs of the catalogue's (sorted) items, so merging
     them in shard order restores the catalogue order. The export is held to
     `model_identity` (`beau_tf.serving.models.open_model`), the identity the
-    index will record, so every shard of a run embeds with one model.
+    index will record, so every shard of a run embeds with one model;
+    `runtime` runs it (`beau_tf.serving.runtimes`).
 
     Raises:
         contract.IncompatibleModelError: `saved_model_dir` is not the model
@@ -71,6 +74,7 @@ def embed_catalog_shard(
         saved_model_dir,
         model_identity,
         signature_names=[contract.SIGNATURE_NAME],
+        runtime=runtime,
     ) as model:
         embeddings, kept = embedding_lib.embed_files(
             model.embed_fns[contract.SIGNATURE_NAME],

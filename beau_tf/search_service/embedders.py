@@ -22,6 +22,7 @@ from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import grpc_client
 from beau_tf.serving import models
+from beau_tf.serving import runtimes
 
 
 class EmbeddingUnavailableError(RuntimeError):
@@ -67,14 +68,17 @@ def for_service(model: models.EmbeddingModel) -> models.EmbeddingModel:
     )
 
 
-def load_local_model(model_dir: str) -> models.EmbeddingModel:
+def load_local_model(
+    model_dir: str, runtime: str = runtimes.TENSORFLOW
+) -> models.EmbeddingModel:
     """The service's model from an export version folder (both query
-    signatures and the masks, one load).
+    signatures and the masks, one load), run by `runtime`
+    (`beau_tf.serving.runtimes`).
 
     Raises:
       See `models.open_model`.
     """
-    return for_service(models.open_model(model_dir))
+    return for_service(models.open_model(model_dir, runtime=runtime))
 
 
 def connect_to_server(

@@ -13,6 +13,11 @@ says which model answered and what to do (the rules are
 `beau_tf.serving.contract`'s). So a model re-exported under the same name and
 version, with other weights, is refused locally and over gRPC alike.
 
+A local export runs its SavedModel on TensorFlow, or, with `runtime=`, a copy
+of its model converted for OpenVINO (`beau_tf.serving.runtimes`), which
+answers with the export's identity and fingerprint; without OpenVINO
+installed a warning says so and the SavedModel runs.
+
     with models.open_model("localhost:8500", bundle.manifest["model_identity"],
                            index_name=f"index {bundle.directory}") as model:
         batch = model.embed_fns["serving_default"]([jpeg_bytes])
@@ -22,12 +27,14 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import grpc_client
+from beau_tf.serving import runtimes
 
 # B encoded images -> (B, M, M) float32 masks in [0, 1], each covering the
 # square the image was fitted into (see `beau_tf.serving.preprocess`).
@@ -127,6 +134,7 @@ def open_model(
     index_name: str = "the index",
     signature_names: Sequence[str] = contract.QUERY_SIGNATURES,
     timeout_seconds: float = 10.0,
+    runtime: str = runtimes.TENSORFLOW,
 ) -> EmbeddingModel:
     """Opens an exported model, local or served, held to one identity.
 
@@ -142,6 +150,9 @@ def open_model(
         it ("index indexes/v1").
       signature_names: the signatures to embed with (`embed_fns`' keys).
       timeout_seconds: deadline of each gRPC request.
+      runtime: what runs a local export's model (`runtimes.NAMES`):
+        "tensorflow", the SavedModel, or a converted copy; TF Serving runs
+        the SavedModel, so a server takes "tensorflow" only.
 
     Returns:
       The model; close it (or use it as a context manager) when done.
@@ -150,12 +161,22 @@ def open_model(
       FileNotFoundError: `model` is neither a folder written by python -m
         beau_tf.export nor host:port.
       ValueError: `model` is a malformed address, a server is opened without
-        an identity, or a signature is missing.
+        an identity or with another runtime than "tensorflow", or a signature
+        is missing.
+      runtimes.ConvertedModelError: the export has no copy for `runtime`,
+        or one converted from another model.
       contract.IncompatibleModelError: the export is another model than
         `expected_identity`, or `expected_identity` cannot hold one to it
         (see `beau_tf.serving.contract`).
     """
+    runtimes.check_name(runtime)
     if grpc_client.is_address(model):
+        if runtime != runtimes.TENSORFLOW:
+            raise ValueError(
+                f"runtime {runtime} runs a local export; TF Serving at "
+                f"{model} runs the SavedModel itself: embed with a local "
+                "export (--model) or leave the runtime tensorflow."
+            )
         return _connect(
             model,
             expected_identity,
@@ -163,7 +184,7 @@ def open_model(
             signature_names,
             timeout_seconds,
         )
-    return _load(model, expected_identity, index_name, signature_names)
+    return _load(model, expected_identity, index_name, signature_names, runtime)
 
 
 def _load(
@@ -171,6 +192,7 @@ def _load(
     expected_identity: Mapping | None,
     index_name: str,
     signature_names: Sequence[str],
+    runtime: str,
 ) -> EmbeddingModel:
     """`open_model` of an export version folder, loaded once for every
     signature and the masks."""
@@ -185,8 +207,18 @@ def _load(
         expected_identity = identity
     contract.check_compatible(expected_identity, identity, index_name)
     wanted = list(dict.fromkeys([*signature_names, contract.SIGNATURE_NAME]))
-    signatures = embedding_lib.load_signatures(model_dir, wanted)
-    source = f"the SavedModel {model_dir}"
+    converted = _open_converted(model_dir, runtime, identity)
+    if converted is None:
+        signatures = embedding_lib.load_signatures(model_dir, wanted)
+        source = f"the SavedModel {model_dir}"
+    else:
+        signatures = {
+            contract.SIGNATURE_NAME: converted.serve.get_concrete_function(),
+            contract.MULTISCALE_SIGNATURE_NAME: (
+                converted.serve_multiscale.get_concrete_function()
+            ),
+        }
+        source = f"{model_dir} on {runtimes.RUNTIMES[runtime].description}"
     default = signatures[contract.SIGNATURE_NAME]
 
     def masks(images: Sequence[bytes]) -> np.ndarray:
@@ -212,6 +244,20 @@ def _load(
         ),
         source=source,
     )
+
+
+def _open_converted(
+    model_dir: str, runtime: str, identity: Mapping
+) -> "runtimes.RuntimeSignatures | None":
+    """The signatures around `model_dir`'s copy for `runtime`; None for
+    the SavedModel (runtime "tensorflow", or OpenVINO not installed)."""
+    if runtime == runtimes.TENSORFLOW:
+        return None
+    try:
+        return runtimes.open_signatures(model_dir, runtime, identity)
+    except runtimes.RuntimeNotInstalledError as error:
+        logging.warning("%s; running the SavedModel on TensorFlow.", error)
+        return None
 
 
 def _connect(

@@ -9,7 +9,11 @@ the layout TF Serving watches (it loads the highest integer version), with the
 signatures and identity that `beau_tf.serving.contract` describes. Images are
 decoded inside the signatures by `beau_tf.serving.preprocess`, the evaluation's
 own preprocessing; an image that cannot be used gets a zero embedding and a
-status saying why, and never fails its batch.
+status saying why, and never fails its batch (`beau_tf.serving.signatures`).
+Beside the signatures the module carries `embed_pixels`, the Keras model call
+alone, which `python -m beau_tf.convert` converts for another runtime
+(`beau_tf.serving.runtimes`); the converted copies live under
+`assets.extra/runtimes/`, which TF Serving does not read.
 
 A version is written to a hidden temporary folder beside it (TF Serving only
 looks at integer names) and renamed into place, so the server never sees half
@@ -28,31 +32,30 @@ import tensorflow as tf
 
 from beau_tf.common import files
 from beau_tf.serving import contract
-from beau_tf.serving import preprocess
+from beau_tf.serving import signatures
 from beau_tf.serving import trust
 
-# Mask-guided views are cut from the photo fitted into a square this many
-# times the model's side, so that a crop of part of it keeps its detail.
-MASK_VIEW_SOURCE_SCALE = 2
+# The export's model call alone, saved beside the signatures (TF Serving
+# serves only signatures): (B, S, S, 3) float32 pixels in [0, 255] ->
+# {"embedding", "mask"}; what `beau_tf.serving.conversion` converts.
+PIXELS_FUNCTION = "embed_pixels"
 
 
-class ServingModule(tf.Module):
+class ServingModule(signatures.Signatures):
     """The Keras model behind the bytes-in signatures.
 
     Its two functions are the exported signatures; the adaptation step also
-    calls them in-process, so what it learns from is what is served.
+    calls them in-process, so what it learns from is what is served. It also
+    carries `embed_pixels`, the model call alone.
 
     Args:
       model: a model with the extractor's interface (see
         `export_saved_model`).
-      zooms: the central-crop fractions of `serve_multiscale`; checked here,
-        the one place every path to a signature goes through.
+      zooms: the central-crop fractions of `serve_multiscale`.
+      projection: `(mean (D,), matrix (D, d))` or None: the learned
+        in-domain projection (see `signatures.Signatures`).
       mask_views: paddings of `serve_multiscale`'s mask-guided views (see
         `contract.check_mask_views`); empty for none.
-      projection: `(mean (D,), matrix (D, d))` or None: the learned
-        in-domain projection; every embedding leaving a signature becomes
-        `normalise((e - mean) @ matrix)`, the multiscale one after the mean
-        over views.
 
     Attributes:
       model_fingerprint: `model_fingerprint(...)` of what it serves, the
@@ -66,131 +69,39 @@ class ServingModule(tf.Module):
         projection: tuple[np.ndarray, np.ndarray] | None = None,
         mask_views: Sequence[float] = (),
     ):
-        super().__init__(name="beau_tf_serving")
+        image_size = image_size_of(model)
+        zooms = contract.check_zooms(zooms)
+        mask_views = contract.check_mask_views(mask_views, zooms)
+        super().__init__(
+            image_size=image_size,
+            embedding_dim=model.output["embedding"].shape[-1],
+            zooms=zooms,
+            projection=projection,
+            mask_views=mask_views,
+            model_fingerprint=model_fingerprint(
+                model, image_size, zooms, projection, mask_views
+            ),
+            name="beau_tf_serving",
+        )
         self.model = model
-        self._image_size = image_size_of(model)
-        self.zooms = contract.check_zooms(zooms)
-        self.mask_views = contract.check_mask_views(mask_views, self.zooms)
-        self.projection_mean = self.projection_matrix = None
-        if projection is not None:
-            mean, matrix = (np.asarray(a, np.float32) for a in projection)
-            dim = model.output["embedding"].shape[-1]
-            if mean.shape != (dim,) or matrix.ndim != 2 or len(matrix) != dim:
-                raise ValueError(
-                    f"A projection of shapes {mean.shape} and {matrix.shape} "
-                    f"does not fit {dim}-d embeddings; ({dim},) and "
-                    f"({dim}, d) expected."
-                )
-            self.projection_mean = tf.Variable(
-                mean, trainable=False, name="projection_mean"
-            )
-            self.projection_matrix = tf.Variable(
-                matrix, trainable=False, name="projection_matrix"
-            )
-        self.model_fingerprint = model_fingerprint(
-            model, self._image_size, self.zooms, projection, self.mask_views
+        setattr(
+            self,
+            PIXELS_FUNCTION,
+            tf.function(
+                self.call_model,
+                input_signature=[
+                    tf.TensorSpec(
+                        [None, image_size, image_size, 3],
+                        tf.float32,
+                        name="pixels",
+                    )
+                ],
+            ),
         )
 
-    def _project(self, embeddings: tf.Tensor) -> tf.Tensor:
-        """(B, D) unit embeddings -> (B, d) unit, adapted ones."""
-        if self.projection_matrix is None:
-            return embeddings
-        projected = tf.matmul(
-            embeddings - self.projection_mean, self.projection_matrix
-        )  # (B, D) -> (B, d)
-        return tf.math.l2_normalize(projected, axis=-1)
-
-    def _outputs(self, embeddings: tf.Tensor, status: tf.Tensor) -> dict:
-        """The outputs both signatures share; rows of unusable images zeroed."""
-        usable = tf.equal(status, contract.STATUS_OK)  # (B,)
-        embeddings = self._project(embeddings)
-        return {
-            contract.EMBEDDING_OUTPUT: tf.where(
-                usable[:, tf.newaxis], embeddings, tf.zeros_like(embeddings)
-            ),
-            contract.STATUS_OUTPUT: status,
-            # (B,), one copy per image: TF Serving's batching splits every
-            # output along its first axis and refuses scalars.
-            contract.MODEL_FINGERPRINT_OUTPUT: tf.fill(
-                tf.shape(status), self.model_fingerprint
-            ),
-        }
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)
-        ]
-    )
-    def serve(self, images):
-        pixels, status = preprocess.decode_batch(
-            images, self._image_size
-        )  # (B,) -> (B, S, S, 3), (B,)
+    def call_model(self, pixels: tf.Tensor) -> dict:
         outputs = self.model(pixels, training=False)
-        embeddings = tf.cast(outputs["embedding"], tf.float32)  # (B, D)
-        mask = tf.cast(outputs["mask"], tf.float32)  # (B, S, S, 1)
-        usable = tf.equal(status, contract.STATUS_OK)
-        return {
-            **self._outputs(embeddings, status),
-            contract.MASK_OUTPUT: tf.where(
-                usable[:, tf.newaxis, tf.newaxis, tf.newaxis],
-                mask,
-                tf.zeros_like(mask),
-            ),
-        }
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)
-        ]
-    )
-    def serve_multiscale(self, images):
-        size, num_zooms = self._image_size, len(self.zooms)
-        if self.mask_views:
-            views, sources, status = preprocess.decode_batch_for_mask_views(
-                images, size, self.zooms, MASK_VIEW_SOURCE_SCALE * size
-            )  # (B,) -> (B, Z, S, S, 3), (B, C, C, 3), (B,)
-        else:
-            views, status = preprocess.decode_batch_zoomed(
-                images, size, self.zooms
-            )  # (B,) -> (B, Z, S, S, 3), (B,)
-        outputs = self.model(
-            tf.reshape(views, [-1, size, size, 3]), training=False
-        )  # (B * Z, S, S, 3) -> {"embedding": (B * Z, D), "mask"}
-        embeddings = tf.cast(outputs["embedding"], tf.float32)
-        dim = tf.shape(embeddings)[-1]
-        embeddings = tf.reshape(embeddings, [-1, num_zooms, dim])  # (B, Z, D)
-        boxes = tf.zeros([tf.shape(images)[0], 0, 4], tf.float32)
-        if self.mask_views:
-            masks = tf.reshape(
-                tf.cast(outputs["mask"], tf.float32),
-                [-1, num_zooms, size, size],
-            )[
-                :, self.zooms.index(1.0)
-            ]  # (B, S, S): the whole photo's mask
-            boxes = preprocess.mask_boxes(masks, self.mask_views)  # (B, P, 4)
-            crops = preprocess.crop_views(sources, boxes, size)
-            cropped = self.model(
-                tf.reshape(crops, [-1, size, size, 3]), training=False
-            )[
-                "embedding"
-            ]  # (B * P, S, S, 3) -> (B * P, D)
-            embeddings = tf.concat(
-                [
-                    embeddings,
-                    tf.reshape(
-                        tf.cast(cropped, tf.float32),
-                        [-1, len(self.mask_views), dim],
-                    ),
-                ],
-                axis=1,
-            )  # (B, Z + P, D)
-        mean = tf.math.l2_normalize(
-            tf.reduce_mean(embeddings, axis=1), axis=-1
-        )  # (B, D)
-        return {
-            **self._outputs(mean, status),
-            contract.VIEW_BOXES_OUTPUT: boxes,
-        }
+        return {"embedding": outputs["embedding"], "mask": outputs["mask"]}
 
 
 def model_fingerprint(
@@ -348,6 +259,9 @@ def export_saved_model(
 
     serve = module.serve.get_concrete_function()
     serve_multiscale = module.serve_multiscale.get_concrete_function()
+    # Saved as a function of the module, not a signature: TF Serving never
+    # sees it; a conversion to another runtime reads it.
+    getattr(module, PIXELS_FUNCTION).get_concrete_function()
     signature = {
         "inputs": {
             contract.INPUT_NAME: _describe(

@@ -33,6 +33,7 @@ from beau_tf.search_service import embedders
 from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
 from tests.fixtures import ports
+from tests.fixtures import testing
 from tests.fixtures import tiny_export
 
 try:
@@ -71,11 +72,6 @@ def find_browser() -> tuple[str | None, str | None, str]:
             "install chromium chromium-driver; scripts/test.sh does it)",
         )
     return browser, driver, ""
-
-
-def running_in_ci() -> bool:
-    """Whether the environment says CI (CI=true), where the test may not skip."""
-    return os.environ.get("CI", "").lower() in ("true", "1")
 
 
 def start_chromium(browser: str, driver: str):
@@ -123,7 +119,7 @@ class SearchPageTest(absltest.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         browser, driver, why_not = find_browser()
-        if why_not and running_in_ci():
+        if why_not and testing.running_in_ci():
             # CI installs Chromium (scripts/test.sh): missing, it is a fault.
             raise AssertionError(
                 f"CI=true, yet the page test cannot run: {why_not}"

@@ -16,6 +16,7 @@ from beau_tf.serving import contract
 from beau_tf.serving import embedding as embedding_lib
 from beau_tf.serving import preprocess
 from beau_tf.serving import saved_model
+from beau_tf.serving import signatures as signatures_lib
 from tests.fixtures import tiny_export
 
 SAVED_MODEL_CLI = os.path.join(
@@ -287,6 +288,22 @@ class ExportSavedModelTest(tf.test.TestCase):
             served = signatures[name](images=images)["embedding"].numpy()
             want = project(function(images)["embedding"].numpy())
             self.assertAllClose(served, want, atol=1e-5)
+        # Read back without the model, as a converted runtime reads it.
+        read_mean, read_matrix = signatures_lib.read_projection(version_dir)
+        self.assertAllEqual(read_mean, mean)
+        self.assertAllEqual(read_matrix, matrix)
+        self.assertIsNone(signatures_lib.read_projection(self.version_dir))
+
+    def test_the_model_call_alone_is_saved_beside_the_signatures(self):
+        loaded = tf.saved_model.load(self.version_dir)
+        self.assertNotIn(saved_model.PIXELS_FUNCTION, loaded.signatures)
+        pixels = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3))
+        pixels = tf.constant(pixels, tf.float32)
+        saved = getattr(loaded, saved_model.PIXELS_FUNCTION)(pixels)
+        want = self.model(pixels, training=False)
+        self.assertEqual(set(saved), {"embedding", "mask"})
+        for key in saved:
+            self.assertAllClose(saved[key], want[key], atol=1e-5)
 
     def test_a_projection_of_the_wrong_size_is_refused(self):
         with self.assertRaisesRegex(ValueError, "does not fit"):

@@ -31,9 +31,16 @@ Rows:
   - ensembles of three backbones at one image size, plain and adapted;
   - trained with the paper's losses plus the distillation loss
     (configs/distill.flags): the adapted ensemble labels the unlabelled
-    photos; Lite0 (and, as ablations, Lite0 with its backbone frozen for
-    800 steps, and Lite0 without the paper's mask loss and attention
-    pooling), and the ensemble of the three distilled backbones.
+    photos; Lite0 under each recipe of DISTILL_RECIPES (without the paper's
+    mask loss and attention pooling; the paper's; + the mask learned from
+    the photos; + piles), each with central zooms and with mask-guided
+    views (--mask_views), and the ensemble of the three distilled backbones
+    of --ensemble_recipe.
+
+Cost columns (--cost_rounds, on by default): every exported row is timed
+side by side in alternating rounds in this one process: ms per query of
+`query_multiscale` and of `serving_default` at batch 1, and catalogue
+images/s at batch 32 (decode included, as `python -m beau_tf.index` runs).
 
 Honesty: training reads the 81 catalogue images and, as backgrounds, the
 unlabelled train/ photos less dev2 (`photos_unlabelled.csv`); adaptation
@@ -44,7 +51,8 @@ The run resumes: each finished row is kept in <out_dir>/rows/<name>.json and
 each training run in <out_dir>/runs/<name>_<steps> (an interrupted one resumes
 from its last checkpoint); delete them to measure again.
 Writes <out_dir>/table.md, <out_dir>/masks.png (the trained decoders' masks on
-query photos) and <out_dir>/contact_sheet.png (queries, multiscale, and their
+query photos), <out_dir>/views.png (the boxes of the mask-guided views) and
+<out_dir>/contact_sheet.png (queries, multiscale, and their
 top 5 with the distilled ensemble, adapted; correct ones marked OK), and the
 table's rows to bench/results/grocery.json (grocery-<splits>.json for other
 --splits). Says it is skipped when the dataset folder is absent. Figures:
@@ -58,6 +66,7 @@ export twenty more, minutes at any size.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -136,6 +145,13 @@ _ENSEMBLE_RECIPE = flags.DEFINE_enum(
     "Lite1 and Lite2, ensembled with Lite0's run of the same recipe; none "
     "leaves the distilled ensemble out (Lite0 rows only).",
 )
+_COST_ROUNDS = flags.DEFINE_integer(
+    "cost_rounds",
+    3,
+    "Alternating rounds of the cost columns (every exported row timed side "
+    "by side in this one process); 0 leaves the columns out.",
+    lower_bound=0,
+)
 _MASK_VIEWS = flags.DEFINE_list(
     "mask_views",
     ["0.25"],
@@ -150,6 +166,7 @@ SMOKE = {
     "out_dir": lambda work_dir: os.path.join(work_dir, "out"),
     "baselines": ["efficientnet_lite0"],
     "groups": ["baselines"],
+    "cost_rounds": 1,
 }
 
 _GROUPS = ("packages", "fruit_vegetables")
@@ -411,11 +428,16 @@ def spread(queries: list, count: int) -> list:
     return queries[::step][:count]
 
 
-def table_rows(results: list[tuple[str, dict]], splits: list[str]) -> list:
+def table_rows(
+    results: list[tuple[str, dict, str]],
+    splits: list[str],
+    costs: dict[str, dict] | None = None,
+) -> list:
     """One row per (model, query view): MAP@7, R@1 and R@7 on each split,
-    then MAP@7 per group (packages, fruit and vegetables) on each split."""
+    MAP@7 per group (packages, fruit and vegetables) on each split, then
+    the model's cost columns (`measure_costs`) where measured."""
     rows = []
-    for label, views in results:
+    for label, views, model_dir in results:
         for view in ("single", "multiscale"):
             line = {"model": label, "queries": view}
             for split in splits:
@@ -429,8 +451,78 @@ def table_rows(results: list[tuple[str, dict]], splits: list[str]) -> list:
                     line[f"{split} {group} MAP@7"] = by_group.get(
                         group, {}
                     ).get(f"map@{_K}_hits", "")
+            if costs:
+                line.update(costs[model_dir])
             rows.append(line)
     return rows
+
+
+# The cost columns: what a query costs at batch 1 with each signature, and
+# catalogue embedding at batch 32.
+_COST_QUERIES = 8
+_COST_BATCH = 32
+
+
+def measure_costs(
+    model_dirs: list[str], csvs: dict, split: str, rounds: int
+) -> dict[str, dict]:
+    """Times every export side by side: ms per query of `query_multiscale`
+    and of `serving_default` at batch 1 (the first `_COST_QUERIES` photos of
+    `split`) and catalogue images/s at batch `_COST_BATCH`, each the median
+    of `rounds` alternating rounds (one process; the load moves, the ratios
+    hold). Returns model_dir -> its columns."""
+    queries = catalog_lib.read_queries(csvs[f"queries_{split}"])
+    photos = [_read(q.path) for q in spread(queries, _COST_QUERIES)]
+    catalogue = [
+        _read(item.path) for item in catalog_lib.list_catalog(csvs["catalog"])
+    ][:_COST_BATCH]
+    contenders = {}
+    for model_dir in dict.fromkeys(model_dirs):
+        signatures = tf.saved_model.load(model_dir).signatures
+        for name in (
+            contract.MULTISCALE_SIGNATURE_NAME,
+            contract.SIGNATURE_NAME,
+        ):
+            contenders[(model_dir, name)] = functools.partial(
+                _ms_per_query, signatures[name], photos
+            )
+        contenders[(model_dir, "catalogue")] = functools.partial(
+            _images_per_second, signatures[contract.SIGNATURE_NAME], catalogue
+        )
+    measured = harness.side_by_side(contenders, rounds, warmup=True)
+    return {
+        model_dir: {
+            "ms/query multiscale": measured.median(
+                (model_dir, contract.MULTISCALE_SIGNATURE_NAME)
+            ),
+            "ms/query single": measured.median(
+                (model_dir, contract.SIGNATURE_NAME)
+            ),
+            f"catalogue img/s (batch {_COST_BATCH})": measured.median(
+                (model_dir, "catalogue")
+            ),
+        }
+        for model_dir in dict.fromkeys(model_dirs)
+    }
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read()
+
+
+def _ms_per_query(signature, photos: list[bytes]) -> float:
+    """Mean ms of one call on one photo (reading the answer waits for it)."""
+    start = time.perf_counter()
+    for photo in photos:
+        np.asarray(signature(images=tf.constant([photo]))["embedding"])
+    return 1000 * (time.perf_counter() - start) / len(photos)
+
+
+def _images_per_second(signature, images: list[bytes]) -> float:
+    start = time.perf_counter()
+    np.asarray(signature(images=tf.constant(images))["embedding"])
+    return len(images) / (time.perf_counter() - start)
 
 
 def write_table(rows: list[dict], csvs: dict, splits: list[str], out_dir):
@@ -460,7 +552,8 @@ class Rows:
     def __init__(self, csvs: dict, splits: list[str], out_dir: str):
         self.csvs, self.splits, self.out_dir = csvs, splits, out_dir
         self.tag = "_".join(splits)
-        self.results: list[tuple[str, dict]] = []
+        # (label, views, model_dir) of each row, in table order.
+        self.results: list[tuple[str, dict, str]] = []
 
     def add(self, label: str, name: str, model_dir) -> dict:
         """Scores `model_dir()` (called only when the row is not cached)."""
@@ -471,7 +564,7 @@ class Rows:
                 name, model_dir(), self.csvs, self.splits, self.out_dir
             ),
         )
-        self.results.append((label, result["views"]))
+        self.results.append((label, result["views"], result["model_dir"]))
         return result
 
     def add_pair(
@@ -544,7 +637,15 @@ def main(argv):
     pictures_written = []
     if "pictures" in groups:
         pictures_written = draw_pictures(rows, models, out_dir, splits)
-    write_table(table_rows(rows.results, splits), csvs, splits, out_dir)
+    costs = None
+    if _COST_ROUNDS.value:
+        costs = measure_costs(
+            [model_dir for _, _, model_dir in rows.results],
+            csvs,
+            splits[0],
+            _COST_ROUNDS.value,
+        )
+    write_table(table_rows(rows.results, splits, costs), csvs, splits, out_dir)
     if pictures_written:
         print(f"\nPictures: {', '.join(pictures_written)}")
     print(f"Total {time.perf_counter() - started:.0f} s.")

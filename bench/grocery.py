@@ -69,6 +69,7 @@ import dataclasses
 import functools
 import json
 import os
+import pathlib
 import subprocess
 import time
 
@@ -467,27 +468,34 @@ def measure_costs(
     model_dirs: list[str], csvs: dict, split: str, rounds: int
 ) -> dict[str, dict]:
     """Times every export side by side: ms per query of `query_multiscale`
-    and of `serving_default` at batch 1 (the first `_COST_QUERIES` photos of
+    and of `serving_default` at batch 1 (`_COST_QUERIES` photos spread over
     `split`) and catalogue images/s at batch `_COST_BATCH`, each the median
     of `rounds` alternating rounds (one process; the load moves, the ratios
     hold). Returns model_dir -> its columns."""
     queries = catalog_lib.read_queries(csvs[f"queries_{split}"])
-    photos = [_read(q.path) for q in spread(queries, _COST_QUERIES)]
+    photos = [
+        pathlib.Path(q.path).read_bytes()
+        for q in spread(queries, _COST_QUERIES)
+    ]
     catalogue = [
-        _read(item.path) for item in catalog_lib.list_catalog(csvs["catalog"])
+        pathlib.Path(item.path).read_bytes()
+        for item in catalog_lib.list_catalog(csvs["catalog"])
     ][:_COST_BATCH]
+    model_dirs = list(dict.fromkeys(model_dirs))  # each once, in order
     contenders = {}
-    for model_dir in dict.fromkeys(model_dirs):
+    for model_dir in model_dirs:
         signatures = tf.saved_model.load(model_dir).signatures
         for name in (
             contract.MULTISCALE_SIGNATURE_NAME,
             contract.SIGNATURE_NAME,
         ):
             contenders[(model_dir, name)] = functools.partial(
-                _ms_per_query, signatures[name], photos
+                harness.ms_per_query, signatures[name], photos
             )
         contenders[(model_dir, "catalogue")] = functools.partial(
-            _images_per_second, signatures[contract.SIGNATURE_NAME], catalogue
+            harness.images_per_second,
+            signatures[contract.SIGNATURE_NAME],
+            catalogue,
         )
     measured = harness.side_by_side(contenders, rounds, warmup=True)
     return {
@@ -502,27 +510,8 @@ def measure_costs(
                 (model_dir, "catalogue")
             ),
         }
-        for model_dir in dict.fromkeys(model_dirs)
+        for model_dir in model_dirs
     }
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as stream:
-        return stream.read()
-
-
-def _ms_per_query(signature, photos: list[bytes]) -> float:
-    """Mean ms of one call on one photo (reading the answer waits for it)."""
-    start = time.perf_counter()
-    for photo in photos:
-        np.asarray(signature(images=tf.constant([photo]))["embedding"])
-    return 1000 * (time.perf_counter() - start) / len(photos)
-
-
-def _images_per_second(signature, images: list[bytes]) -> float:
-    start = time.perf_counter()
-    np.asarray(signature(images=tf.constant(images))["embedding"])
-    return len(images) / (time.perf_counter() - start)
 
 
 def write_table(rows: list[dict], csvs: dict, splits: list[str], out_dir):

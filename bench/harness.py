@@ -181,6 +181,28 @@ def rate(fn: Callable[[], object], calls: int, per_call: int = 1) -> float:
     return calls * per_call / (time.perf_counter() - start)
 
 
+def ms_per_query(signature, photos: Sequence[bytes]) -> float:
+    """Mean milliseconds of one call of an export's signature on one encoded
+    photo (batch 1, as a shopper's query arrives); reading the answer waits
+    for the computation."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    start = time.perf_counter()
+    for photo in photos:
+        np.asarray(signature(images=tf.constant([photo]))["embedding"])
+    return 1000.0 * (time.perf_counter() - start) / len(photos)
+
+
+def images_per_second(signature, images: Sequence[bytes]) -> float:
+    """Encoded images per second of one call of an export's signature on
+    all of `images` as one batch."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    start = time.perf_counter()
+    np.asarray(signature(images=tf.constant(list(images)))["embedding"])
+    return len(images) / (time.perf_counter() - start)
+
+
 @dataclasses.dataclass(frozen=True)
 class SideBySide:
     """What each contender measured, one value per round, in round order."""

@@ -28,7 +28,6 @@ ratio to the zooms. Figures: bench/RESULTS.md ("Mask-guided views").
 import os
 
 from absl import flags
-import numpy as np
 import tensorflow as tf
 
 from beau_tf.data import catalog as catalog_lib
@@ -74,18 +73,6 @@ def query_photos(count: int) -> list[bytes]:
     return [tf.io.read_file(path).numpy() for path in paths]
 
 
-def ms_per_query(signature, photos: list[bytes]) -> float:
-    """Mean milliseconds of one call of `signature` on one photo."""
-
-    def one_at_a_time():
-        for photo in photos:
-            # Reading the result waits for the computation.
-            np.asarray(signature(images=tf.constant([photo]))["embedding"])
-
-    seconds = 1.0 / harness.rate(one_at_a_time, 1, len(photos))
-    return 1000.0 * seconds
-
-
 def main(argv):
     del argv
     if _WORKDIR.value:
@@ -109,7 +96,9 @@ def main(argv):
     photos = query_photos(_QUERIES.value)
     measured = harness.side_by_side(
         {
-            name: lambda signature=signature: ms_per_query(signature, photos)
+            name: lambda signature=signature: harness.ms_per_query(
+                signature, photos
+            )
             for name, signature in signatures.items()
         },
         _ROUNDS.value,

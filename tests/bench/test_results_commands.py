@@ -43,8 +43,10 @@ def cited_commands() -> dict[str, list[list[str]]]:
     )
     commands = collections.defaultdict(list)
     for span in spans:
+        if "-m " not in span or "<" in span:  # prose or a placeholder
+            continue
         words = shlex.split(" ".join(span.split()))
-        if "-m" not in words or "<" in span:
+        if "-m" not in words:
             continue
         module, *argv = words[words.index("-m") + 1 :]
         if argv or module.startswith("bench."):

@@ -202,12 +202,19 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
         workdir = os.path.join(self.root, "two_workers")
         workers = self.start_workers(config, workdir, "killed")
         checkpoints = os.path.join(workdir, "checkpoints")
+        worker1_temp = os.path.join(workdir, "worker1_temp")
         deadline = time.monotonic() + 240
-        while not tf.train.latest_checkpoint(checkpoints):
+        # Killed once the chief has a checkpoint and worker 1 its folder.
+        while not (
+            tf.train.latest_checkpoint(checkpoints)
+            and os.path.isdir(worker1_temp)
+        ):
             for index, process in enumerate(workers.processes):
                 self.assertIsNone(process.poll(), workers.log(index)[-3000:])
             self.assertLess(
-                time.monotonic(), deadline, "no checkpoint in 240 s"
+                time.monotonic(),
+                deadline,
+                "no checkpoint and worker folder in 240 s",
             )
             time.sleep(0.05)
         # Both still training when killed (a worker that ended on its own
@@ -217,7 +224,7 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
         workers.kill()
         killed_at = training.trained_steps(workdir)
         self.assertLess(killed_at, 100, "training finished before the kill")
-        self.assertTrue(os.path.isdir(os.path.join(workdir, "worker1_temp")))
+        self.assertTrue(os.path.isdir(worker1_temp), workers.log(1)[-3000:])
 
         resumed = self.start_workers(config, workdir, "resumed")
         resumed.wait(self)

@@ -153,9 +153,13 @@ class Workers:
             test.assertEqual(process.returncode, 0, self.log(index)[-3000:])
 
     def kill(self) -> None:
-        for process in self.processes:
+        # Every signal before any wait, the other workers' before the
+        # chief's: a worker that outlives the chief sees its connection
+        # reset, ends on its own and removes its temporary folder.
+        for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
+        for process in self.processes:
             process.wait()
 
 

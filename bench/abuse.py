@@ -52,7 +52,6 @@ import httpx
 import numpy as np
 
 from beau_tf.datasets.synthetic import catalogue as synthetic
-from beau_tf.search_service import index_versions
 from beau_tf.search_service import searcher as searcher_lib
 from bench import harness
 from tests.fixtures import bad_inputs
@@ -131,35 +130,26 @@ _SOCKET_SECONDS = 1.0  # each blocking socket call of a slow client
 _DEFAULTS = searcher_lib.ServiceConfig()
 
 
-@dataclasses.dataclass(frozen=True)
-class Upload:
-    name: str
-    data: bytes
-
-
-def hostile_uploads(side: int, repeats: int) -> dict[str, Upload]:
+def hostile_uploads(side: int, repeats: int) -> dict[str, harness.Upload]:
     """The files of issue 21, made here: kind -> upload."""
     return {
-        "lossless WebP": Upload("bomb.webp", bad_inputs.lossless_webp(side)),
-        "16-bit PNG": Upload("bomb.png", bad_inputs.sixteen_bit_png(side)),
-        "repeated scans": Upload(
-            "scans.jpg", bad_inputs.repeated_scan_jpeg(side, repeats)
+        "lossless WebP": harness.Upload(
+            "bomb.webp", bad_inputs.lossless_webp(side), "lossless WebP"
         ),
-        "JPEG cut short": Upload(
-            "cut.jpg", bad_inputs.truncated_jpeg(min(side, 2000), 11_000)
+        "16-bit PNG": harness.Upload(
+            "bomb.png", bad_inputs.sixteen_bit_png(side), "16-bit PNG"
+        ),
+        "repeated scans": harness.Upload(
+            "scans.jpg",
+            bad_inputs.repeated_scan_jpeg(side, repeats),
+            "repeated scans",
+        ),
+        "JPEG cut short": harness.Upload(
+            "cut.jpg",
+            bad_inputs.truncated_jpeg(min(side, 2000), 11_000),
+            "JPEG cut short",
         ),
     }
-
-
-def read_photos(queries_csv: str) -> list[Upload]:
-    folder = os.path.dirname(queries_csv)
-    with open(queries_csv) as stream:
-        paths = [line.split(",")[0] for line in stream.read().splitlines()[1:]]
-    photos = []
-    for path in paths:
-        with open(os.path.join(folder, path), "rb") as stream:
-            photos.append(Upload(os.path.basename(path), stream.read()))
-    return photos
 
 
 class MemorySampler:
@@ -406,13 +396,10 @@ def main(argv):
     )
     model_dir, index = _EXPORT.value, _INDEX.value
     if not (model_dir and index):
-        model_dir = harness.export_untrained(
-            os.path.join(work, "exported"), image_size=_IMAGE_SIZE.value
+        model_dir, index = harness.export_and_index(
+            work, catalogue.catalog_csv, _IMAGE_SIZE.value
         )
-        index = os.path.join(work, "index")
-        if not index_versions.is_index_folder(index):
-            harness.build_index(model_dir, catalogue.catalog_csv, index)
-    photos = read_photos(catalogue.queries_csv)
+    photos = harness.read_query_photos(catalogue.queries_csv)
     uploads = hostile_uploads(_HOSTILE_SIDE.value, _SCAN_REPEATS.value)
     for kind, upload in uploads.items():
         print(f"  {kind}: {len(upload.data):,} bytes", flush=True)

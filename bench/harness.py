@@ -181,6 +181,26 @@ def rate(fn: Callable[[], object], calls: int, per_call: int = 1) -> float:
     return calls * per_call / (time.perf_counter() - start)
 
 
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """One file a bench sends to the search service."""
+
+    name: str
+    data: bytes
+    kind: str = "good"  # "good", or what is wrong with it
+
+
+def read_query_photos(queries_csv: str) -> list[Upload]:
+    """The photos a query list names (`catalog.read_queries`), in its order,
+    as good uploads."""
+    return [
+        Upload(
+            os.path.basename(query.path), pathlib.Path(query.path).read_bytes()
+        )
+        for query in catalog.read_queries(queries_csv)
+    ]
+
+
 def ms_per_query(signature, photos: Sequence[bytes]) -> float:
     """Mean milliseconds of one call of an export's signature on one encoded
     photo (batch 1, as a shopper's query arrives); reading the answer waits
@@ -467,6 +487,24 @@ def export_untrained(
     """
     model, members = untrained_model(backbones, image_size)
     return export(model, export_base, name, members)
+
+
+def export_and_index(
+    work: str, catalog_source: str, image_size: int = 224
+) -> tuple[str, str]:
+    """`(model_dir, index_dir)`: `export_untrained`'s EfficientNet-Lite0 at
+    `image_size` and its index of `catalog_source`, under `work` (both
+    reused when an earlier run left them there)."""
+    # pylint: disable-next=g-import-not-at-top
+    from beau_tf.search_service import index_versions
+
+    model_dir = export_untrained(
+        os.path.join(work, "exported"), image_size=image_size
+    )
+    index_dir = os.path.join(work, "index")
+    if not index_versions.is_index_folder(index_dir):
+        build_index(model_dir, catalog_source, index_dir)
+    return model_dir, index_dir
 
 
 def build_index(model_dir: str, catalog_source: str, index_dir: str) -> str:

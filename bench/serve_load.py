@@ -114,13 +114,6 @@ _BATCHED = 16
 
 
 @dataclasses.dataclass(frozen=True)
-class Upload:
-    name: str
-    data: bytes
-    kind: str  # "good", or the kind of bad upload
-
-
-@dataclasses.dataclass(frozen=True)
 class Outcome:
     kind: str
     status: int | None  # None: no HTTP answer
@@ -172,18 +165,6 @@ class Contender:
         }
 
 
-def build_export_and_index(work: str, catalog_csv: str) -> tuple[str, str]:
-    """An untrained EfficientNet-Lite0 export and its index (reused when
-    --work_dir holds them from an earlier run)."""
-    model_dir = harness.export_untrained(
-        os.path.join(work, "exported"), image_size=_IMAGE_SIZE.value
-    )
-    index = os.path.join(work, "index")
-    if not index_versions.is_index_folder(index):
-        harness.build_index(model_dir, catalog_csv, index)
-    return model_dir, index
-
-
 def index_folder(path: str) -> str:
     """The folder the service serves first for --index=`path`."""
     if index_versions.is_index_folder(path):
@@ -191,30 +172,19 @@ def index_folder(path: str) -> str:
     return os.path.join(path, str(index_versions.list_versions(path)[-1]))
 
 
-def read_photos(queries_csv: str) -> list[Upload]:
-    folder = os.path.dirname(queries_csv)
-    with open(queries_csv) as stream:
-        paths = [line.split(",")[0] for line in stream.read().splitlines()[1:]]
-    uploads = []
-    for path in paths:
-        with open(os.path.join(folder, path), "rb") as stream:
-            uploads.append(
-                Upload(os.path.basename(path), stream.read(), "good")
-            )
-    return uploads
-
-
-def bad_uploads() -> list[Upload]:
+def bad_uploads() -> list[harness.Upload]:
     one_pixel = io.BytesIO()
     Image.new("RGB", (1, 1)).save(one_pixel, format="PNG")
     garbage = np.random.default_rng(0).integers(0, 256, 4096, np.uint8)
     return [
-        Upload("garbage.jpg", garbage.tobytes(), "garbage bytes"),
-        Upload("one_pixel.png", one_pixel.getvalue(), "1x1 PNG"),
+        harness.Upload("garbage.jpg", garbage.tobytes(), "garbage bytes"),
+        harness.Upload("one_pixel.png", one_pixel.getvalue(), "1x1 PNG"),
     ]
 
 
-def schedule(photos: list[Upload], count: int, bad_every: int = 0) -> list:
+def schedule(
+    photos: list[harness.Upload], count: int, bad_every: int = 0
+) -> list:
     """`count` uploads cycling through `photos`; every `bad_every`-th bad."""
     bad = bad_uploads()
     uploads = []
@@ -236,7 +206,7 @@ def make_in_process_search(model_dir, index_path, multiscale, k):
     config = searcher_lib.ServiceConfig()
     k = min(k, index.num_items)
 
-    def search(group: list[Upload]) -> None:
+    def search(group: list[harness.Upload]) -> None:
         prepared = [
             searcher_lib.prepare_upload(upload.data, upload.name, config)
             for upload in group
@@ -529,8 +499,10 @@ def main(argv):
     )
     model_dir, index = _EXPORT.value, _INDEX.value
     if not (model_dir and index):
-        model_dir, index = build_export_and_index(work, catalogue.catalog_csv)
-    photos = read_photos(catalogue.queries_csv)
+        model_dir, index = harness.export_and_index(
+            work, catalogue.catalog_csv, _IMAGE_SIZE.value
+        )
+    photos = harness.read_query_photos(catalogue.queries_csv)
     params = {"k": _K.value, "multiscale": str(_MULTISCALE.value).lower()}
     print(
         f"{len(photos)} photos of {_PHOTO_SIZE.value} px, "

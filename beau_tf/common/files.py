@@ -4,6 +4,7 @@ never half: `atomic_path` for one file, `write_json_atomically` for JSON,
 synthetic catalogue)."""
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -112,6 +113,12 @@ def _check_free_folder(path: str) -> None:
             f"{path} exists and is {kind}; it is never overwritten: choose "
             "a new or empty folder."
         )
+
+
+def file_sha256(path: str) -> str:
+    """The hex sha256 of a file's bytes, read in blocks."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def write_json_atomically(path: str, value) -> None:

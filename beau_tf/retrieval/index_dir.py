@@ -28,7 +28,6 @@ instead of raising.
 
 import csv
 import dataclasses
-import hashlib
 import json
 import os
 
@@ -270,11 +269,6 @@ def _read_items(index_dir: str) -> tuple[list[str], list[str]]:
     return [row["item_id"] for row in rows], [row["path"] for row in rows]
 
 
-def _file_sha256(path: str) -> str:
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
-
-
 def _describe_files(directory: str) -> dict:
     """{relative path: {"bytes", "sha256"}} of every file under it."""
     described = {}
@@ -284,7 +278,7 @@ def _describe_files(directory: str) -> dict:
             relative = os.path.relpath(path, directory).replace(os.sep, "/")
             described[relative] = {
                 "bytes": os.path.getsize(path),
-                "sha256": _file_sha256(path),
+                "sha256": files.file_sha256(path),
             }
     return described
 
@@ -309,7 +303,7 @@ def _verify_files(directory: str, expected) -> None:
                 f"{os.path.getsize(path)} bytes, the manifest says "
                 f"{want.get('bytes')}; {_REBUILD}."
             )
-        if _file_sha256(path) != want.get("sha256"):
+        if files.file_sha256(path) != want.get("sha256"):
             raise ValueError(
                 f"Index {directory} has a corrupt {relative}: its SHA-256 "
                 f"differs from the manifest's; {_REBUILD}."

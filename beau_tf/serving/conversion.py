@@ -376,7 +376,7 @@ def convert(
             compress_to_fp16=False,
         )
         manifest["files"] = {
-            name: runtimes.file_sha256(os.path.join(staging, name))
+            name: files.file_sha256(os.path.join(staging, name))
             for name in (runtimes.MODEL_FILE, runtimes.WEIGHTS_FILE)
         }
         with open(os.path.join(staging, runtimes.MANIFEST_FILE), "w") as out:

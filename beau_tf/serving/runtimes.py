@@ -29,7 +29,6 @@ it says so in one line and runs the SavedModel instead.
 """
 
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import os
@@ -39,6 +38,7 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
+from beau_tf.common import files
 from beau_tf.serving import contract
 from beau_tf.serving import signatures
 
@@ -132,14 +132,6 @@ def converted_dir(model_dir: str, runtime: str) -> str:
     return os.path.join(model_dir, RUNTIMES_DIR, runtime)
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def source_of(identity: Mapping) -> dict:
     """What a manifest records of the export a copy was converted from: the
     keys `contract.check_compatible` compares."""
@@ -175,7 +167,7 @@ def read_manifest(model_dir: str, runtime: str, identity: Mapping) -> dict:
             f"--runtime={runtime} --catalog=CATALOG)."
         )
     for name, expected in manifest.get("files", {}).items():
-        if file_sha256(os.path.join(folder, name)) != expected:
+        if files.file_sha256(os.path.join(folder, name)) != expected:
             raise ConvertedModelError(
                 f"{os.path.join(folder, name)} is not the file converted "
                 "(its sha256 differs from the manifest's): remove "

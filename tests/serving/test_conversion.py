@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from beau_tf.common import files
 from beau_tf.serving import contract
 from beau_tf.serving import conversion
 from beau_tf.serving import runtimes
@@ -136,7 +137,7 @@ class ConvertTest(tf.test.TestCase):
         )
         self.assertEqual(
             manifest["files"][runtimes.WEIGHTS_FILE],
-            runtimes.file_sha256(os.path.join(folder, runtimes.WEIGHTS_FILE)),
+            files.file_sha256(os.path.join(folder, runtimes.WEIGHTS_FILE)),
         )
         with self.assertRaisesRegex(FileExistsError, "never overwritten"):
             conversion.convert(self.model_dir, "openvino", self.images)

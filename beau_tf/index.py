@@ -24,19 +24,29 @@ so not the core one: python3.11 -m venv .venv-beam &&
 
 The index is ScaNN's by default, its configuration following the
 catalogue's size (brute force when small, asymmetric hashing with reordering,
-tree partitioning from ~100K items); `--target_recall=0.95` then tunes its
-search for that recall@10. `--index_type=brute_force` builds an exact
-inner-product index in NumPy instead (no ScaNN files, nothing to tune).
+tree partitioning from ~100K items, its rescoring copy in bfloat16 from 1M);
+`--target_recall=0.95` then tunes its search for that recall@10.
+`--index_type=brute_force` builds an exact inner-product index in NumPy
+instead (no ScaNN files, nothing to tune). A build that would not fit in this
+machine's memory is refused before any work, saying what it needs; merged
+shards stay on disk (memory-mapped), so a 10M x 256 catalogue builds within
+24 GiB (bench/RESULTS.md, "Scale").
 """
+
+import dataclasses
+import os
+import tempfile
 
 from absl import app
 from absl import flags
 
 from beau_tf.common import cli
 from beau_tf.common import files
+from beau_tf.common import memory
 from beau_tf.data import catalog as catalog_lib
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import indexes
+from beau_tf.retrieval import scann_index
 from beau_tf.retrieval import shards
 from beau_tf.serving import contract
 from beau_tf.serving import runtimes
@@ -80,6 +90,14 @@ _INDEX_TYPE = flags.DEFINE_enum(
     "brute_force: exact inner products in NumPy, cost linear in the "
     "catalogue.",
 )
+_REORDER_DTYPE = flags.DEFINE_enum(
+    "reorder_dtype",
+    None,
+    sorted(scann_index.REORDER_DTYPES),
+    "ScaNN's copy of the catalogue that rescores candidates: float32 "
+    "(exact), bfloat16 (half the memory), int8 (a quarter, about -0.02 "
+    "recall@10). Default: float32 below 1M items, bfloat16 from 1M.",
+)
 _RUNTIME = flags.DEFINE_enum(
     "runtime", runtimes.TENSORFLOW, runtimes.NAMES, runtimes.FLAG_HELP
 )
@@ -102,16 +120,16 @@ def main(argv):
             "--target_recall tunes ScaNN's search; "
             f"--index_type={_INDEX_TYPE.value} has nothing to tune."
         )
+    if _REORDER_DTYPE.value and _INDEX_TYPE.value != "scann":
+        raise app.UsageError(
+            f"--reorder_dtype configures ScaNN; --index_type="
+            f"{_INDEX_TYPE.value} keeps no rescoring copy."
+        )
     if _MERGE_SHARDS.value:
         if not _INDEX_DIR.value:
             raise app.UsageError("--merge_shards needs --index_dir.")
         index_dir_lib.check_free(_INDEX_DIR.value)
-        index_dir_lib.build_and_save(
-            shards.merge_shards(_MERGE_SHARDS.value),
-            _INDEX_DIR.value,
-            target_recall=_TARGET_RECALL.value,
-            index_type=_INDEX_TYPE.value,
-        )
+        _merge_and_build(_MERGE_SHARDS.value, _INDEX_DIR.value)
         return
     if not (_MODEL.value and _CATALOG.value):
         raise app.UsageError("--model and --catalog are required.")
@@ -129,15 +147,21 @@ def main(argv):
         files.check_writable(_SHARD_DIR.value, "--shard_dir", folder=True)
     if not sharded and not _INDEX_DIR.value:
         raise app.UsageError("--index_dir is required.")
+    beam_embedding = _beam_embedding() if _RUNNER.value else None
+    items = catalog_lib.list_catalog(_CATALOG.value)
+    identity = contract.model_identity(_MODEL.value)
     if not sharded:
-        index_dir_lib.check_free(_INDEX_DIR.value)  # before hours of embedding
+        # Before hours of embedding: a taken folder, or a build that cannot
+        # fit in memory.
+        index_dir_lib.check_free(_INDEX_DIR.value)
+        _index_settings(len(items), identity["embedding_dim"], in_memory=True)
     if _RUNNER.value:
-        embedded = _embed_on_beam(beam_args)
+        embedded = _embed_on_beam(beam_embedding, beam_args, identity, items)
     else:
         embedded = shards.embed_catalog_shard(
             _MODEL.value,
-            contract.model_identity(_MODEL.value),
-            catalog_lib.list_catalog(_CATALOG.value),
+            identity,
+            items,
             num_shards=_NUM_SHARDS.value,
             shard_index=_SHARD_INDEX.value,
             batch_size=_BATCH_SIZE.value,
@@ -148,16 +172,56 @@ def main(argv):
             embedded, _SHARD_DIR.value, _NUM_SHARDS.value, _SHARD_INDEX.value
         )
     else:
-        index_dir_lib.build_and_save(
-            embedded,
-            _INDEX_DIR.value,
-            target_recall=_TARGET_RECALL.value,
-            index_type=_INDEX_TYPE.value,
+        _build(embedded, _INDEX_DIR.value, in_memory=True)
+
+
+def _index_settings(num_items: int, dim: int, in_memory: bool):
+    """The ScaNN index's settings for this catalogue (by size, with
+    --reorder_dtype), checked to fit in memory; None for brute force.
+
+    Raises:
+        ValueError: the build would not fit, saying what it needs.
+    """
+    if _INDEX_TYPE.value != "scann":
+        return None
+    params = scann_index.choose_index_params(num_items, dim)
+    if _REORDER_DTYPE.value:
+        params = dataclasses.replace(params, reorder_dtype=_REORDER_DTYPE.value)
+    scann_index.check_fits(
+        num_items, dim, params, memory.available_bytes(), in_memory
+    )
+    return params
+
+
+def _build(
+    embedded: index_dir_lib.EmbeddedCatalog, index_dir: str, in_memory: bool
+) -> None:
+    num_items, dim = embedded.embeddings.shape
+    index_dir_lib.build_and_save(
+        embedded,
+        index_dir,
+        settings=_index_settings(num_items, dim, in_memory),
+        target_recall=_TARGET_RECALL.value,
+        index_type=_INDEX_TYPE.value,
+    )
+
+
+def _merge_and_build(shard_dir: str, index_dir: str) -> None:
+    """Joins the shards into a memory-mapped file beside the index folder
+    (never two copies of the catalogue in memory), then builds."""
+    parent = os.path.dirname(os.path.abspath(index_dir))
+    os.makedirs(parent, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".merging-") as scratch:
+        embedded = shards.merge_shards(
+            shard_dir, os.path.join(scratch, "embeddings.npy")
         )
+        _build(embedded, index_dir, in_memory=False)
+        del embedded  # the memory map, before its file is removed
 
 
-def _embed_on_beam(beam_args: list[str]) -> index_dir_lib.EmbeddedCatalog:
-    """The catalogue embedded by a Beam pipeline on `--runner`."""
+def _beam_embedding():
+    """`beau_tf.retrieval.beam_embedding`, or a one-line error saying how
+    to install Apache Beam."""
     try:
         # Imported here: the core install has no Apache Beam.
         from beau_tf.retrieval import beam_embedding
@@ -171,14 +235,21 @@ def _embed_on_beam(beam_args: list[str]) -> index_dir_lib.EmbeddedCatalog:
             ".venv-beam/bin/pip install -e '.[beam]', then run "
             ".venv-beam/bin/python -m beau_tf.index ..."
         ) from None
+    return beam_embedding
+
+
+def _embed_on_beam(
+    beam_embedding, beam_args: list[str], identity: dict, items: list
+) -> index_dir_lib.EmbeddedCatalog:
+    """The catalogue embedded by a Beam pipeline on `--runner`."""
     beam_embedding.quiet_driver_logs()
     options = beam_embedding.pipeline_options(_RUNNER.value, beam_args)
     if _SHARD_DIR.value:
         files.check_writable(_SHARD_DIR.value, "--shard_dir", folder=True)
     return beam_embedding.embed_catalog(
         _MODEL.value,
-        contract.model_identity(_MODEL.value),
-        catalog_lib.list_catalog(_CATALOG.value),
+        identity,
+        items,
         options,
         shard_dir=_SHARD_DIR.value,
         batch_size=_BATCH_SIZE.value,

@@ -1,41 +1,54 @@
-"""The index at scale: ScaNN's build time, memory, QPS and recall by size.
+"""The index at scale: build time, memory, QPS and recall by catalogue size.
 
   python -m bench.index_scale --sizes=1000000,10000000
 
 For each catalogue size, one subprocess (so each size's memory is its own)
 draws clustered, L2-normalised 256-d vectors (the recipe and seed of
 `bench.scann_vs_exact`: 2,000 Gaussian centres, cosine ~0.7 to the
-centre) and 1,000 fresh queries from the same mixture, then measures, side
-by side on the same vectors:
-  exact        NumPy matmul + partition (`metrics.rank_exact`), the
-               ground truth and the QPS baseline;
-  scann        `ScannIndex.build` with `choose_index_params` (build time, peak
-               RSS, the index's resident memory), searched with its
-               default setting, then `tuning.tune_search` at --target_recall on
-               the catalogue's own rows and searched with the tuned one;
+centre) into embedding shards on disk, 1M rows each, and 1,000 fresh
+queries from the same mixture. Then, side by side on the same vectors:
+  build        `python -m beau_tf.index --merge_shards=... --target_recall`,
+               what a user runs, in a process of its own: its wall time, the
+               ScaNN build's own time (the manifest's build_seconds), its
+               peak RSS and its peak anonymous memory (sampled; RSS also
+               counts the memory-mapped catalogue, which the page cache can
+               drop), the index folder's size on disk;
+  load         `index_dir.load_index` of the folder: seconds (checksums
+               included) and the anonymous memory it holds;
+  exact        NumPy matmul + top-k over the memory-mapped catalogue
+               (`metrics.rank_exact`), the ground truth and QPS baseline;
+  scann        the index as built: its default setting, the setting tuned
+               at --target_recall on the catalogue's own rows (what
+               `beau_tf.index` ships), and the fastest setting of a sweep
+               reaching the target on the queries themselves, as faiss's
+               is chosen below;
+  variants     at --variant_sizes, ScaNN rebuilt in this process with each
+               other rescoring type (float32, bfloat16, int8), with 4
+               dimensions per AH block instead of 2, without the anisotropic
+               loss, and with SOAR spilling, each at the fastest setting of
+               the sweep;
   faiss        at --faiss_sizes, when faiss-cpu is installed (the bench
                only: pip install faiss-cpu): IVF + 4-bit PQ fast-scan +
-               exact refinement and HNSW, each at the fastest setting of a
-               sweep reaching --target_recall on the same queries (chosen on
-               the queries themselves, which favours faiss a little).
-Memory is read in the subprocess: peak RSS (getrusage's ru_maxrss) up to
-the end of the ScaNN build, and resident memory (VmRSS) before and after
-it; the whole subprocess's peak (including the oracle, tuning and faiss)
-comes from `os.wait4`'s rusage of that child alone. A size whose estimated
-peak exceeds the memory available is skipped with a message, and its build
-time (a power law) and peak memory (linear) are extrapolated from the two
-largest sizes measured. Every method uses all the cores it is given.
+               exact float32 refinement (faiss's analogue of ScaNN's tree +
+               AH + reorder, the same 2 dimensions per code), and at
+               --hnsw_sizes HNSW, each at the fastest setting of a sweep
+               reaching --target_recall on the same queries.
+A size whose estimated peak exceeds the memory available is skipped with a
+message. Every method uses all the cores it is given; QPS is the median of
+--rounds searches of all queries in one batch.
 
-Writes bench/results/index_scale.json: one row per (size, method), the
-memory of each size under "sizes" and the extrapolated sizes under
-"extrapolated". Figures: bench/RESULTS.md ("Scale").
+Writes bench/results/index_scale.json: one row per (size, method) and the
+build and memory of each size under "sizes". Figures: bench/RESULTS.md
+("Scale").
 """
 
+import dataclasses
 import json
 import os
-import resource
+import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 from absl import flags
@@ -53,16 +66,42 @@ _NUM_QUERIES = flags.DEFINE_integer("num_queries", 1000, "Fresh queries.")
 _K = flags.DEFINE_integer("k", 10, "Neighbours per query (recall@k).")
 _TARGET = flags.DEFINE_float("target_recall", 0.95, "Recall to reach.")
 _FAISS_SIZES = flags.DEFINE_list(
-    "faiss_sizes", ["1000000"], "Sizes at which faiss is measured too."
+    "faiss_sizes",
+    ["1000000", "10000000"],
+    "Sizes at which faiss IVF-PQ is measured too.",
+)
+_HNSW_SIZES = flags.DEFINE_list(
+    "hnsw_sizes", ["1000000"], "Sizes at which faiss HNSW is measured too."
+)
+_VARIANT_SIZES = flags.DEFINE_list(
+    "variant_sizes",
+    ["1000000"],
+    "Sizes at which ScaNN is rebuilt with the other rescoring types and "
+    "with SOAR.",
 )
 _HNSW_M = flags.DEFINE_integer("hnsw_m", 32, "HNSW links per node.")
 _HNSW_EF_CONSTRUCTION = flags.DEFINE_integer(
-    "hnsw_ef_construction", 40, "HNSW candidates kept while building."
+    "hnsw_ef_construction", 120, "HNSW candidates kept while building."
 )
 _NUM_CLUSTERS = flags.DEFINE_integer("num_clusters", 2000, "Centres.")
 _SPREAD = flags.DEFINE_float("spread", 1.0, "Noise norm around a centre.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds per setting.")
+_FIT_EMBEDDINGS = flags.DEFINE_string(
+    "fit_embeddings",
+    None,
+    "An .npy of real embeddings (e.g. an index folder's embeddings.npy): "
+    "the vectors then follow their mean and covariance spectrum "
+    "(`indexing.fit_spectrum`) instead of isotropic noise; results go to "
+    "index_scale-fitted.json.",
+)
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed rounds per setting.")
+_SCRATCH = flags.DEFINE_string(
+    "scratch_dir",
+    None,
+    "Where each size's shards and index folder are written (about 3.5x "
+    "the vectors' bytes at the peak), then removed. Default: a temporary "
+    "folder.",
+)
 _WORKER_SIZE = flags.DEFINE_integer(
     "worker_size", 0, "Internal: measure this size and write --worker_out."
 )
@@ -73,6 +112,8 @@ _WORKER_OUT = flags.DEFINE_string("worker_out", None, "Internal.")
 SMOKE = {
     "sizes": ["100000"],
     "faiss_sizes": ["100000"],
+    "hnsw_sizes": ["100000"],
+    "variant_sizes": ["100000"],
     "dim": 16,
     "num_queries": 50,
     "num_clusters": 50,
@@ -80,11 +121,15 @@ SMOKE = {
 }
 
 _GIB = 2**30
-# The worker's peak RSS per byte of float32 vectors, assumed for the first
-# size (the next ones scale the previous size's measured peak).
-_FIRST_PEAK_PER_DATA_BYTE = 5.0
-_IVF_FRACTIONS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+_SHARD_ROWS = 1_000_000
+# The worker process itself (Python, NumPy, ScaNN, queries): measured
+# 0.5 GiB before any vector.
+_PROCESS_BYTES = 2**29
+_IVF_FRACTIONS = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05)
 _HNSW_EFS = (16, 32, 64, 128, 256, 512, 1024)
+# ScaNN's sweep: leaves searched and candidates rescored.
+_SCANN_LEAVES = (1, 2, 3, 4, 6, 8, 12, 20)
+_SCANN_REORDERS = (20, 30, 50, 100, 200)
 # Passed on to each size's worker process.
 _WORKER_FLAGS = (
     "dim",
@@ -92,115 +137,213 @@ _WORKER_FLAGS = (
     "k",
     "target_recall",
     "faiss_sizes",
+    "hnsw_sizes",
+    "variant_sizes",
     "hnsw_m",
     "hnsw_ef_construction",
     "num_clusters",
     "spread",
     "seed",
     "rounds",
+    "fit_embeddings",
 )
+_IDENTITY = {
+    "model_name": "bench",
+    "model_version": 1,
+    "signature_fingerprint": "none",
+}
 
 
-def _resident_bytes() -> int:
-    with open("/proc/self/status") as stream:
-        for line in stream:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+def _memory_of(pid: int) -> tuple[int, int]:
+    """(VmRSS, RssAnon) bytes of a process, or (0, 0) once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as stream:
+            fields = dict(line.split(":", 1) for line in stream)
+    except (OSError, ValueError):
+        return 0, 0
+    kib = lambda name: int(fields.get(name, "0 kB").split()[0]) * 1024
+    return kib("VmRSS"), kib("RssAnon")
 
 
-def _peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def _resident_anon() -> int:
+    return _memory_of(os.getpid())[1]
 
 
-def _available_bytes() -> int:
-    with open("/proc/meminfo") as stream:
-        for line in stream:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
+def run_measured(args: list[str]) -> dict:
+    """Runs a command; its wall seconds, peak RSS (the kernel's high-water
+    mark) and peak anonymous memory (sampled every 0.2 s)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(args)
+    peak_anon = 0
+    done = threading.Event()
 
+    def sample():
+        nonlocal peak_anon
+        while not done.wait(0.2):
+            peak_anon = max(peak_anon, _memory_of(child.pid)[1])
 
-def _scann_disk_bytes(index) -> int:
-    """Bytes of the serialized searcher (what `scann/` holds on disk)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        index.save(tmp)
-        return sum(
-            os.path.getsize(os.path.join(folder, name))
-            for folder, _, names in os.walk(tmp)
-            for name in names
-        )
-
-
-def build_scann(catalogue, k):
-    """Builds the default ScaNN index; (index, build row fields)."""
-    before = _resident_bytes()
-    index, build_s = indexing.build_scann(catalogue, k)
-    # ru_maxrss is the high-water mark: nothing larger ran before the build.
-    built = {
-        "build_s": build_s,
-        "build_peak": _peak_bytes(),
-        "index_resident": _resident_bytes() - before,
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(child.pid, 0)
+    done.set()
+    sampler.join()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(args)} failed; see its log above.")
+    return {
+        "wall_s": time.perf_counter() - start,
+        "peak_rss": usage.ru_maxrss * 1024,
+        "peak_anon": peak_anon,
     }
-    built["disk"] = _scann_disk_bytes(index)
-    logging.info("ScaNN built in %.1f s: %s", build_s, built)
-    return index, built
 
 
-def scann_rows(index, built, catalogue, queries, true, k, target, rounds):
-    """The default and the tuned settings, searched on `queries`."""
-    from beau_tf.retrieval import (
-        tuning,
-    )  # pylint: disable=g-import-not-at-top
+def write_shards(rng, num_items, dim, centres, shard_dir, spectrum) -> None:
+    """Draws the catalogue into embedding shards, `_SHARD_ROWS` at a time,
+    as `python -m beau_tf.index --num_shards` writes them."""
+    from beau_tf.retrieval import index_dir as index_dir_lib
+    from beau_tf.retrieval import shards
 
-    params = index.params
-
-    def measure(leaves=None, reorder=None):
-        found, seconds = harness.median_seconds(
-            lambda: index._search_rows(  # pylint: disable=protected-access
-                queries, k, leaves, reorder
-            )[0],
-            rounds,
+    identity = dict(_IDENTITY, embedding_dim=dim)
+    count = -(-num_items // _SHARD_ROWS)
+    for index, start in enumerate(range(0, num_items, _SHARD_ROWS)):
+        rows = min(_SHARD_ROWS, num_items - start)
+        ids = [str(i) for i in range(start, start + rows)]
+        vectors = indexing.make_vectors(
+            rng, rows, dim, centres, _SPREAD.value, spectrum
         )
-        return indexing.recall(found, true), seconds
+        shards.save_shard(
+            index_dir_lib.EmbeddedCatalog(vectors, ids, [""] * rows, identity),
+            shard_dir,
+            count,
+            index,
+        )
 
-    rec, seconds = measure()
-    rows = [
-        {
-            "method": "scann default",
-            "setting": indexing.scann_setting(params),
-            "recall": rec,
-            "seconds": seconds,
-            **built,
-        }
-    ]
-    tuned, tune_s = harness.timed(
-        tuning.tune_search,
-        index,
-        catalogue,
-        target,
-        num_queries=len(queries),
+
+def _folder_bytes(folder: str) -> int:
+    return sum(
+        os.path.getsize(os.path.join(parent, name))
+        for parent, _, names in os.walk(folder)
+        for name in names
     )
-    tuning = tuned.manifest["tuning"]
-    leaves, reorder = tuning["num_leaves_to_search"], tuning["reorder"]
-    rec, seconds = measure(leaves, reorder)
+
+
+def scann_sweep(index, queries, true, k, rounds):
+    """`[((leaves, reorder), recall, seconds)]` over `_SCANN_LEAVES` x
+    `_SCANN_REORDERS` ("tree_ah"; reorder only for "ah")."""
+    leaves = [l for l in _SCANN_LEAVES if l <= max(1, index.params.num_leaves)]
+    if index.params.mode != "tree_ah":
+        leaves = [None]
+    swept = []
+    for leaf in leaves:
+        for reorder in _SCANN_REORDERS:
+            found, seconds = harness.median_seconds(
+                lambda: index._search_rows(  # pylint: disable=protected-access
+                    queries, k, leaf, max(reorder, k)
+                )[0],
+                rounds,
+            )
+            swept.append(
+                ((leaf, reorder), indexing.recall(found, true), seconds)
+            )
+    return swept
+
+
+def _searched(index, queries, true, k, rounds, leaves=None, reorder=None):
+    found, seconds = harness.median_seconds(
+        lambda: index._search_rows(  # pylint: disable=protected-access
+            queries, k, leaves, reorder
+        )[0],
+        rounds,
+    )
+    return indexing.recall(found, true), seconds
+
+
+def scann_rows(index, queries, true, k, target, rounds, name="scann"):
+    """The index's default and tuned settings, and its fastest swept one."""
+    params, tuning = index.params, index.manifest.get("tuning")
+    dtype = f"{params.reorder_dtype} rescoring"
+    rows = []
+    recall, seconds = _searched(index, queries, true, k, rounds)
     rows.append(
         {
-            "method": f"scann tuned, target {target}",
-            "setting": indexing.scann_setting(params, leaves, reorder)
-            + (
-                f" (sample recall {tuning['recall']:.3f}, "
-                f"{tuning['settings_tried']} settings tried in {tune_s:.0f} s)"
-            ),
-            "recall": rec,
+            "method": f"{name} default",
+            "setting": f"{indexing.scann_setting(params)}, {dtype}",
+            "recall": recall,
             "seconds": seconds,
-            "tune_s": tune_s,
         }
     )
+    if tuning:
+        leaves, reorder = tuning["num_leaves_to_search"], tuning["reorder"]
+        recall, seconds = _searched(
+            index, queries, true, k, rounds, leaves or None, reorder
+        )
+        rows.append(
+            {
+                "method": f"{name} tuned, target {target}",
+                "setting": indexing.scann_setting(params, leaves, reorder)
+                + f", {dtype} (sample recall {tuning['recall']:.3f})",
+                "recall": recall,
+                "seconds": seconds,
+            }
+        )
+    rows.append(_swept_row(index, queries, true, k, target, rounds, name))
     return rows
 
 
-def _faiss_rows(catalogue, queries, true, k, target, rounds):
+def _swept_row(index, queries, true, k, target, rounds, name):
+    swept = scann_sweep(index, queries, true, k, rounds)
+    ((leaves, reorder), recall, seconds), met = indexing.fastest_meeting(
+        swept, target
+    )
+    params = index.params
+    extra = f", SOAR {params.soar_lambda}" if params.soar_lambda else ""
+    if params.dimensions_per_block != 2:
+        extra += f", {params.dimensions_per_block} dimensions per AH block"
+    if np.isnan(params.anisotropic_quantization_threshold):
+        extra += ", no anisotropic loss"
+    return {
+        "method": f"{name} swept" + ("" if met else " (< target)"),
+        "setting": indexing.scann_setting(params, leaves, reorder)
+        + f", {params.reorder_dtype} rescoring{extra}",
+        "recall": recall,
+        "seconds": seconds,
+    }
+
+
+def variant_rows(catalogue, queries, true, k, target, rounds, default):
+    """ScaNN rebuilt with each other rescoring type, and with SOAR."""
+    from beau_tf.retrieval import scann_index
+
+    num_items, dim = catalogue.shape
+    ids = [str(i) for i in range(num_items)]
+    identity = dict(_IDENTITY, embedding_dim=dim)
+    variants = [
+        dataclasses.replace(default, reorder_dtype=dtype)
+        for dtype in scann_index.REORDER_DTYPES
+        if dtype != default.reorder_dtype
+    ]
+    variants += [
+        dataclasses.replace(default, dimensions_per_block=4),
+        dataclasses.replace(
+            default, anisotropic_quantization_threshold=float("nan")
+        ),
+    ]
+    if default.mode == "tree_ah":
+        variants.append(dataclasses.replace(default, soar_lambda=1.5))
+    rows = []
+    for params in variants:
+        index, build_s = harness.timed(
+            scann_index.ScannIndex.build, catalogue, ids, identity, params
+        )
+        row = _swept_row(index, queries, true, k, target, rounds, "scann")
+        row.update(method="scann variant, swept", build_s=build_s)
+        rows.append(row)
+        del index
+    return rows
+
+
+def faiss_rows(catalogue, queries, true, k, target, rounds, hnsw):
+    """faiss IVF-PQ (and HNSW when `hnsw`), each at its fastest swept
+    setting reaching `target`."""
     faiss = indexing.import_faiss()
     if faiss is None:
         return [{"method": "faiss", "skipped": "faiss-cpu not installed"}]
@@ -218,8 +361,9 @@ def _faiss_rows(catalogue, queries, true, k, target, rounds):
     )
     rows.append(
         {
-            "method": "faiss ivf-pq" + ("" if met else " (< target)"),
-            "setting": f"nprobe {nprobe}/{nlist}, k_factor {k_factor}",
+            "method": "faiss ivf-pq swept" + ("" if met else " (< target)"),
+            "setting": f"nprobe {nprobe}/{nlist}, k_factor {k_factor}, "
+            "float32 refinement",
             "recall": indexing.recall(found, true),
             "seconds": seconds,
             "build_s": build_s,
@@ -227,50 +371,74 @@ def _faiss_rows(catalogue, queries, true, k, target, rounds):
         }
     )
     ivf = None  # frees the index before HNSW is built
-    hnsw = faiss.IndexHNSWFlat(dim, _HNSW_M.value, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION.value
-    _, build_s = harness.timed(hnsw.add, catalogue)
+    if not hnsw:
+        return rows
+    graph = faiss.IndexHNSWFlat(dim, _HNSW_M.value, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION.value
+    _, build_s = harness.timed(graph.add, np.ascontiguousarray(catalogue))
     logging.info("HNSW built in %.1f s", build_s)
-    swept = indexing.sweep_hnsw(hnsw, queries, k, true, _HNSW_EFS)
+    swept = indexing.sweep_hnsw(graph, queries, k, true, _HNSW_EFS)
     (ef, _, _), met = indexing.fastest_meeting(swept, target)
-    hnsw.hnsw.efSearch = ef
+    graph.hnsw.efSearch = ef
     found, seconds = harness.median_seconds(
-        lambda: hnsw.search(queries, k)[1], rounds
+        lambda: graph.search(queries, k)[1], rounds
     )
     rows.append(
         {
-            "method": "faiss hnsw" + ("" if met else " (< target)"),
+            "method": "faiss hnsw swept" + ("" if met else " (< target)"),
             "setting": f"M {_HNSW_M.value}, efConstruction "
             f"{_HNSW_EF_CONSTRUCTION.value}, efSearch {ef}",
             "recall": indexing.recall(found, true),
             "seconds": seconds,
             "build_s": build_s,
-            "disk": faiss.serialize_index(hnsw).nbytes,
         }
     )
     return rows
 
 
-def run_worker(num_items: int, out_path: str) -> None:
+def run_worker(num_items: int, out_path: str, scratch: str) -> None:
     """Measures one size in this process and writes its rows as JSON."""
-    from beau_tf.retrieval import (
-        metrics,
-    )  # pylint: disable=g-import-not-at-top
+    from beau_tf.retrieval import index_dir as index_dir_lib
+    from beau_tf.retrieval import metrics
 
     k, target, rounds, dim = _K.value, _TARGET.value, _ROUNDS.value, _DIM.value
-    start = _resident_bytes()
     rng = np.random.default_rng(_SEED.value)
-    centres = indexing.make_vectors(rng, _NUM_CLUSTERS.value, dim, None, 0)
-    catalogue = indexing.make_vectors(
-        rng, num_items, dim, centres, _SPREAD.value
+    spectrum = None
+    if _FIT_EMBEDDINGS.value:
+        spectrum = indexing.fit_spectrum(np.load(_FIT_EMBEDDINGS.value))
+        dim = spectrum.mean.shape[0]
+    centres = indexing.make_vectors(
+        rng, _NUM_CLUSTERS.value, dim, None, 0, spectrum
+    )
+    shard_dir, index_dir = (
+        os.path.join(scratch, n) for n in ("shards", "index")
+    )
+    os.makedirs(shard_dir)
+    _, draw_s = harness.timed(
+        write_shards, rng, num_items, dim, centres, shard_dir, spectrum
     )
     queries = indexing.make_vectors(
-        rng, _NUM_QUERIES.value, dim, centres, _SPREAD.value
+        rng, _NUM_QUERIES.value, dim, centres, _SPREAD.value, spectrum
     )
-    logging.info(
-        "%d vectors drawn (%.2f GiB)", num_items, catalogue.nbytes / _GIB
+    logging.info("%d vectors drawn into shards in %.0f s", num_items, draw_s)
+    built = run_measured(
+        harness.module_command(
+            "beau_tf.index",
+            f"--merge_shards={shard_dir}",
+            f"--index_dir={index_dir}",
+            f"--target_recall={target}",
+        )
     )
-    index, built = build_scann(catalogue, k)
+    shutil.rmtree(shard_dir)
+    built["disk"] = _folder_bytes(index_dir)
+    before = _resident_anon()
+    bundle, built["load_s"] = harness.timed(index_dir_lib.load_index, index_dir)
+    built["index_anon"] = _resident_anon() - before
+    index = bundle.index
+    built["build_s"] = index.manifest["build_seconds"]
+    built["training_rows"] = index.manifest.get("training_rows")
+    logging.info("Built and loaded: %s", built)
+    catalogue = bundle.embeddings  # memory-mapped
     metrics.rank_exact(queries[:10], catalogue, k)  # Warm-up.
     (true, _), exact_s = harness.timed(
         metrics.rank_exact, queries, catalogue, k
@@ -278,22 +446,35 @@ def run_worker(num_items: int, out_path: str) -> None:
     rows = [
         {
             "method": "exact",
-            "setting": "NumPy matmul + partition",
+            "setting": "NumPy matmul + top-k, memory-mapped",
             "recall": 1.0,
             "seconds": exact_s,
         }
     ]
-    rows += scann_rows(
-        index, built, catalogue, queries, true, k, target, rounds
-    )
-    del index
+    rows += scann_rows(index, queries, true, k, target, rounds)
+    rows[1].update(build_s=built["build_s"], disk=built["disk"])
+    default = index.params
+    del index, bundle
+    if str(num_items) in _VARIANT_SIZES.value:
+        rows += variant_rows(
+            catalogue, queries, true, k, target, rounds, default
+        )
     if str(num_items) in _FAISS_SIZES.value:
-        rows += _faiss_rows(catalogue, queries, true, k, target, rounds)
+        rows += faiss_rows(
+            catalogue,
+            queries,
+            true,
+            k,
+            target,
+            rounds,
+            hnsw=str(num_items) in _HNSW_SIZES.value,
+        )
     result = {
         "num_items": num_items,
         "num_queries": len(queries),
-        "start_resident": start,
-        "data_bytes": catalogue.nbytes,
+        "data_bytes": num_items * dim * 4,
+        "dim": dim,
+        "built": built,
         "rows": rows,
     }
     with open(out_path, "w") as stream:
@@ -302,30 +483,34 @@ def run_worker(num_items: int, out_path: str) -> None:
 
 def measure_size(num_items: int) -> dict:
     """Runs one size in a subprocess; its result and the child's peak RSS."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=_SCRATCH.value) as tmp:
         out = os.path.join(tmp, "result.json")
         args = harness.module_command(
             "bench.index_scale",
             f"--worker_size={num_items}",
             f"--worker_out={out}",
+            f"--scratch_dir={tmp}",
             *(flags.FLAGS[name].serialize() for name in _WORKER_FLAGS),
         )
-        child = subprocess.Popen(args)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            raise RuntimeError(
-                f"measuring {num_items} items failed (exit "
-                f"{child.returncode}); see its log above."
-            )
+        measured = run_measured(args)
         with open(out) as stream:
             result = json.load(stream)
-    result["worker_peak"] = usage.ru_maxrss * 1024
+    result["worker_peak_rss"] = measured["peak_rss"]
+    result["worker_peak_anon"] = measured["peak_anon"]
     return result
 
 
-def _fmt_gib(value) -> str:
-    return "" if value is None else f"{value / _GIB:.2f}"
+def estimated_need(num_items: int, dim: int) -> int:
+    """Bytes the worker and its build may hold at once: the larger of the
+    ScaNN build's estimate and faiss's float32 copy (the catalogue itself
+    stays on disk, memory-mapped)."""
+    from beau_tf.retrieval import scann_index
+
+    params = scann_index.choose_index_params(num_items, dim)
+    need = scann_index.estimate_memory(num_items, dim, params)
+    if str(num_items) in _FAISS_SIZES.value:
+        need = max(need, num_items * dim * 4 * 1.1)
+    return int(need) + 2 * _PROCESS_BYTES
 
 
 def method_rows(results) -> list[dict]:
@@ -344,140 +529,85 @@ def method_rows(results) -> list[dict]:
 
 
 def size_rows(results) -> list[dict]:
-    """One row per size: ScaNN's build time and memory."""
-    rows = []
-    for result in results:
-        scann = next(
-            r for r in result["rows"] if r["method"] == "scann default"
-        )
-        rows.append(
-            {
-                "N": result["num_items"],
-                "data_bytes": result["data_bytes"],
-                "build_s": scann["build_s"],
-                "start_resident": result["start_resident"],
-                "build_peak": scann["build_peak"],
-                "index_resident": scann["index_resident"],
-                "worker_peak": result["worker_peak"],
-            }
-        )
-    return rows
+    """One row per size: the index build's time and memory."""
+    return [
+        {
+            "N": result["num_items"],
+            "data_bytes": result["data_bytes"],
+            **result["built"],
+            "worker_peak_rss": result["worker_peak_rss"],
+            "worker_peak_anon": result["worker_peak_anon"],
+        }
+        for result in results
+    ]
 
 
-def print_tables(rows, sizes, extrapolated, k) -> None:
-    """Markdown: one row per (size, method), then the scaling by size."""
+def _fmt_gib(value) -> str:
+    return "" if value is None else f"{value / _GIB:.2f}"
+
+
+def print_tables(rows, sizes, k) -> None:
+    """Markdown: one row per (size, method), then the build by size."""
     print(
         f"\n| N | method | setting | recall@{k} | QPS | x exact | build s "
-        "| peak RSS GiB (build) | index GiB on disk |"
+        "| index GiB on disk |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for row in rows:
         if "skipped" in row:
-            print(
-                f"| {row['N']:,} | {row['method']} | "
-                f"skipped: {row['skipped']} | | | | | | |"
-            )
+            print(f"| {row['N']:,} | {row['method']} | {row['skipped']} |||||")
             continue
+        build = f"{row['build_s']:.1f}" if "build_s" in row else ""
         print(
-            f"| {row['N']:,} | {row['method']} | "
-            f"{row['setting']} | {row['recall']:.3f} | {row['QPS']:,.0f} | "
-            f"{row['x_exact']:.1f} | "
-            + (f"{row['build_s']:.1f}" if "build_s" in row else "")
-            + f" | {_fmt_gib(row.get('build_peak'))} | "
-            f"{_fmt_gib(row.get('disk'))} |"
+            f"| {row['N']:,} | {row['method']} | {row['setting']} | "
+            f"{row['recall']:.3f} | {row['QPS']:,.0f} | "
+            f"{row['x_exact']:.1f} | {build} | {_fmt_gib(row.get('disk'))} |"
         )
     print(
-        "\n| N | vectors GiB | ScaNN build s | build s per 1M | RSS GiB "
-        "before | peak RSS GiB (build) | peak / vectors | index resident "
-        "GiB | worker peak GiB |"
+        "\n| N | vectors GiB | `beau_tf.index --merge_shards` s | ScaNN "
+        "build s | training rows | peak RSS GiB | peak anonymous GiB | "
+        "load s | loaded index, anonymous GiB | folder GiB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
-        n = size["N"]
         print(
-            f"| {n:,} | {_fmt_gib(size['data_bytes'])} | "
-            f"{size['build_s']:.1f} | {size['build_s'] / n * 1e6:.1f} | "
-            f"{_fmt_gib(size['start_resident'])} | "
-            f"{_fmt_gib(size['build_peak'])} | "
-            f"{size['build_peak'] / size['data_bytes']:.2f} | "
-            f"{_fmt_gib(size['index_resident'])} | "
-            f"{_fmt_gib(size['worker_peak'])} |"
+            f"| {size['N']:,} | {_fmt_gib(size['data_bytes'])} | "
+            f"{size['wall_s']:.0f} | {size['build_s']:.0f} | "
+            f"{size['training_rows'] or ''} | {_fmt_gib(size['peak_rss'])} | "
+            f"{_fmt_gib(size['peak_anon'])} | {size['load_s']:.1f} | "
+            f"{_fmt_gib(size['index_anon'])} | {_fmt_gib(size['disk'])} |"
         )
-    for guess in extrapolated:
-        n = guess["N"]
-        print(
-            f"| {n:,} (extrapolated, not run: time ~ N^{guess['power']:.2f}, "
-            "memory linear) | "
-            f"{n * _DIM.value * 4 / _GIB:.2f} | {guess['build_s']:.0f} | "
-            f"{guess['build_s'] / n * 1e6:.1f} | | "
-            f"{guess['build_peak'] / _GIB:.1f} | | | |"
-        )
-
-
-def extrapolate(sizes, num_items) -> dict:
-    """Build s, peak bytes and time exponent at num_items from the two
-    largest sizes measured: build time as a power law c * N^p (assigning N
-    points to ~sqrt(N) leaves makes it grow faster than N), peak memory
-    linearly; proportional to N when only one size was measured."""
-    points = sorted(sizes, key=lambda size: size["N"])[-2:]
-    if len(points) == 1:
-        scale = num_items / points[0]["N"]
-        build_s = points[0]["build_s"] * scale
-        peak, power = points[0]["build_peak"] * scale, 1.0
-    else:
-        r0, r1 = points
-        power = np.log(r1["build_s"] / r0["build_s"]) / np.log(
-            r1["N"] / r0["N"]
-        )
-        build_s = r1["build_s"] * (num_items / r1["N"]) ** power
-        peak = r0["build_peak"] + (r1["build_peak"] - r0["build_peak"]) * (
-            num_items - r0["N"]
-        ) / (r1["N"] - r0["N"])
-    return {
-        "N": num_items,
-        "build_s": build_s,
-        "build_peak": peak,
-        "power": float(power),
-    }
 
 
 def main(argv):
+    from beau_tf.common import memory
+
     del argv
     if _WORKER_SIZE.value:
-        run_worker(_WORKER_SIZE.value, _WORKER_OUT.value)
+        run_worker(_WORKER_SIZE.value, _WORKER_OUT.value, _SCRATCH.value)
         return
-    sizes = sorted(int(n) for n in _SIZES.value)
-    results, skipped = [], []
-    for num_items in sizes:
-        vectors = num_items * _DIM.value * 4
-        if results:
-            last = results[-1]
-            need = last["worker_peak"] * num_items / last["num_items"]
-        else:
-            need = vectors * _FIRST_PEAK_PER_DATA_BYTE
-        available = _available_bytes()
+    results = []
+    for num_items in sorted(int(n) for n in _SIZES.value):
+        need, available = (
+            estimated_need(num_items, _DIM.value),
+            memory.available_bytes(),
+        )
         if need > 0.9 * available:
             print(
                 f"Skipping {num_items:,} items: about {need / _GIB:.1f} GiB "
-                f"needed ({vectors / _GIB:.1f} GiB of vectors), "
-                f"{available / _GIB:.1f} GiB available; extrapolated instead.",
+                f"needed, {available / _GIB:.1f} GiB available.",
                 flush=True,
             )
-            skipped.append(num_items)
             continue
         logging.info("Measuring %d items", num_items)
         results.append(measure_size(num_items))
-        elapsed = time.strftime("%H:%M:%S")
-        logging.info("%s: %d items done", elapsed, num_items)
+        logging.info("%s: %d items done", time.strftime("%H:%M:%S"), num_items)
     if not results:
         raise ValueError("No size fits in memory; pass smaller --sizes.")
     rows, by_size = method_rows(results), size_rows(results)
-    extrapolated = [extrapolate(by_size, n) for n in skipped]
-    print_tables(rows, by_size, extrapolated, _K.value)
+    print_tables(rows, by_size, _K.value)
     harness.write_results(
-        rows,
-        sizes=by_size,
-        extrapolated=extrapolated,
+        rows, variant="fitted" if _FIT_EMBEDDINGS.value else None, sizes=by_size
     )
 
 

@@ -6,6 +6,7 @@ faiss-cpu is installed for these benches only (pip install faiss-cpu), never
 a beau_tf dependency; without it the faiss rows say they were skipped.
 """
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 from absl import logging
@@ -26,19 +27,49 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def make_vectors(rng, rows, dim, centres, spread) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class Spectrum:
+    """The shape of real embeddings: their mean and a (D, D) transform
+    that turns standard normal draws into their covariance (eigenvectors
+    scaled by the square roots of the eigenvalues)."""
+
+    mean: np.ndarray  # (D,)
+    transform: np.ndarray  # (D, D)
+
+
+def fit_spectrum(real: np.ndarray) -> Spectrum:
+    """The mean and covariance spectrum of (N, D) real embeddings."""
+    real = np.asarray(real, np.float64).reshape(-1, real.shape[-1])
+    mean = real.mean(axis=0)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(real, rowvar=False))
+    scale = np.sqrt(np.clip(eigenvalues, 0, None))
+    return Spectrum(
+        mean.astype(np.float32), (eigenvectors * scale).astype(np.float32)
+    )
+
+
+def make_vectors(rng, rows, dim, centres, spread, spectrum=None) -> np.ndarray:
     """Draws (rows, dim) unit vectors, around `centres` when given.
 
     Args:
       rng: a numpy Generator.
       rows, dim: the shape.
-      centres: (C, dim) unit vectors, or None for uniform directions.
+      centres: (C, dim) unit vectors, or None for directions of their own.
       spread: noise scale around a centre (1.0: cosine ~0.7 to it).
+      spectrum: when given, draws follow real embeddings' shape: centres
+        are their mean plus noise of their covariance, and the noise
+        around a centre has their covariance's directions (scaled to unit
+        norm, then by `spread`); isotropic Gaussian directions otherwise.
     """
     out = np.empty((rows, dim), np.float32)
     for start in range(0, rows, _CHUNK):
         n = min(_CHUNK, rows - start)
-        noise = normalise(rng.standard_normal((n, dim), np.float32))
+        draws = rng.standard_normal((n, dim), np.float32)
+        if spectrum is not None:
+            draws = draws @ spectrum.transform.T
+            if centres is None:
+                draws += spectrum.mean
+        noise = normalise(draws)
         if centres is None:
             out[start : start + n] = noise
         else:

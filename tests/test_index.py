@@ -69,6 +69,8 @@ class IndexTypeFlagTest(parameterized.TestCase):
             *flags,
         )
         self.assertEqual(result.returncode, 0, result.stderr)
+        # The shards were joined in a scratch folder beside it, now gone.
+        self.assertEqual(os.listdir(os.path.dirname(index_dir)), ["index"])
         bundle = index_dir_lib.load_index(index_dir)
         self.assertEqual(bundle.manifest["kind"], kind)
         self.assertEqual(bundle.index.kind, kind)
@@ -76,6 +78,18 @@ class IndexTypeFlagTest(parameterized.TestCase):
         rows, _ = vectors.argsort_oracle(self.embeddings, self.queries, K)
         ids, _ = bundle.index.search(self.queries, K)
         self.assertEqual(ids, [[self.ids[r] for r in row] for row in rows])
+
+    def test_a_rescoring_type_needs_scann(self):
+        index_dir = os.path.join(testing.make_tempdir(self), "index")
+        result = _index_command(
+            f"--merge_shards={self._shard_dir()}",
+            f"--index_dir={index_dir}",
+            "--index_type=brute_force",
+            "--reorder_dtype=int8",
+        )
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--reorder_dtype configures ScaNN", result.stderr)
+        self.assertFalse(os.path.exists(index_dir))
 
     def test_a_target_recall_needs_scann(self):
         index_dir = os.path.join(testing.make_tempdir(self), "index")

@@ -12,7 +12,8 @@
                    how many queries)
   items.csv        item_id,path: row i of the embeddings is item i
   embeddings.npy   (N, D) float32 catalogue embeddings (exact search,
-                   evaluation, DBA)
+                   evaluation, DBA), memory-mapped when loaded: read from
+                   disk as needed, never a second copy beside the index's
   <kind>/          the index type's own files: scann/ holds ScaNN's
                    serialized searcher (relative paths, so it moves);
                    brute force has none (it searches embeddings.npy)
@@ -63,7 +64,7 @@ class IndexBundle:
     """A loaded index folder."""
 
     index: indexes.CatalogIndex
-    embeddings: np.ndarray  # (N, D)
+    embeddings: np.ndarray  # (N, D), memory-mapped read-only
     paths: dict[str, str]  # item id -> catalogue image
     directory: str
 
@@ -206,7 +207,11 @@ def load_index(index_dir: str) -> IndexBundle:
     manifest = _read_manifest(index_dir)
     _verify_files(index_dir, manifest.get("files"))
     item_ids, paths = _read_items(index_dir)
-    embeddings = np.load(os.path.join(index_dir, EMBEDDINGS_FILE))
+    # Memory-mapped: a 10M-item catalogue's 10 GiB stay on disk (in the page
+    # cache) until exact search or evaluation reads them.
+    embeddings = np.load(
+        os.path.join(index_dir, EMBEDDINGS_FILE), mmap_mode="r"
+    )
     kind = manifest.get("kind", UNRECORDED_KIND)
     if kind not in indexes.INDEX_TYPES:
         raise ValueError(
@@ -264,9 +269,24 @@ def _read_manifest(index_dir: str) -> dict:
 def _read_items(index_dir: str) -> tuple[list[str], list[str]]:
     """Item ids and image paths, row-aligned (paths read as written: the
     images may have moved since; only pictures need them)."""
+    item_ids, paths = [], []
     with open(os.path.join(index_dir, ITEMS_FILE), newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    return [row["item_id"] for row in rows], [row["path"] for row in rows]
+        # Row by row, not as dicts: 10M of them would take gigabytes.
+        reader = csv.reader(stream)
+        header = next(reader, [])
+        try:
+            id_column, path_column = header.index("item_id"), header.index(
+                "path"
+            )
+        except ValueError:
+            raise ValueError(
+                f"Index {index_dir} has an {ITEMS_FILE} without the header "
+                f"item_id,path; it is corrupt ({_REBUILD})."
+            ) from None
+        for row in reader:
+            item_ids.append(row[id_column])
+            paths.append(row[path_column])
+    return item_ids, paths
 
 
 def _describe_files(directory: str) -> dict:

@@ -33,6 +33,13 @@ CONVENTIONS = ("hits", "min_relevant")
 # Largest (queries x database) score block held at once by `rank_exact`:
 # 2**24 float32 scores is 64 MiB, whatever the catalogue size.
 _SCORE_BLOCK_ELEMENTS = 2**24
+# Queries scored together against each slice of a large database: every
+# slice is read once per block, so a 10M-row catalogue (10 GiB) is read
+# ceil(Q / 256) times, not Q times.
+_MIN_QUERY_BLOCK = 256
+# Rows checked at a time by `all_finite`, so a 10M x 256 catalogue never
+# needs a 2.5 GB mask.
+_FINITE_CHECK_ROWS = 2**16
 
 # Keeps a zero vector zero instead of dividing by zero when normalising.
 _NORM_EPSILON = 1e-12
@@ -109,7 +116,7 @@ def rank_exact(
     """
     queries, database = _check_embeddings(queries, database)
     for name, array in (("queries", queries), ("database", database)):
-        if not np.all(np.isfinite(array)):
+        if not all_finite(array):
             raise ValueError(
                 f"{name} {array.shape} contain NaN or infinite values; check "
                 "the model's outputs."
@@ -140,16 +147,45 @@ def rank_exact_unchecked(
     scores = np.zeros((num_queries, k), dtype=np.float32)
     if k == 0 or num_queries == 0:
         return indices, scores
-    block = max(1, _SCORE_BLOCK_ELEMENTS // num_items)
-    for start in range(0, num_queries, block):
-        stop = min(start + block, num_queries)
-        block_scores = queries[start:stop] @ database.T  # (B, N)
-        block_indices = _top_k_rows(block_scores, k)  # (B, k)
-        indices[start:stop] = block_indices
-        scores[start:stop] = np.take_along_axis(
-            block_scores, block_indices, axis=1
-        )
+    query_block = max(
+        1,
+        min(
+            num_queries,
+            max(_MIN_QUERY_BLOCK, _SCORE_BLOCK_ELEMENTS // num_items),
+        ),
+    )
+    item_block = max(k, _SCORE_BLOCK_ELEMENTS // query_block)
+    for start in range(0, num_queries, query_block):
+        stop = min(start + query_block, num_queries)
+        best_indices, best_scores = None, None
+        for first in range(0, num_items, item_block):
+            block_scores = (
+                queries[start:stop] @ database[first : first + item_block].T
+            )  # (B, n)
+            top = _top_k_rows(
+                block_scores, min(k, block_scores.shape[1])
+            )  # (B, k')
+            top_scores = np.take_along_axis(block_scores, top, axis=1)
+            if best_indices is None:
+                best_indices, best_scores = top + first, top_scores
+                continue
+            # Earlier slices hold lower rows, so ties still go to the lower.
+            joined_indices = np.concatenate([best_indices, top + first], axis=1)
+            joined_scores = np.concatenate([best_scores, top_scores], axis=1)
+            keep = _top_k_rows(joined_scores, k)  # (B, k)
+            best_indices = np.take_along_axis(joined_indices, keep, axis=1)
+            best_scores = np.take_along_axis(joined_scores, keep, axis=1)
+        indices[start:stop], scores[start:stop] = best_indices, best_scores
     return indices, scores
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """Whether every value of a 2-D array is finite, checked a slice of rows
+    at a time (a memory-mapped catalogue is read, never copied)."""
+    return all(
+        np.isfinite(array[start : start + _FINITE_CHECK_ROWS]).all()
+        for start in range(0, array.shape[0], _FINITE_CHECK_ROWS)
+    )
 
 
 def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:

@@ -11,20 +11,50 @@ back. The rest of the interface (search's checks, identity,
 
 Embeddings are L2-normalised, so the inner product ScaNN scores with is the
 cosine similarity.
+
+A partitioned ("tree_ah") index is built in two steps, so a catalogue
+memory-mapped from disk is never copied whole: ScaNN trains its partitions
+and AH codebooks on a random sample of rows and indexes them, then the other
+rows are added a slice at a time. ScaNN then holds only what it searches
+with: AH codes, and the rescoring copy in `reorder_dtype` (int8 and
+bfloat16 copies replace the float32 one). The searcher's rows are then the
+sample first, so `row_order.npy` beside ScaNN's files maps them back to the
+catalogue's. `estimate_memory` says what a build needs before it starts.
 """
 
 import dataclasses
 import importlib.metadata
 import os
+import time
 from collections.abc import Sequence
 
 from absl import logging
 import numpy as np
 from scann.scann_ops.py import scann_ops_pybind
 
+from scann.scann_ops.py import scann_builder
+
+from beau_tf.common import progress
 from beau_tf.retrieval import indexes
 
 MODES = ("brute_force", "ah", "tree_ah")
+# The copy of the catalogue that rescores AH's candidates: its bytes per
+# value, and ScaNN's name for it.
+REORDER_DTYPES = {
+    "float32": (4, scann_builder.ReorderType.FLOAT32),
+    "bfloat16": (2, scann_builder.ReorderType.BFLOAT16),
+    "int8": (1, scann_builder.ReorderType.INT8),
+}
+# From this size the rescoring copy is bfloat16: half float32's memory (5 GiB
+# at 10M x 256-d) for -0.01 recall@10 at one search setting, which tuning
+# wins back (bench/RESULTS.md, "Scale"); int8 costs more recall.
+BFLOAT16_FROM = 1_000_000
+# A partitioned index trains on at least this many sampled rows per leaf
+# (ScaNN's k-means wants 50 or more per partition) and adds the rest in
+# slices of `_ADD_ROWS`.
+_SAMPLE_ROWS_PER_LEAF = 100
+_ADD_ROWS = 100_000
+ROW_ORDER_FILE = "row_order.npy"
 
 # ScaNN's rules of thumb (scann/docs/algorithms.md): brute force below 20k
 # points, AH + rescoring below 100k, partitioning + AH + rescoring above.
@@ -51,6 +81,12 @@ class IndexParams:
         (0.2 suits normalised vectors, as in ScaNN's examples).
       reorder: candidates rescored exactly after AH; at least
         `num_neighbors` for the AH modes, unused by "brute_force".
+      reorder_dtype: the rescoring copy's type, a key of `REORDER_DTYPES`
+        (AH modes): "float32" is exact, "bfloat16" half its memory,
+        "int8" a quarter.
+      soar_lambda: when set ("tree_ah"), each item is also filed in a
+        second leaf chosen by SOAR (spilling with orthogonality-amplified
+        residuals, ScaNN >= 1.3; 1.5 is its paper's value).
     """
 
     mode: str
@@ -60,6 +96,8 @@ class IndexParams:
     dimensions_per_block: int = 2
     anisotropic_quantization_threshold: float = 0.2
     reorder: int = 0
+    reorder_dtype: str = "float32"
+    soar_lambda: float | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -73,6 +111,18 @@ class IndexParams:
             )
         if self.mode == "brute_force":
             return
+        if self.reorder_dtype not in REORDER_DTYPES:
+            raise ValueError(
+                f"IndexParams reorder_dtype={self.reorder_dtype!r} is not one "
+                f"of {tuple(REORDER_DTYPES)}."
+            )
+        if self.soar_lambda is not None and not (
+            self.mode == "tree_ah" and self.soar_lambda > 0
+        ):
+            raise ValueError(
+                f"IndexParams soar_lambda={self.soar_lambda} needs mode "
+                "'tree_ah' and a positive value (try 1.5)."
+            )
         if self.dimensions_per_block < 1:
             raise ValueError(
                 "IndexParams dimensions_per_block="
@@ -137,6 +187,7 @@ def choose_index_params(
     if num_items < BRUTE_FORCE_BELOW:
         return IndexParams("brute_force", num_neighbors)
     reorder = max(100, 10 * num_neighbors)
+    reorder_dtype = "bfloat16" if num_items >= BFLOAT16_FROM else "float32"
     if num_items < TREE_FROM:
         return IndexParams("ah", num_neighbors, reorder=reorder)
     num_leaves = int(round(np.sqrt(num_items)))
@@ -146,24 +197,95 @@ def choose_index_params(
         num_leaves=num_leaves,
         num_leaves_to_search=max(1, int(round(0.05 * num_leaves))),
         reorder=reorder,
+        reorder_dtype=reorder_dtype,
     )
+
+
+def training_rows(num_items: int, params: IndexParams) -> int:
+    """Rows a partitioned index trains on before the rest are added."""
+    return min(
+        num_items,
+        max(_TRAINING_SAMPLE, _SAMPLE_ROWS_PER_LEAF * params.num_leaves),
+    )
+
+
+def estimate_memory(num_items: int, dim: int, params: IndexParams) -> int:
+    """Bytes a build holds at its peak, beyond the catalogue itself (which
+    may be memory-mapped from disk) and the process: ScaNN's working copy
+    of the rows it trains on (about 3x their float32 bytes, measured), the
+    rescoring copy, AH codes (half a byte per block), leaf assignments and
+    the row order. An estimate from measured builds (bench.index_scale), to
+    refuse a build that cannot fit before it starts.
+    """
+    if params.mode == "brute_force":
+        return 3 * num_items * dim * 4
+    trained = (
+        training_rows(num_items, params)
+        if params.mode == "tree_ah"
+        else num_items
+    )
+    value_bytes = REORDER_DTYPES[params.reorder_dtype][0]
+    blocks = -(-dim // params.dimensions_per_block)
+    copies = 2 if params.soar_lambda else 1  # SOAR files items twice
+    per_item = value_bytes * dim + copies * (blocks // 2 + 1 + 4) + 8
+    return 3 * trained * dim * 4 + num_items * per_item
+
+
+def check_fits(
+    num_items: int,
+    dim: int,
+    params: IndexParams,
+    available: int,
+    catalogue_in_memory: bool,
+) -> None:
+    """Refuses, in one line, a build that would not fit in `available`
+    bytes, before any of it is done.
+
+    Args:
+      num_items, dim: the catalogue's size.
+      params: how the index would be built.
+      available: bytes the build may use (`memory.available_bytes()`).
+      catalogue_in_memory: the embeddings are held in memory (just
+        embedded) rather than memory-mapped from disk (merged shards),
+        which the page cache gives back.
+
+    Raises:
+      ValueError: naming the memory needed and available.
+    """
+    need = estimate_memory(num_items, dim, params)
+    if catalogue_in_memory:
+        need += num_items * dim * 4
+    if need > available:
+        cheaper = (
+            " or --reorder_dtype=int8"
+            if params.mode != "brute_force" and params.reorder_dtype != "int8"
+            else ""
+        )
+        raise ValueError(
+            f"A {params.mode} ScaNN index of {num_items:,} x {dim} "
+            f"({params.reorder_dtype} rescoring) needs about "
+            f"{need / 2**30:.1f} GiB to build; {available / 2**30:.1f} GiB "
+            "is available. Embed in shards and build with --merge_shards "
+            f"(the catalogue then stays on disk){cheaper}."
+        )
 
 
 def _scann_version() -> str:
     return importlib.metadata.version("scann")
 
 
-def _make_searcher(
-    embeddings: np.ndarray, params: IndexParams
-) -> scann_ops_pybind.ScannSearcher:
-    num_items = embeddings.shape[0]
+def _builder(
+    rows: np.ndarray, params: IndexParams
+) -> scann_builder.ScannBuilder:
+    """ScaNN's builder for `params`, training on all of `rows`."""
     builder = scann_ops_pybind.builder(
-        embeddings, params.num_neighbors, "dot_product"
+        rows, params.num_neighbors, "dot_product"
     )
     if params.mode == "brute_force":
-        return builder.score_brute_force().build()
-    sample = min(num_items, _TRAINING_SAMPLE)
+        return builder.score_brute_force()
+    sample = min(len(rows), _TRAINING_SAMPLE)
     if params.mode == "tree_ah":
+        sample = len(rows)
         builder = builder.tree(
             params.num_leaves,
             params.num_leaves_to_search,
@@ -171,6 +293,7 @@ def _make_searcher(
             # Normalised vectors: spherical k-means keeps centroids on the
             # sphere, which partitions inner-product space better.
             spherical=True,
+            soar_lambda=params.soar_lambda,
         )
     builder = builder.score_ah(
         params.dimensions_per_block,
@@ -179,7 +302,48 @@ def _make_searcher(
         ),
         training_sample_size=sample,
     )
-    return builder.reorder(params.reorder).build()
+    return builder.reorder(
+        params.reorder, quantize=REORDER_DTYPES[params.reorder_dtype][1]
+    )
+
+
+def _make_searcher(
+    embeddings: np.ndarray, params: IndexParams
+) -> tuple[scann_ops_pybind.ScannSearcher, np.ndarray | None]:
+    """The searcher and, when its rows are not the catalogue's, the
+    catalogue row of each (`ROW_ORDER_FILE`)."""
+    num_items = embeddings.shape[0]
+    if params.mode != "tree_ah":
+        return _builder(np.asarray(embeddings), params).build(), None
+    # Trains on a random sample, then adds the other rows a slice at a time.
+    sampled = training_rows(num_items, params)
+    rng = np.random.default_rng(0)
+    in_sample = np.zeros(num_items, bool)
+    in_sample[rng.choice(num_items, sampled, replace=False)] = True
+    sample, rest = np.flatnonzero(in_sample), np.flatnonzero(~in_sample)
+    del in_sample
+    searcher = _builder(
+        np.ascontiguousarray(embeddings[sample]), params
+    ).build()
+    if not len(rest):
+        return searcher, None
+    slices = range(0, len(rest), _ADD_ROWS)
+    for start in progress.track(
+        slices,
+        len(rest),
+        "Adding rows to the ScaNN index",
+        unit="rows",
+        size=lambda start: min(_ADD_ROWS, len(rest) - start),
+    ):
+        rows = rest[start : start + _ADD_ROWS]
+        # ScannSearcher.upsert would keep a Python id per row (GBs at 10M);
+        # the pybind searcher's own takes None for "a new row".
+        searcher.searcher.upsert(
+            [None] * len(rows),
+            np.ascontiguousarray(embeddings[rows]),
+            len(rows),
+        )
+    return searcher, np.concatenate([sample, rest])
 
 
 class ScannIndex(indexes.CatalogIndex):
@@ -200,9 +364,12 @@ class ScannIndex(indexes.CatalogIndex):
         item_ids: list[str],
         manifest: dict,
         directory: str | None = None,
+        row_order: np.ndarray | None = None,
     ):
         super().__init__(item_ids, manifest, directory)
         self._searcher = searcher
+        # The catalogue row of each searcher row, when they differ.
+        self._row_order = row_order
         self.params = IndexParams(**manifest["params"])
 
     @classmethod
@@ -254,11 +421,15 @@ class ScannIndex(indexes.CatalogIndex):
             dim,
             params,
         )
-        searcher = _make_searcher(embeddings, params)
+        started = time.monotonic()
+        searcher, row_order = _make_searcher(embeddings, params)
         manifest = indexes.new_manifest(cls.kind, model_identity, embeddings)
+        manifest["build_seconds"] = round(time.monotonic() - started, 1)
         manifest["params"] = dataclasses.asdict(params)
         manifest["scann_version"] = _scann_version()
-        return cls(searcher, item_ids, manifest)
+        if params.mode == "tree_ah":
+            manifest["training_rows"] = training_rows(num_items, params)
+        return cls(searcher, item_ids, manifest, row_order=row_order)
 
     @classmethod
     def check_manifest(cls, manifest: dict) -> None:
@@ -267,7 +438,7 @@ class ScannIndex(indexes.CatalogIndex):
 
     @property
     def summary(self) -> str:
-        return f"{self.kind} {self.params.mode}"
+        return f"{self.kind} {self.params.mode} ({self.params.reorder_dtype})"
 
     def search(
         self,
@@ -326,6 +497,8 @@ class ScannIndex(indexes.CatalogIndex):
                 queries[short], k, pre_reorder, params.num_leaves
             )
             rows[short], scores[short] = more_rows, more_scores
+        if self._row_order is not None:
+            rows = self._row_order[rows]
         return rows, scores
 
     def save(self, folder: str) -> None:
@@ -336,6 +509,8 @@ class ScannIndex(indexes.CatalogIndex):
         """
         os.makedirs(folder, exist_ok=True)
         self._searcher.serialize(folder, relative_path=True)
+        if self._row_order is not None:
+            np.save(os.path.join(folder, ROW_ORDER_FILE), self._row_order)
 
     @classmethod
     def load(
@@ -372,4 +547,16 @@ class ScannIndex(indexes.CatalogIndex):
                 f"{searcher.size()} items but lists {len(item_ids)} item "
                 f"ids; it is corrupt ({indexes.REBUILD_HINT})."
             )
-        return cls(searcher, item_ids, manifest, directory)
+        row_order = None
+        order_path = os.path.join(folder, ROW_ORDER_FILE)
+        if os.path.exists(order_path):
+            row_order = np.load(order_path)
+            if row_order.shape != (len(item_ids),) or not np.array_equal(
+                np.sort(row_order), np.arange(len(item_ids))
+            ):
+                raise ValueError(
+                    f"Index {directory} has a {ROW_ORDER_FILE} that is not "
+                    f"an order of its {len(item_ids)} rows; it is corrupt "
+                    f"({indexes.REBUILD_HINT})."
+                )
+        return cls(searcher, item_ids, manifest, directory, row_order)

@@ -123,8 +123,19 @@ def save_shard(
     return path
 
 
-def merge_shards(shard_dir: str) -> index_dir_lib.EmbeddedCatalog:
+def merge_shards(
+    shard_dir: str, embeddings_path: str | None = None
+) -> index_dir_lib.EmbeddedCatalog:
     """Joins all shards of one run, checking none is missing or foreign.
+
+    The shards are read one at a time into one (N, D) array, so the join
+    never holds two copies of the catalogue.
+
+    Args:
+        shard_dir: the run's shards.
+        embeddings_path: where to hold the joined embeddings, an .npy file
+            memory-mapped instead of memory (10 GiB at 10M x 256-d); in
+            memory when None.
 
     Raises:
         FileNotFoundError: no shard, or a shard of the run is missing.
@@ -154,10 +165,27 @@ def merge_shards(shard_dir: str) -> index_dir_lib.EmbeddedCatalog:
             f"Shards under {shard_dir} come from different models; re-embed "
             "them all with one exported model version."
         )
+    item_ids = [str(i) for p in parts for i in p["item_ids"]]
+    paths = [str(i) for p in parts for i in p["paths"]]
+    dim = next(
+        (p["embeddings"].shape[1] for p in parts if len(p["item_ids"])), 0
+    )
+    shape = (len(item_ids), dim)
+    if embeddings_path is None:
+        embeddings = np.empty(shape, np.float32)
+    else:
+        embeddings = np.lib.format.open_memmap(
+            embeddings_path, mode="w+", dtype=np.float32, shape=shape
+        )
+    start = 0
+    for part in parts:
+        rows = part["embeddings"]  # one shard in memory at a time
+        embeddings[start : start + len(rows)] = rows
+        start += len(rows)
     return index_dir_lib.EmbeddedCatalog(
-        embeddings=np.concatenate([p["embeddings"] for p in parts]),
-        item_ids=[str(i) for p in parts for i in p["item_ids"]],
-        paths=[str(i) for p in parts for i in p["paths"]],
+        embeddings=embeddings,
+        item_ids=item_ids,
+        paths=paths,
         model_identity=json.loads(identities.pop()),
     )
 

@@ -25,6 +25,9 @@ from beau_tf.retrieval import scann_index
 # about 16 more rescored candidates.
 RESCORE_COST_IN_POINTS = 64
 TUNING_LEAF_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+# Also tried whatever the fractions give: one to three leaves (a thousand
+# leaves of clustered catalogues often need two, bench/RESULTS.md "Scale").
+TUNING_FEW_LEAVES = (1, 2, 3)
 TUNING_REORDER_FACTORS = (1, 2, 5, 10, 20, 50)  # times num_neighbors
 DEFAULT_TUNING_QUERIES = 1000
 
@@ -80,6 +83,7 @@ def tuning_grid(
             min(params.num_leaves, max(1, int(round(f * params.num_leaves))))
             for f in TUNING_LEAF_FRACTIONS
         }
+        | {min(params.num_leaves, few) for few in TUNING_FEW_LEAVES}
     )
     points_per_leaf = num_items / params.num_leaves
 

@@ -10,6 +10,7 @@ from absl.testing import parameterized
 import numpy as np
 
 from beau_tf.retrieval import brute_force_index
+from beau_tf.common import files
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import indexes
 from beau_tf.retrieval import scann_index
@@ -208,6 +209,28 @@ class IndexDirTest(parameterized.TestCase):
         with open(os.path.join(self.target, "embeddings.npy"), "wb") as stream:
             stream.write(b"short")
         with self.assertRaisesRegex(ValueError, "embeddings.npy.*bytes"):
+            index_dir_lib.load_index(self.target)
+
+    def test_embeddings_are_memory_mapped_read_only(self):
+        embeddings = index_dir_lib.load_index(self._build()).embeddings
+        self.assertIsInstance(embeddings, np.memmap)
+        self.assertFalse(embeddings.flags.writeable)
+
+    def test_load_refuses_items_without_their_header(self):
+        self._build()
+        items = os.path.join(self.target, "items.csv")
+        with open(items) as stream:
+            lines = stream.read().splitlines()[1:]
+        with open(items, "w") as stream:
+            stream.write("\n".join(lines) + "\n")
+        manifest = self._manifest()  # the checksums say the file is whole
+        manifest["files"]["items.csv"] = {
+            "bytes": os.path.getsize(items),
+            "sha256": files.file_sha256(items),
+        }
+        with open(os.path.join(self.target, "manifest.json"), "w") as stream:
+            json.dump(manifest, stream)
+        with self.assertRaisesRegex(ValueError, "without the header"):
             index_dir_lib.load_index(self.target)
 
     def test_load_refuses_a_corrupt_manifest(self):

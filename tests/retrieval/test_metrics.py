@@ -275,6 +275,28 @@ class RankExactTest(parameterized.TestCase):
         np.testing.assert_array_equal(indices, want_indices)
         np.testing.assert_array_equal(scores, want_scores)
 
+    @parameterized.parameters(1, 4, 7, 30)
+    def test_database_slices_keep_the_top_k_and_its_ties(self, k):
+        # Two queries at a time against slices of 7 rows (30 = 2 x 15):
+        # every slice's top-k is merged with the best so far.
+        rng = np.random.default_rng(3)
+        queries = rng.integers(-1, 2, size=(5, 3)).astype(np.float32)
+        database = rng.integers(-1, 2, size=(30, 3)).astype(np.float32)
+        want_indices, want_scores = _brute_force_rank(queries, database, k)
+        with mock.patch.multiple(
+            metrics, _SCORE_BLOCK_ELEMENTS=14, _MIN_QUERY_BLOCK=2
+        ):
+            indices, scores = metrics.rank_exact(queries, database, k)
+        np.testing.assert_array_equal(indices, want_indices)
+        np.testing.assert_array_equal(scores, want_scores)
+
+    def test_all_finite_checks_every_slice(self):
+        database = np.ones((10, 2), np.float32)
+        with mock.patch.object(metrics, "_FINITE_CHECK_ROWS", 3):
+            self.assertTrue(metrics.all_finite(database))
+            database[9, 1] = np.inf  # in the last, partial slice
+            self.assertFalse(metrics.all_finite(database))
+
     def test_every_k_with_heavy_ties(self):
         # Only 4 distinct vectors in 0/1 x 0/1, so most places are ties.
         rng = np.random.default_rng(2)

@@ -1,5 +1,10 @@
 """Tests for beau_tf.retrieval.scann_index against a NumPy brute-force oracle."""
 
+import dataclasses
+import os
+import tempfile
+from unittest import mock
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
@@ -70,7 +75,9 @@ class ScannIndexTest(parameterized.TestCase):
         self.assertEqual(manifest["kind"], "scann")
         self.assertEqual(manifest["params"]["num_leaves"], 20)
         self.assertEqual(manifest["scann_version"], "1.4.2")
-        self.assertEqual(self.indexes["tree_ah"].summary, "scann tree_ah")
+        self.assertEqual(
+            self.indexes["tree_ah"].summary, "scann tree_ah (float32)"
+        )
 
 
 class BuildTest(parameterized.TestCase):
@@ -127,6 +134,122 @@ class ChooseIndexParamsTest(parameterized.TestCase):
     def test_rejects_nonpositive_sizes(self):
         with self.assertRaisesRegex(ValueError, "num_items=0"):
             scann_index.choose_index_params(0, 256)
+
+
+class LargeCatalogueTest(parameterized.TestCase):
+    """The two-step build (train on a sample, add the rest), the rescoring
+    types and the memory estimate, on a catalogue made "large" by a small
+    training sample."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        rng = np.random.default_rng(1)
+        centres = vectors.unit_rows(rng, 40, DIM)
+        cls.embeddings = vectors.clustered_rows(rng, 3000, centres)
+        cls.ids = vectors.item_ids(3000)
+        cls.params = scann_index.IndexParams(
+            "tree_ah", K, num_leaves=10, num_leaves_to_search=10, reorder=50
+        )
+
+    def _build(self, **changes):
+        params = dataclasses.replace(self.params, **changes)
+        with mock.patch.multiple(
+            scann_index,
+            _TRAINING_SAMPLE=500,
+            _SAMPLE_ROWS_PER_LEAF=50,
+            _ADD_ROWS=700,
+        ):
+            return scann_index.ScannIndex.build(
+                self.embeddings, self.ids, IDENTITY, params
+            )
+
+    @parameterized.parameters("float32", "bfloat16", "int8")
+    def test_rows_added_after_training_are_found_as_themselves(self, dtype):
+        index = self._build(reorder_dtype=dtype)
+        self.assertEqual(index.manifest["training_rows"], 500)
+        self.assertEqual(index.manifest["params"]["reorder_dtype"], dtype)
+        # Every row, sampled or added, finds itself first (all leaves).
+        ids, _ = index.search(self.embeddings, 1)
+        self.assertEqual([found[0] for found in ids], self.ids)
+
+    def test_the_row_order_survives_save_and_load(self):
+        index = self._build()
+        with tempfile.TemporaryDirectory() as folder:
+            index.save(folder)
+            self.assertTrue(
+                os.path.exists(os.path.join(folder, scann_index.ROW_ORDER_FILE))
+            )
+            loaded = scann_index.ScannIndex.load(
+                folder, self.ids, self.embeddings, index.manifest, folder
+            )
+            queries = self.embeddings[::97]
+            self.assertEqual(
+                loaded.search(queries, K)[0], index.search(queries, K)[0]
+            )
+            np.save(
+                os.path.join(folder, scann_index.ROW_ORDER_FILE),
+                np.zeros(3000, np.int64),
+            )
+            with self.assertRaisesRegex(ValueError, "not an order of its"):
+                scann_index.ScannIndex.load(
+                    folder, self.ids, self.embeddings, index.manifest, folder
+                )
+
+    def test_soar_files_items_in_two_leaves_and_still_finds_them(self):
+        index = self._build(soar_lambda=1.5)
+        ids, _ = index.search(self.embeddings[:50], 1)
+        self.assertEqual([found[0] for found in ids], self.ids[:50])
+
+    def test_new_params_are_checked(self):
+        with self.assertRaisesRegex(ValueError, "reorder_dtype='fp16'"):
+            dataclasses.replace(self.params, reorder_dtype="fp16")
+        with self.assertRaisesRegex(ValueError, "soar_lambda=1.5 needs mode"):
+            scann_index.IndexParams("ah", K, reorder=50, soar_lambda=1.5)
+
+    def test_a_manifest_from_before_the_rescoring_types_loads_as_float32(self):
+        old = dataclasses.asdict(self.params)
+        del old["reorder_dtype"], old["soar_lambda"]
+        self.assertEqual(
+            scann_index.IndexParams(**old).reorder_dtype, "float32"
+        )
+
+    def test_bfloat16_rescoring_from_a_million_items(self):
+        self.assertEqual(
+            scann_index.choose_index_params(999_999, 256).reorder_dtype,
+            "float32",
+        )
+        self.assertEqual(
+            scann_index.choose_index_params(1_000_000, 256).reorder_dtype,
+            "bfloat16",
+        )
+
+    def test_memory_estimate_grows_with_the_rescoring_type(self):
+        params = scann_index.choose_index_params(10_000_000, 256)
+        sizes = {
+            dtype: scann_index.estimate_memory(
+                10_000_000,
+                256,
+                dataclasses.replace(params, reorder_dtype=dtype),
+            )
+            for dtype in scann_index.REORDER_DTYPES
+        }
+        self.assertLess(sizes["int8"], sizes["bfloat16"])
+        self.assertLess(sizes["bfloat16"], sizes["float32"])
+        # 10M x 256 in bfloat16 is 4.8 GiB; codes and sample add ~2.
+        self.assertBetween(sizes["bfloat16"] / 2**30, 5.5, 8.5)
+
+    def test_a_build_that_cannot_fit_is_refused_in_one_line(self):
+        params = scann_index.choose_index_params(10_000_000, 256)
+        with self.assertRaisesRegex(ValueError, "needs about") as raised:
+            scann_index.check_fits(
+                10_000_000, 256, params, 4 * 2**30, catalogue_in_memory=True
+            )
+        self.assertNotIn("\n", str(raised.exception))
+        self.assertIn("--merge_shards", str(raised.exception))
+        scann_index.check_fits(
+            10_000_000, 256, params, 24 * 2**30, catalogue_in_memory=False
+        )
 
 
 if __name__ == "__main__":

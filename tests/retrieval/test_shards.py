@@ -53,6 +53,16 @@ class SaveAndMergeTest(unittest.TestCase):
         np.testing.assert_array_equal(merged.embeddings[:, 0], np.arange(10))
         self.assertEqual(merged.model_identity, IDENTITY)
 
+    def test_merge_into_a_memory_mapped_file(self):
+        shards.save_shard(_shard(range(0, 4)), self.root, 2, 0)
+        shards.save_shard(_shard(range(4, 7)), self.root, 2, 1)
+        path = os.path.join(self.root, "joined.npy")
+        merged = shards.merge_shards(self.root, path)
+        self.assertIsInstance(merged.embeddings, np.memmap)
+        merged.embeddings.flush()
+        np.testing.assert_array_equal(np.load(path)[:, 0], np.arange(7))
+        self.assertEqual(merged.item_ids, [f"item-{i}" for i in range(7)])
+
     def test_skipped_files_are_read_back_in_shard_order(self):
         shards.save_shard(
             _shard(range(5, 10)), self.root, 2, 1, [("x.jpg", "x.jpg is bad")]

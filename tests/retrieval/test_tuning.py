@@ -178,8 +178,8 @@ class TuningHelpersTest(parameterized.TestCase):
     def test_grid_is_ordered_by_estimated_cost(self):
         params = scann_index.choose_index_params(1_000_000, 256)
         grid = tuning.tuning_grid(params, 1_000_000)
-        self.assertLen(grid, 7 * 6)
-        self.assertEqual(grid[0], (5, 10))  # 0.5% of 1000 leaves, k
+        self.assertLen(grid, (3 + 7) * 6)  # 1-3 leaves, then 7 fractions
+        self.assertEqual(grid[0], (1, 10))  # one leaf of 1000, k
         self.assertEqual(grid[-1], (500, 500))
         costs = [
             leaves * 1000 + tuning.RESCORE_COST_IN_POINTS * reorder

@@ -27,6 +27,10 @@ catalogue's size (brute force when small, asymmetric hashing with reordering,
 tree partitioning from ~100K items); `--target_recall=0.95` then tunes its
 search for that recall@10. `--index_type=brute_force` builds an exact
 inner-product index in NumPy instead (no ScaNN files, nothing to tune).
+`--index_type=milvus --milvus_uri=http://127.0.0.1:19530` puts the
+catalogue in a collection on that Milvus server (or a milvus-lite file,
+`--milvus_uri=catalogue.db`), which then answers the searches; needs
+pip install 'beau_tf[milvus]', see beau_tf.retrieval.milvus_index.
 """
 
 from absl import app
@@ -78,7 +82,14 @@ _INDEX_TYPE = flags.DEFINE_enum(
     sorted(indexes.INDEX_TYPES),
     "scann: approximate search, configured by the catalogue's size; "
     "brute_force: exact inner products in NumPy, cost linear in the "
-    "catalogue.",
+    "catalogue; milvus: a collection on the Milvus at --milvus_uri.",
+)
+_MILVUS_URI = flags.DEFINE_string(
+    "milvus_uri",
+    None,
+    "With --index_type=milvus: the server, e.g. http://127.0.0.1:19530, or "
+    "a milvus-lite file ending .db. A token, if the server wants one, is "
+    "read from BEAU_TF_MILVUS_TOKEN, never written.",
 )
 _RUNTIME = flags.DEFINE_enum(
     "runtime", runtimes.TENSORFLOW, runtimes.NAMES, runtimes.FLAG_HELP
@@ -102,6 +113,7 @@ def main(argv):
             "--target_recall tunes ScaNN's search; "
             f"--index_type={_INDEX_TYPE.value} has nothing to tune."
         )
+    settings = _index_settings()
     if _MERGE_SHARDS.value:
         if not _INDEX_DIR.value:
             raise app.UsageError("--merge_shards needs --index_dir.")
@@ -109,6 +121,7 @@ def main(argv):
         index_dir_lib.build_and_save(
             shards.merge_shards(_MERGE_SHARDS.value),
             _INDEX_DIR.value,
+            settings,
             target_recall=_TARGET_RECALL.value,
             index_type=_INDEX_TYPE.value,
         )
@@ -151,9 +164,31 @@ def main(argv):
         index_dir_lib.build_and_save(
             embedded,
             _INDEX_DIR.value,
+            settings,
             target_recall=_TARGET_RECALL.value,
             index_type=_INDEX_TYPE.value,
         )
+
+
+def _index_settings():
+    """The index type's settings from the flags: Milvus's, or None (the
+    type's default)."""
+    if _INDEX_TYPE.value != "milvus":
+        if _MILVUS_URI.value:
+            raise app.UsageError("--milvus_uri needs --index_type=milvus.")
+        return None
+    if not _MILVUS_URI.value:
+        raise app.UsageError(
+            "--index_type=milvus needs --milvus_uri, e.g. "
+            "http://127.0.0.1:19530 or catalogue.db (milvus-lite)."
+        )
+    # Imported here: pymilvus is the optional extra `milvus`; without it
+    # this raises a one-line error saying how to install it.
+    from beau_tf.retrieval import milvus_index
+
+    settings = milvus_index.MilvusSettings(uri=_MILVUS_URI.value)
+    milvus_index.check_server(settings.uri)  # before hours of embedding
+    return settings
 
 
 def _embed_on_beam(beam_args: list[str]) -> index_dir_lib.EmbeddedCatalog:

@@ -60,5 +60,16 @@ setuptools.setup(
         # beau_tf.convert; beau_tf.serving.runtimes). Without it, --runtime
         # falls back to the SavedModel with a warning.
         "openvino": ["openvino>=2026.4,<2027", "nncf>=3.4,<4"],
+        # --index_type=milvus: the catalogue in a Milvus collection
+        # (beau_tf.retrieval.milvus_index). pymilvus is the client; `milvus`
+        # is Milvus itself, a standalone server in one process (Linux x86-64
+        # binaries), for one machine and the tests; milvus-lite is the local
+        # engine behind a `.db` file URI (no SCANN index type).
+        "milvus": [
+            "pymilvus>=3.0.2,<4",
+            "milvus==2.3.5; platform_system == 'Linux' and "
+            "platform_machine == 'x86_64'",
+            "milvus-lite>=3.2,<4",
+        ],
     },
 )

@@ -31,6 +31,10 @@ instead (no ScaNN files, nothing to tune). A build that would not fit in this
 machine's memory is refused before any work, saying what it needs; merged
 shards stay on disk (memory-mapped), so a 10M x 256 catalogue builds within
 24 GiB (bench/RESULTS.md, "Scale").
+`--index_type=milvus --milvus_uri=http://127.0.0.1:19530` puts the
+catalogue in a collection on that Milvus server (or a milvus-lite file,
+`--milvus_uri=catalogue.db`), which then answers the searches; needs
+pip install 'beau_tf[milvus]', see beau_tf.retrieval.milvus_index.
 """
 
 import dataclasses
@@ -88,7 +92,14 @@ _INDEX_TYPE = flags.DEFINE_enum(
     sorted(indexes.INDEX_TYPES),
     "scann: approximate search, configured by the catalogue's size; "
     "brute_force: exact inner products in NumPy, cost linear in the "
-    "catalogue.",
+    "catalogue; milvus: a collection on the Milvus at --milvus_uri.",
+)
+_MILVUS_URI = flags.DEFINE_string(
+    "milvus_uri",
+    None,
+    "With --index_type=milvus: the server, e.g. http://127.0.0.1:19530, or "
+    "a milvus-lite file ending .db. A token, if the server wants one, is "
+    "read from BEAU_TF_MILVUS_TOKEN, never written.",
 )
 _REORDER_DTYPE = flags.DEFINE_enum(
     "reorder_dtype",
@@ -125,11 +136,12 @@ def main(argv):
             f"--reorder_dtype configures ScaNN; --index_type="
             f"{_INDEX_TYPE.value} keeps no rescoring copy."
         )
+    milvus_settings = _milvus_settings()
     if _MERGE_SHARDS.value:
         if not _INDEX_DIR.value:
             raise app.UsageError("--merge_shards needs --index_dir.")
         index_dir_lib.check_free(_INDEX_DIR.value)
-        _merge_and_build(_MERGE_SHARDS.value, _INDEX_DIR.value)
+        _merge_and_build(_MERGE_SHARDS.value, _INDEX_DIR.value, milvus_settings)
         return
     if not (_MODEL.value and _CATALOG.value):
         raise app.UsageError("--model and --catalog are required.")
@@ -172,16 +184,21 @@ def main(argv):
             embedded, _SHARD_DIR.value, _NUM_SHARDS.value, _SHARD_INDEX.value
         )
     else:
-        _build(embedded, _INDEX_DIR.value, in_memory=True)
+        _build(embedded, _INDEX_DIR.value, True, milvus_settings)
 
 
-def _index_settings(num_items: int, dim: int, in_memory: bool):
-    """The ScaNN index's settings for this catalogue (by size, with
-    --reorder_dtype), checked to fit in memory; None for brute force.
+def _index_settings(
+    num_items: int, dim: int, in_memory: bool, milvus_settings=None
+):
+    """The index type's settings: ScaNN's for this catalogue (by size, with
+    --reorder_dtype), checked to fit in memory; Milvus's; None for brute
+    force.
 
     Raises:
         ValueError: the build would not fit, saying what it needs.
     """
+    if _INDEX_TYPE.value == "milvus":
+        return milvus_settings
     if _INDEX_TYPE.value != "scann":
         return None
     params = scann_index.choose_index_params(num_items, dim)
@@ -194,19 +211,24 @@ def _index_settings(num_items: int, dim: int, in_memory: bool):
 
 
 def _build(
-    embedded: index_dir_lib.EmbeddedCatalog, index_dir: str, in_memory: bool
+    embedded: index_dir_lib.EmbeddedCatalog,
+    index_dir: str,
+    in_memory: bool,
+    milvus_settings=None,
 ) -> None:
     num_items, dim = embedded.embeddings.shape
     index_dir_lib.build_and_save(
         embedded,
         index_dir,
-        settings=_index_settings(num_items, dim, in_memory),
+        settings=_index_settings(num_items, dim, in_memory, milvus_settings),
         target_recall=_TARGET_RECALL.value,
         index_type=_INDEX_TYPE.value,
     )
 
 
-def _merge_and_build(shard_dir: str, index_dir: str) -> None:
+def _merge_and_build(
+    shard_dir: str, index_dir: str, milvus_settings=None
+) -> None:
     """Joins the shards into a memory-mapped file beside the index folder
     (never two copies of the catalogue in memory), then builds."""
     parent = os.path.dirname(os.path.abspath(index_dir))
@@ -215,8 +237,29 @@ def _merge_and_build(shard_dir: str, index_dir: str) -> None:
         embedded = shards.merge_shards(
             shard_dir, os.path.join(scratch, "embeddings.npy")
         )
-        _build(embedded, index_dir, in_memory=False)
+        _build(embedded, index_dir, False, milvus_settings)
         del embedded  # the memory map, before its file is removed
+
+
+def _milvus_settings():
+    """Milvus's settings from the flags (the server checked before any
+    work), or None for the other index types."""
+    if _INDEX_TYPE.value != "milvus":
+        if _MILVUS_URI.value:
+            raise app.UsageError("--milvus_uri needs --index_type=milvus.")
+        return None
+    if not _MILVUS_URI.value:
+        raise app.UsageError(
+            "--index_type=milvus needs --milvus_uri, e.g. "
+            "http://127.0.0.1:19530 or catalogue.db (milvus-lite)."
+        )
+    # Imported here: pymilvus is the optional extra `milvus`; without it
+    # this raises a one-line error saying how to install it.
+    from beau_tf.retrieval import milvus_index
+
+    settings = milvus_index.MilvusSettings(uri=_MILVUS_URI.value)
+    milvus_index.check_server(settings.uri)  # before hours of embedding
+    return settings
 
 
 def _beam_embedding():

@@ -2,7 +2,8 @@
 # Creates .venv with beau_tf and its dependencies (idempotent). Usage:
 #   bash scripts/setup.sh          # runtime only
 #   bash scripts/setup.sh test     # plus the test dependencies and the
-#                                  # optional runtime the tests cover (openvino)
+#                                  # optional extras the tests cover (openvino;
+#                                  # milvus: client, server, milvus-lite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
@@ -11,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "$extra" = "test" ]; then
-  .venv/bin/python -m pip install --quiet -e ".[test,openvino]"
+  .venv/bin/python -m pip install --quiet -e ".[test,openvino,milvus]"
 else
   .venv/bin/python -m pip install --quiet -e .
 fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up .venv (if needed) and runs the whole test suite, slow tests included,
 # then the Apache Beam tests in .venv-beam (set up if needed, see below).
+# The milvus extra installs in .venv (setup.sh test); its tests start a Milvus
+# server of their own (tests/fixtures/milvus.py).
 #   bash scripts/test.sh [extra pytest args, for the core suite]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 """Tests for the index command line (python -m beau_tf.index) on shards:
-both index types, no model needed, in subprocesses as users run it."""
+every index type, no model needed, in subprocesses as users run it."""
 
 import os
 import subprocess
@@ -12,6 +12,7 @@ import pytest
 
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.retrieval import shards
+from tests.fixtures import milvus as milvus_fixture
 from tests.fixtures import testing
 from tests.fixtures import vectors
 
@@ -105,6 +106,36 @@ class IndexTypeFlagTest(parameterized.TestCase):
             "has nothing to tune.",
             result.stderr,
         )
+        self.assertFalse(os.path.exists(index_dir))
+
+    def test_milvus_indexes_into_the_uri_given(self):
+        milvus_fixture.require_milvus()
+        index_dir = os.path.join(testing.make_tempdir(self), "index")
+        # milvus-lite: a local engine in the command's process.
+        uri = os.path.join(testing.make_tempdir(self), "catalogue.db")
+        result = _index_command(
+            f"--merge_shards={self._shard_dir()}",
+            f"--index_dir={index_dir}",
+            "--index_type=milvus",
+            f"--milvus_uri={uri}",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        bundle = index_dir_lib.load_index(index_dir)
+        self.assertEqual(bundle.index.kind, "milvus")
+        self.assertEqual(bundle.manifest["milvus"]["uri"], uri)
+        rows, _ = vectors.argsort_oracle(self.embeddings, self.queries, K)
+        ids, _ = bundle.index.search(self.queries, K)
+        self.assertEqual(ids, [[self.ids[r] for r in row] for row in rows])
+
+    def test_milvus_needs_a_uri(self):
+        index_dir = os.path.join(testing.make_tempdir(self), "index")
+        result = _index_command(
+            f"--merge_shards={self._shard_dir()}",
+            f"--index_dir={index_dir}",
+            "--index_type=milvus",
+        )
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--index_type=milvus needs --milvus_uri", result.stderr)
         self.assertFalse(os.path.exists(index_dir))
 
 

@@ -16,7 +16,9 @@
                    disk as needed, never a second copy beside the index's
   <kind>/          the index type's own files: scann/ holds ScaNN's
                    serialized searcher (relative paths, so it moves);
-                   brute force has none (it searches embeddings.npy)
+                   milvus/connection.json the server's URI and the
+                   collection (the vectors are on the server); brute force
+                   has none (it searches embeddings.npy)
 ```
 
 A manifest without a kind was written before there were other kinds than
@@ -107,7 +109,8 @@ def build_and_save(
         embedded: the catalogue's embeddings, ids and paths.
         index_dir: the folder to create (missing or empty).
         settings: the index type's configuration (ScaNN: an `IndexParams`,
-            `choose_index_params` by default; brute force: none).
+            `choose_index_params` by default; Milvus: a `MilvusSettings`,
+            required; brute force: none).
         target_recall: when given (ScaNN only), `tuning.tune_search` picks
             the cheapest leaves-to-search and reorder reaching this recall@k
             on a sample of the catalogue, recorded in the manifest.

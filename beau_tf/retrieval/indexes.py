@@ -14,8 +14,8 @@ named by its `kind` in `INDEX_TYPES` and in the index folder's manifest:
 `beau_tf.retrieval.index_dir` writes the ids, the embeddings and the
 manifest beside the type's own files (in `<index_dir>/<kind>/`) and loads
 them back. Every type refuses a model other than the one it was built from
-with the same `check_compatible`. A new type (faiss, Milvus...) is one module
-and one line of `INDEX_TYPES`.
+with the same `check_compatible`. A new type (faiss...) is one module and
+one line of `INDEX_TYPES`; "milvus" keeps its vectors on a Milvus server.
 """
 
 import abc
@@ -34,6 +34,7 @@ from beau_tf.serving import contract
 INDEX_TYPES = {
     "scann": "beau_tf.retrieval.scann_index:ScannIndex",
     "brute_force": "beau_tf.retrieval.brute_force_index:BruteForceIndex",
+    "milvus": "beau_tf.retrieval.milvus_index:MilvusIndex",
 }
 DEFAULT_KIND = "scann"
 # Catalogue rows checked at a time before a build.
@@ -182,7 +183,7 @@ class CatalogIndex(abc.ABC):
 
     Attributes:
       kind: the type's name in `INDEX_TYPES`, the manifest and the index
-        folder ("scann", "brute_force").
+        folder ("scann", "brute_force", "milvus").
       item_ids: the id of each indexed row.
       manifest: "kind", "model_identity", "num_items", "embedding_dim",
         "created" and the type's own entries.

@@ -286,7 +286,7 @@ class IndexDirTest(parameterized.TestCase):
         with self.assertRaisesRegex(
             ValueError,
             r"index is a 'faiss' index, a kind this beau_tf does not know "
-            r"\(brute_force, scann\); rebuild",
+            r"\(brute_force, milvus, scann\); rebuild",
         ):
             index_dir_lib.load_index(self.target)
 

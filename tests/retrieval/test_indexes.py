@@ -1,10 +1,18 @@
-"""Tests for beau_tf.retrieval.indexes: what every index type does alike."""
+"""Tests for beau_tf.retrieval.indexes: what every index type does alike.
+
+The Milvus type runs on milvus-lite's local engine here (a `.db` file per
+test); tests/retrieval/test_milvus_index.py runs it on a Milvus server.
+"""
+
+import os
 
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
 from beau_tf.retrieval import indexes
+from tests.fixtures import milvus as milvus_fixture
+from tests.fixtures import testing
 from tests.fixtures import vectors
 
 NUM_ITEMS, DIM, K = 50, 32, 5
@@ -12,20 +20,25 @@ IDENTITY = dict(vectors.IDENTITY, embedding_dim=DIM)
 KINDS = tuple(sorted(indexes.INDEX_TYPES))
 
 
-def _build(kind, embeddings=None, ids=None, identity=None):
-    rng = np.random.default_rng(1)
-    embeddings = (
-        vectors.unit_rows(rng, 5, DIM) if embeddings is None else embeddings
-    )
-    ids = [f"{i}" for i in range(len(embeddings))] if ids is None else ids
-    return indexes.index_type(kind).build(embeddings, ids, identity or IDENTITY)
+def _settings(test_case, kind):
+    """What `kind` needs to build: for Milvus, where (exact search, so
+    results are comparable); None for the others."""
+    if kind != "milvus":
+        return None
+    milvus_fixture.require_milvus()
+    # The optional extra's module: imported once it is known to be there.
+    from beau_tf.retrieval import milvus_index
+
+    uri = os.path.join(testing.make_tempdir(test_case), "catalogue.db")
+    return milvus_index.MilvusSettings(uri=uri, index_type="FLAT")
 
 
 class RegistryTest(parameterized.TestCase):
 
-    def test_both_types_are_registered_under_their_kind(self):
-        self.assertEqual(KINDS, ("brute_force", "scann"))
+    def test_every_type_is_registered_under_its_kind(self):
+        self.assertEqual(KINDS, ("brute_force", "milvus", "scann"))
         self.assertEqual(indexes.DEFAULT_KIND, "scann")
+        milvus_fixture.require_milvus()
         for kind in KINDS:
             index_class = indexes.index_type(kind)
             self.assertTrue(issubclass(index_class, indexes.CatalogIndex))
@@ -33,7 +46,7 @@ class RegistryTest(parameterized.TestCase):
 
     def test_an_unknown_kind_names_the_known_ones(self):
         with self.assertRaisesRegex(
-            ValueError, "'faiss'.*one of brute_force, scann"
+            ValueError, "'faiss'.*one of brute_force, milvus, scann"
         ):
             indexes.index_type("faiss")
 
@@ -49,8 +62,20 @@ class EveryIndexTypeTest(parameterized.TestCase):
         cls.queries = vectors.unit_rows(rng, 4, DIM)
 
     def _index(self, kind):
+        settings = _settings(self, kind)  # first: it skips without Milvus
         return indexes.index_type(kind).build(
-            self.embeddings, vectors.item_ids(NUM_ITEMS), IDENTITY
+            self.embeddings, vectors.item_ids(NUM_ITEMS), IDENTITY, settings
+        )
+
+    def _build(self, kind, embeddings=None, ids=None, identity=None):
+        rng = np.random.default_rng(1)
+        embeddings = (
+            vectors.unit_rows(rng, 5, DIM) if embeddings is None else embeddings
+        )
+        ids = [f"{i}" for i in range(len(embeddings))] if ids is None else ids
+        settings = _settings(self, kind)
+        return indexes.index_type(kind).build(
+            embeddings, ids, identity or IDENTITY, settings
         )
 
     def test_identity(self, kind):
@@ -120,33 +145,33 @@ class EveryIndexTypeTest(parameterized.TestCase):
         x = vectors.unit_rows(np.random.default_rng(2), 5, DIM)
         x[3, 0] = np.nan
         with self.assertRaisesRegex(ValueError, "row 3, item '3'"):
-            _build(kind, x)
+            self._build(kind, x)
 
     def test_rejects_unnormalised(self, kind):
         x = vectors.unit_rows(np.random.default_rng(2), 5, DIM) * 2
         with self.assertRaisesRegex(ValueError, "not L2-normalised"):
-            _build(kind, x)
+            self._build(kind, x)
 
     def test_rejects_empty(self, kind):
         with self.assertRaisesRegex(ValueError, r"\(0, 32\)"):
-            _build(kind, np.zeros((0, DIM), np.float32), [])
+            self._build(kind, np.zeros((0, DIM), np.float32), [])
 
     def test_rejects_id_count(self, kind):
         with self.assertRaisesRegex(ValueError, "4 item ids for 5"):
-            _build(kind, ids=["a", "b", "c", "d"])
+            self._build(kind, ids=["a", "b", "c", "d"])
 
     def test_rejects_duplicate_ids(self, kind):
         with self.assertRaisesRegex(ValueError, "'b' appears more than once"):
-            _build(kind, ids=["a", "b", "c", "b", "e"])
+            self._build(kind, ids=["a", "b", "c", "b", "e"])
 
     def test_rejects_identity_of_another_size(self, kind):
         with self.assertRaisesRegex(ValueError, "embedding_dim=64.*32-d"):
-            _build(kind, identity=dict(IDENTITY, embedding_dim=64))
+            self._build(kind, identity=dict(IDENTITY, embedding_dim=64))
 
     def test_rejects_identity_without_model_name(self, kind):
         identity = {k: v for k, v in IDENTITY.items() if k != "model_name"}
         with self.assertRaisesRegex(ValueError, "model_name"):
-            _build(kind, identity=identity)
+            self._build(kind, identity=identity)
 
 
 if __name__ == "__main__":

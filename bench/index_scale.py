@@ -55,6 +55,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from beau_tf.common import files
 from bench import harness
 from bench import indexing
 
@@ -455,10 +456,22 @@ def run_worker(num_items: int, out_path: str, scratch: str) -> None:
     rows[1].update(build_s=built["build_s"], disk=built["disk"])
     default = index.params
     del index, bundle
+    result = {
+        "num_items": num_items,
+        "num_queries": len(queries),
+        "data_bytes": num_items * dim * 4,
+        "dim": dim,
+        "built": built,
+        "rows": rows,
+    }
+    # Written after each stage, so a stage that fails (or is killed) loses
+    # only its own rows.
+    files.write_json_atomically(out_path, result)
     if str(num_items) in _VARIANT_SIZES.value:
         rows += variant_rows(
             catalogue, queries, true, k, target, rounds, default
         )
+        files.write_json_atomically(out_path, result)
     if str(num_items) in _FAISS_SIZES.value:
         rows += faiss_rows(
             catalogue,
@@ -469,16 +482,7 @@ def run_worker(num_items: int, out_path: str, scratch: str) -> None:
             rounds,
             hnsw=str(num_items) in _HNSW_SIZES.value,
         )
-    result = {
-        "num_items": num_items,
-        "num_queries": len(queries),
-        "data_bytes": num_items * dim * 4,
-        "dim": dim,
-        "built": built,
-        "rows": rows,
-    }
-    with open(out_path, "w") as stream:
-        json.dump(result, stream)
+        files.write_json_atomically(out_path, result)
 
 
 def measure_size(num_items: int) -> dict:
@@ -492,9 +496,20 @@ def measure_size(num_items: int) -> dict:
             f"--scratch_dir={tmp}",
             *(flags.FLAGS[name].serialize() for name in _WORKER_FLAGS),
         )
-        measured = run_measured(args)
+        try:
+            measured = run_measured(args)
+        except RuntimeError as error:
+            if not os.path.exists(out):
+                raise
+            # The rows measured before the failure, and the failure.
+            logging.error("%s; keeping the rows measured before it.", error)
+            measured = {"peak_rss": None, "peak_anon": None}
         with open(out) as stream:
             result = json.load(stream)
+        if measured["peak_rss"] is None:
+            result["rows"].append(
+                {"method": "(the rest)", "skipped": "the worker failed"}
+            )
     result["worker_peak_rss"] = measured["peak_rss"]
     result["worker_peak_anon"] = measured["peak_anon"]
     return result

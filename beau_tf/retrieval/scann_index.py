@@ -431,6 +431,17 @@ class ScannIndex(indexes.CatalogIndex):
             manifest["training_rows"] = training_rows(num_items, params)
         return cls(searcher, item_ids, manifest, row_order=row_order)
 
+    def with_manifest(self, manifest: dict) -> "ScannIndex":
+        """The same searcher and row order under another manifest (tuning
+        changes the default search setting, not the searcher)."""
+        return ScannIndex(
+            self._searcher,
+            self.item_ids,
+            manifest,
+            self.directory,
+            self._row_order,
+        )
+
     @classmethod
     def check_manifest(cls, manifest: dict) -> None:
         """Raises unless manifest["params"] makes a valid `IndexParams`."""

@@ -250,9 +250,4 @@ def _with_tuning(
         params=dataclasses.asdict(params),
         tuning=dataclasses.asdict(tuning),
     )
-    return scann_index.ScannIndex(
-        index._searcher,  # pylint: disable=protected-access
-        index.item_ids,
-        manifest,
-        index.directory,
-    )
+    return index.with_manifest(manifest)

@@ -11,6 +11,7 @@ import numpy as np
 
 from beau_tf.retrieval import metrics
 from beau_tf.retrieval import scann_index
+from beau_tf.retrieval import tuning
 from tests.fixtures import vectors
 
 NUM_ITEMS, DIM, NUM_QUERIES, K = 2000, 32, 100, 10
@@ -169,9 +170,12 @@ class LargeCatalogueTest(parameterized.TestCase):
         index = self._build(reorder_dtype=dtype)
         self.assertEqual(index.manifest["training_rows"], 500)
         self.assertEqual(index.manifest["params"]["reorder_dtype"], dtype)
-        # Every row, sampled or added, finds itself first (all leaves).
+        # Rows, sampled or added, find themselves first (all leaves): a
+        # wrong row order would find almost none. A bfloat16 or int8 copy
+        # may put a near twin first, rarely.
         ids, _ = index.search(self.embeddings, 1)
-        self.assertEqual([found[0] for found in ids], self.ids)
+        found_self = np.mean([f[0] == i for f, i in zip(ids, self.ids)])
+        self.assertGreaterEqual(found_self, 1.0 if dtype == "float32" else 0.99)
 
     def test_the_row_order_survives_save_and_load(self):
         index = self._build()
@@ -195,6 +199,17 @@ class LargeCatalogueTest(parameterized.TestCase):
                 scann_index.ScannIndex.load(
                     folder, self.ids, self.embeddings, index.manifest, folder
                 )
+
+    def test_a_tuned_index_keeps_its_row_order(self):
+        index = tuning.tune_search(self._build(), self.embeddings, 0.9)
+        self.assertIn("tuning", index.manifest)
+        with tempfile.TemporaryDirectory() as folder:
+            index.save(folder)
+            loaded = scann_index.ScannIndex.load(
+                folder, self.ids, self.embeddings, index.manifest, folder
+            )
+        ids, _ = loaded.search(self.embeddings, 1)
+        self.assertEqual([found[0] for found in ids], self.ids)
 
     def test_soar_files_items_in_two_leaves_and_still_finds_them(self):
         index = self._build(soar_lambda=1.5)

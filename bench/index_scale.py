@@ -29,8 +29,11 @@ queries from the same mixture. Then, side by side on the same vectors:
                the sweep;
   faiss        at --faiss_sizes, when faiss-cpu is installed (the bench
                only: pip install faiss-cpu): IVF + 4-bit PQ fast-scan +
-               exact float32 refinement (faiss's analogue of ScaNN's tree +
-               AH + reorder, the same 2 dimensions per code), and at
+               refinement (faiss's analogue of ScaNN's tree + AH + reorder,
+               the same 2 dimensions per code; refined in float32, float16
+               or int8 as the ScaNN index rescores: float32 refinement of
+               10M rows was killed for memory, faiss growing its 10 GiB copy
+               by doubling), and at
                --hnsw_sizes HNSW, each at the fastest setting of a sweep
                reaching --target_recall on the same queries.
 A size whose estimated peak exceeds the memory available is skipped with a
@@ -260,14 +263,25 @@ def _searched(index, queries, true, k, rounds, leaves=None, reorder=None):
 
 def scann_rows(index, queries, true, k, target, rounds, name="scann"):
     """The index's default and tuned settings, and its fastest swept one."""
+    from beau_tf.retrieval import scann_index
+
     params, tuning = index.params, index.manifest.get("tuning")
     dtype = f"{params.reorder_dtype} rescoring"
     rows = []
-    recall, seconds = _searched(index, queries, true, k, rounds)
+    # Tuning rewrote the manifest's search setting; the size's default is
+    # choose_index_params' (5 % of the leaves).
+    default = scann_index.choose_index_params(
+        index.num_items, index.embedding_dim
+    )
+    leaves = default.num_leaves_to_search or None
+    recall, seconds = _searched(
+        index, queries, true, k, rounds, leaves, default.reorder or None
+    )
     rows.append(
         {
             "method": f"{name} default",
-            "setting": f"{indexing.scann_setting(params)}, {dtype}",
+            "setting": indexing.scann_setting(params, leaves, default.reorder)
+            + f", {dtype}",
             "recall": recall,
             "seconds": seconds,
         }
@@ -342,15 +356,16 @@ def variant_rows(catalogue, queries, true, k, target, rounds, default):
     return rows
 
 
-def faiss_rows(catalogue, queries, true, k, target, rounds, hnsw):
+def faiss_rows(catalogue, queries, true, k, target, rounds, hnsw, rescoring):
     """faiss IVF-PQ (and HNSW when `hnsw`), each at its fastest swept
-    setting reaching `target`."""
+    setting reaching `target`; IVF-PQ refines in `rescoring`'s precision,
+    as the ScaNN index it is compared with rescores."""
     faiss = indexing.import_faiss()
     if faiss is None:
         return [{"method": "faiss", "skipped": "faiss-cpu not installed"}]
     dim = catalogue.shape[1]
     rows = []
-    ivf, nlist, build_ivf = indexing.ivf_pq_refined(faiss, catalogue)
+    ivf, nlist, build_ivf = indexing.ivf_pq_refined(faiss, catalogue, rescoring)
     _, build_s = harness.timed(build_ivf)
     swept = indexing.sweep_ivf(
         faiss, ivf, nlist, queries, k, true, _IVF_FRACTIONS
@@ -364,7 +379,7 @@ def faiss_rows(catalogue, queries, true, k, target, rounds, hnsw):
         {
             "method": "faiss ivf-pq swept" + ("" if met else " (< target)"),
             "setting": f"nprobe {nprobe}/{nlist}, k_factor {k_factor}, "
-            "float32 refinement",
+            f"{indexing.FAISS_REFINES[rescoring]} refinement",
             "recall": indexing.recall(found, true),
             "seconds": seconds,
             "build_s": build_s,
@@ -481,6 +496,7 @@ def run_worker(num_items: int, out_path: str, scratch: str) -> None:
             target,
             rounds,
             hnsw=str(num_items) in _HNSW_SIZES.value,
+            rescoring=default.reorder_dtype,
         )
         files.write_json_atomically(out_path, result)
 

@@ -144,9 +144,19 @@ def import_faiss():
     return faiss
 
 
-def ivf_pq_refined(faiss, catalogue: np.ndarray):
-    """An empty IVF + 4-bit PQ fast-scan index with exact refinement, faiss's
-    analogue of ScaNN's tree + AH + reorder, with about sqrt(N) lists.
+# faiss's refinement codes for each of ScaNN's rescoring types.
+FAISS_REFINES = {
+    "float32": "RFlat",
+    "bfloat16": "Refine(SQfp16)",
+    "int8": "Refine(SQ8)",
+}
+
+
+def ivf_pq_refined(faiss, catalogue: np.ndarray, rescoring: str = "float32"):
+    """An empty IVF + 4-bit PQ fast-scan index with refinement, faiss's
+    analogue of ScaNN's tree + AH + reorder, with about sqrt(N) lists; the
+    refinement keeps the catalogue in float32, float16 or int8 as ScaNN's
+    `rescoring` type ("float32", "bfloat16", "int8") does.
 
     Returns:
       `(index, nlist, build)`: `build()` trains the index on at most
@@ -155,7 +165,9 @@ def ivf_pq_refined(faiss, catalogue: np.ndarray):
     num_items, dim = catalogue.shape
     nlist = int(round(np.sqrt(num_items)))
     index = faiss.index_factory(
-        dim, f"IVF{nlist},PQ{dim // 2}x4fs,RFlat", faiss.METRIC_INNER_PRODUCT
+        dim,
+        f"IVF{nlist},PQ{dim // 2}x4fs,{FAISS_REFINES[rescoring]}",
+        faiss.METRIC_INNER_PRODUCT,
     )
     sample = catalogue[:: max(1, num_items // _FAISS_TRAINING_ROWS)]
 

@@ -59,6 +59,7 @@ from absl import logging
 import numpy as np
 
 from beau_tf.common import files
+from beau_tf.common import memory
 from bench import harness
 from bench import indexing
 
@@ -158,19 +159,8 @@ _IDENTITY = {
 }
 
 
-def _memory_of(pid: int) -> tuple[int, int]:
-    """(VmRSS, RssAnon) bytes of a process, or (0, 0) once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as stream:
-            fields = dict(line.split(":", 1) for line in stream)
-    except (OSError, ValueError):
-        return 0, 0
-    kib = lambda name: int(fields.get(name, "0 kB").split()[0]) * 1024
-    return kib("VmRSS"), kib("RssAnon")
-
-
 def _resident_anon() -> int:
-    return _memory_of(os.getpid())[1]
+    return memory.process_bytes()[1]
 
 
 def run_measured(args: list[str]) -> dict:
@@ -184,7 +174,7 @@ def run_measured(args: list[str]) -> dict:
     def sample():
         nonlocal peak_anon
         while not done.wait(0.2):
-            peak_anon = max(peak_anon, _memory_of(child.pid)[1])
+            peak_anon = max(peak_anon, memory.process_bytes(child.pid)[1])
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -611,8 +601,6 @@ def print_tables(rows, sizes, k) -> None:
 
 
 def main(argv):
-    from beau_tf.common import memory
-
     del argv
     if _WORKER_SIZE.value:
         run_worker(_WORKER_SIZE.value, _WORKER_OUT.value, _SCRATCH.value)

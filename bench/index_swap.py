@@ -32,6 +32,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from beau_tf.common import memory
 from bench import harness
 from bench import indexing
 
@@ -58,14 +59,6 @@ SMOKE = {
 _GIB = 2**30
 
 
-def _anon_bytes() -> int:
-    with open("/proc/self/status") as stream:
-        for line in stream:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 class MemorySampler:
     """The process's anonymous memory, sampled every 0.1 s in a thread."""
 
@@ -76,7 +69,9 @@ class MemorySampler:
 
     def _run(self):
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), _anon_bytes()))
+            self.samples.append(
+                (time.perf_counter(), memory.process_bytes()[1])
+            )
             self._stop.wait(0.1)
 
     def __enter__(self):

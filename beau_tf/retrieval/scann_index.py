@@ -30,9 +30,8 @@ from collections.abc import Sequence
 
 from absl import logging
 import numpy as np
-from scann.scann_ops.py import scann_ops_pybind
-
 from scann.scann_ops.py import scann_builder
+from scann.scann_ops.py import scann_ops_pybind
 
 from beau_tf.common import progress
 from beau_tf.retrieval import indexes
@@ -46,8 +45,8 @@ REORDER_DTYPES = {
     "int8": (1, scann_builder.ReorderType.INT8),
 }
 # From this size the rescoring copy is bfloat16: half float32's memory (5 GiB
-# at 10M x 256-d) for -0.01 recall@10 at one search setting, which tuning
-# wins back (bench/RESULTS.md, "Scale"); int8 costs more recall.
+# at 10M x 256-d); at 1M it answered 1.27x float32's QPS at one setting for
+# 0.007 less recall@10, int8 0.018 less (bench/RESULTS.md, "Scale").
 BFLOAT16_FROM = 1_000_000
 # A partitioned index trains on at least this many sampled rows per leaf
 # (ScaNN's k-means wants 50 or more per partition) and adds the rest in

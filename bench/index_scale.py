@@ -31,20 +31,28 @@ queries from the same mixture. Then, side by side on the same vectors:
                only: pip install faiss-cpu): IVF + 4-bit PQ fast-scan +
                refinement (faiss's analogue of ScaNN's tree + AH + reorder,
                the same 2 dimensions per code; refined in float32, float16
-               or int8 as the ScaNN index rescores: float32 refinement of
-               10M rows was killed for memory, faiss growing its 10 GiB copy
-               by doubling), and at
+               or int8 as the ScaNN index rescores, and in float32 too at
+               --variant_sizes: float32 refinement of 10M rows was killed
+               for memory, faiss growing its 10 GiB copy by doubling), and at
                --hnsw_sizes HNSW, each at the fastest setting of a sweep
                reaching --target_recall on the same queries.
+  equal recall at each of `LEVELS` (0.90 to 0.99), each engine's fastest
+               setting reaching it over all its builds and sweeps (ScaNN's
+               rescoring types and variants; faiss's refinements), and
+               ScaNN's QPS over faiss IVF-PQ's.
+Sweeps widen the leaves (nprobe) searched only while recall still grows
+(`indexing.sweep_grid`), up to 200 leaves or 20 % of the lists.
 A size whose estimated peak exceeds the memory available is skipped with a
 message. Every method uses all the cores it is given; QPS is the median of
---rounds searches of all queries in one batch.
+--rounds searches of all queries in one batch, for every swept setting.
 
-Writes bench/results/index_scale.json: one row per (size, method) and the
-build and memory of each size under "sizes". Figures: bench/RESULTS.md
-("Scale").
+Writes bench/results/index_scale.json: one row per (size, method), the
+build and memory of each size under "sizes", the equal-recall table under
+"equal_recall" and every swept point under "sweeps". Figures:
+bench/RESULTS.md ("Scale").
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -130,11 +138,16 @@ _SHARD_ROWS = 1_000_000
 # The worker process itself (Python, NumPy, ScaNN, queries): measured
 # 0.5 GiB before any vector.
 _PROCESS_BYTES = 2**29
-_IVF_FRACTIONS = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05)
+_IVF_FRACTIONS = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 _HNSW_EFS = (16, 32, 64, 128, 256, 512, 1024)
-# ScaNN's sweep: leaves searched and candidates rescored.
-_SCANN_LEAVES = (1, 2, 3, 4, 6, 8, 12, 20)
-_SCANN_REORDERS = (20, 30, 50, 100, 200)
+# ScaNN's sweep: leaves searched (widened while recall grows:
+# `indexing.sweep_grid`) and candidates rescored.
+_SCANN_LEAVES = (1, 2, 3, 4, 6, 8, 12, 20, 30, 50, 80, 120, 200)
+_SCANN_REORDERS = (20, 30, 50, 100, 200, 400)
+# Recall levels at which the engines are compared, each at its fastest
+# swept setting reaching the level (any build of it: rescoring types,
+# variants).
+LEVELS = (0.90, 0.95, 0.96, 0.97, 0.98, 0.99)
 # Passed on to each size's worker process.
 _WORKER_FLAGS = (
     "dim",
@@ -222,23 +235,16 @@ def _folder_bytes(folder: str) -> int:
 
 def scann_sweep(index, queries, true, k, rounds):
     """`[((leaves, reorder), recall, seconds)]` over `_SCANN_LEAVES` x
-    `_SCANN_REORDERS` ("tree_ah"; reorder only for "ah")."""
+    `_SCANN_REORDERS` ("tree_ah"; reorder only for "ah"), each the median of
+    `rounds` searches."""
     leaves = [l for l in _SCANN_LEAVES if l <= max(1, index.params.num_leaves)]
     if index.params.mode != "tree_ah":
         leaves = [None]
-    swept = []
-    for leaf in leaves:
-        for reorder in _SCANN_REORDERS:
-            found, seconds = harness.median_seconds(
-                lambda: index._search_rows(  # pylint: disable=protected-access
-                    queries, k, leaf, max(reorder, k)
-                )[0],
-                rounds,
-            )
-            swept.append(
-                ((leaf, reorder), indexing.recall(found, true), seconds)
-            )
-    return swept
+
+    def measure(leaf, reorder):
+        return _searched(index, queries, true, k, rounds, leaf, max(reorder, k))
+
+    return indexing.sweep_grid(leaves, _SCANN_REORDERS, measure)
 
 
 def _searched(index, queries, true, k, rounds, leaves=None, reorder=None):
@@ -251,8 +257,9 @@ def _searched(index, queries, true, k, rounds, leaves=None, reorder=None):
     return indexing.recall(found, true), seconds
 
 
-def scann_rows(index, queries, true, k, target, rounds, name="scann"):
-    """The index's default and tuned settings, and its fastest swept one."""
+def scann_rows(index, queries, true, k, target, rounds, sweeps):
+    """The index's default and tuned settings, and its fastest swept one;
+    the sweep goes to `sweeps`."""
     from beau_tf.retrieval import scann_index
 
     params, tuning = index.params, index.manifest.get("tuning")
@@ -269,7 +276,7 @@ def scann_rows(index, queries, true, k, target, rounds, name="scann"):
     )
     rows.append(
         {
-            "method": f"{name} default",
+            "method": "scann default",
             "setting": indexing.scann_setting(params, leaves, default.reorder)
             + f", {dtype}",
             "recall": recall,
@@ -283,39 +290,56 @@ def scann_rows(index, queries, true, k, target, rounds, name="scann"):
         )
         rows.append(
             {
-                "method": f"{name} tuned, target {target}",
+                "method": f"scann tuned, target {target}",
                 "setting": indexing.scann_setting(params, leaves, reorder)
                 + f", {dtype} (sample recall {tuning['recall']:.3f})",
                 "recall": recall,
                 "seconds": seconds,
             }
         )
-    rows.append(_swept_row(index, queries, true, k, target, rounds, name))
+    rows.append(
+        _swept_row(index, queries, true, k, target, rounds, "scann", sweeps)
+    )
     return rows
 
 
-def _swept_row(index, queries, true, k, target, rounds, name):
-    swept = scann_sweep(index, queries, true, k, rounds)
-    ((leaves, reorder), recall, seconds), met = indexing.fastest_meeting(
-        swept, target
-    )
+def _swept_row(index, queries, true, k, target, rounds, name, sweeps):
+    """The fastest setting of `scann_sweep` reaching `target`; the sweep
+    goes to `sweeps`."""
     params = index.params
     extra = f", SOAR {params.soar_lambda}" if params.soar_lambda else ""
     if params.dimensions_per_block != 2:
         extra += f", {params.dimensions_per_block} dimensions per AH block"
     if np.isnan(params.anisotropic_quantization_threshold):
         extra += ", no anisotropic loss"
+
+    def setting(leaves, reorder):
+        return (
+            indexing.scann_setting(params, leaves, reorder)
+            + f", {params.reorder_dtype} rescoring{extra}"
+        )
+
+    swept = scann_sweep(index, queries, true, k, rounds)
+    sweeps.append(
+        {
+            "engine": "scann",
+            "points": [(setting(*at), r, t) for at, r, t in swept],
+        }
+    )
+    ((leaves, reorder), recall, seconds), met = indexing.fastest_meeting(
+        swept, target
+    )
     return {
         "method": f"{name} swept" + ("" if met else " (< target)"),
-        "setting": indexing.scann_setting(params, leaves, reorder)
-        + f", {params.reorder_dtype} rescoring{extra}",
+        "setting": setting(leaves, reorder),
         "recall": recall,
         "seconds": seconds,
     }
 
 
-def variant_rows(catalogue, queries, true, k, target, rounds, default):
-    """ScaNN rebuilt with each other rescoring type, and with SOAR."""
+def variant_rows(catalogue, queries, true, k, target, rounds, default, sweeps):
+    """ScaNN rebuilt with each other rescoring type, and with SOAR; their
+    sweeps go to `sweeps`."""
     from beau_tf.retrieval import scann_index
 
     num_items, dim = catalogue.shape
@@ -339,51 +363,78 @@ def variant_rows(catalogue, queries, true, k, target, rounds, default):
         index, build_s = harness.timed(
             scann_index.ScannIndex.build, catalogue, ids, identity, params
         )
-        row = _swept_row(index, queries, true, k, target, rounds, "scann")
+        row = _swept_row(
+            index, queries, true, k, target, rounds, "scann", sweeps
+        )
         row.update(method="scann variant, swept", build_s=build_s)
         rows.append(row)
         del index
     return rows
 
 
-def faiss_rows(catalogue, queries, true, k, target, rounds, hnsw, rescoring):
-    """faiss IVF-PQ (and HNSW when `hnsw`), each at its fastest swept
-    setting reaching `target`; IVF-PQ refines in `rescoring`'s precision,
-    as the ScaNN index it is compared with rescores."""
+def faiss_rows(
+    catalogue, queries, true, k, target, rounds, hnsw, refines, sweeps
+):
+    """faiss IVF-PQ refined in each of `refines` (ScaNN's rescoring types:
+    float32 refines in float32, bfloat16 in float16, int8 in int8), and
+    HNSW when `hnsw`, each at its fastest swept setting reaching `target`;
+    their sweeps go to `sweeps`."""
     faiss = indexing.import_faiss()
     if faiss is None:
         return [{"method": "faiss", "skipped": "faiss-cpu not installed"}]
-    dim = catalogue.shape[1]
     rows = []
-    ivf, nlist, build_ivf = indexing.ivf_pq_refined(faiss, catalogue, rescoring)
-    _, build_s = harness.timed(build_ivf)
-    swept = indexing.sweep_ivf(
-        faiss, ivf, nlist, queries, k, true, _IVF_FRACTIONS
-    )
-    ((nprobe, k_factor), _, _), met = indexing.fastest_meeting(swept, target)
-    search_params = indexing.ivf_search_params(faiss, nprobe, k_factor)
-    found, seconds = harness.median_seconds(
-        lambda: ivf.search(queries, k, params=search_params)[1], rounds
-    )
-    rows.append(
-        {
-            "method": "faiss ivf-pq swept" + ("" if met else " (< target)"),
-            "setting": f"nprobe {nprobe}/{nlist}, k_factor {k_factor}, "
-            f"{indexing.FAISS_REFINES[rescoring]} refinement",
-            "recall": indexing.recall(found, true),
-            "seconds": seconds,
-            "build_s": build_s,
-            "disk": faiss.serialize_index(ivf).nbytes,
-        }
-    )
-    ivf = None  # frees the index before HNSW is built
+    for rescoring in refines:
+        ivf, nlist, build_ivf = indexing.ivf_pq_refined(
+            faiss, catalogue, rescoring
+        )
+        _, build_s = harness.timed(build_ivf)
+        refine = indexing.FAISS_REFINES[rescoring]
+        swept = indexing.sweep_ivf(
+            faiss, ivf, nlist, queries, k, true, _IVF_FRACTIONS, rounds
+        )
+
+        def setting(nprobe, k_factor, nlist=nlist, refine=refine):
+            return (
+                f"nprobe {nprobe}/{nlist}, k_factor {k_factor}, "
+                f"{refine} refinement"
+            )
+
+        sweeps.append(
+            {
+                "engine": "faiss ivf-pq",
+                "points": [(setting(*at), r, t) for at, r, t in swept],
+            }
+        )
+        (at, recall, seconds), met = indexing.fastest_meeting(swept, target)
+        rows.append(
+            {
+                "method": "faiss ivf-pq swept" + ("" if met else " (< target)"),
+                "setting": setting(*at),
+                "recall": recall,
+                "seconds": seconds,
+                "build_s": build_s,
+                "disk": faiss.serialize_index(ivf).nbytes,
+            }
+        )
+        ivf = None  # frees the index before the next is built
     if not hnsw:
         return rows
+    dim = catalogue.shape[1]
     graph = faiss.IndexHNSWFlat(dim, _HNSW_M.value, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION.value
     _, build_s = harness.timed(graph.add, np.ascontiguousarray(catalogue))
     logging.info("HNSW built in %.1f s", build_s)
     swept = indexing.sweep_hnsw(graph, queries, k, true, _HNSW_EFS)
+    prefix = (
+        f"M {_HNSW_M.value}, efConstruction {_HNSW_EF_CONSTRUCTION.value}, "
+        "efSearch "
+    )
+    sweeps.append(
+        {
+            "engine": "faiss hnsw",
+            "points": [(f"{prefix}{ef}", r, t) for ef, r, t in swept],
+        }
+    )
     (ef, _, _), met = indexing.fastest_meeting(swept, target)
     graph.hnsw.efSearch = ef
     found, seconds = harness.median_seconds(
@@ -392,8 +443,7 @@ def faiss_rows(catalogue, queries, true, k, target, rounds, hnsw, rescoring):
     rows.append(
         {
             "method": "faiss hnsw swept" + ("" if met else " (< target)"),
-            "setting": f"M {_HNSW_M.value}, efConstruction "
-            f"{_HNSW_EF_CONSTRUCTION.value}, efSearch {ef}",
+            "setting": f"{prefix}{ef}",
             "recall": indexing.recall(found, true),
             "seconds": seconds,
             "build_s": build_s,
@@ -457,7 +507,8 @@ def run_worker(num_items: int, out_path: str, scratch: str) -> None:
             "seconds": exact_s,
         }
     ]
-    rows += scann_rows(index, queries, true, k, target, rounds)
+    sweeps = []
+    rows += scann_rows(index, queries, true, k, target, rounds, sweeps)
     rows[1].update(build_s=built["build_s"], disk=built["disk"])
     default = index.params
     del index, bundle
@@ -468,15 +519,22 @@ def run_worker(num_items: int, out_path: str, scratch: str) -> None:
         "dim": dim,
         "built": built,
         "rows": rows,
+        "sweeps": sweeps,
     }
     # Written after each stage, so a stage that fails (or is killed) loses
     # only its own rows.
     files.write_json_atomically(out_path, result)
-    if str(num_items) in _VARIANT_SIZES.value:
+    variants = str(num_items) in _VARIANT_SIZES.value
+    if variants:
         rows += variant_rows(
-            catalogue, queries, true, k, target, rounds, default
+            catalogue, queries, true, k, target, rounds, default, sweeps
         )
         files.write_json_atomically(out_path, result)
+    # faiss refines as the index rescores and, where ScaNN's variants have
+    # float32 rescoring too, in float32.
+    refines = dict.fromkeys(
+        [default.reorder_dtype] + (["float32"] if variants else [])
+    )
     if str(num_items) in _FAISS_SIZES.value:
         rows += faiss_rows(
             catalogue,
@@ -486,7 +544,8 @@ def run_worker(num_items: int, out_path: str, scratch: str) -> None:
             target,
             rounds,
             hnsw=str(num_items) in _HNSW_SIZES.value,
-            rescoring=default.reorder_dtype,
+            refines=list(refines),
+            sweeps=sweeps,
         )
         files.write_json_atomically(out_path, result)
 
@@ -549,6 +608,37 @@ def method_rows(results) -> list[dict]:
     return rows
 
 
+def frontier_rows(results) -> list[dict]:
+    """Equal recall: for each size and each of `LEVELS`, each engine's
+    fastest swept setting reaching it (over all its builds), and ScaNN's QPS
+    over faiss IVF-PQ's."""
+    rows = []
+    for result in results:
+        points = collections.defaultdict(list)
+        for sweep in result.get("sweeps", []):
+            points[sweep["engine"]] += sweep["points"]
+        fronts = {
+            engine: indexing.frontier(found, LEVELS)
+            for engine, found in points.items()
+        }
+        for level in LEVELS:
+            row = {"N": result["num_items"], "recall_at_least": level}
+            for engine, front in fronts.items():
+                if level in front:
+                    setting, recall, seconds = front[level]
+                    row[engine] = {
+                        "setting": setting,
+                        "recall": recall,
+                        "QPS": result["num_queries"] / seconds,
+                    }
+            if "scann" in row and "faiss ivf-pq" in row:
+                row["scann_over_faiss"] = (
+                    row["scann"]["QPS"] / row["faiss ivf-pq"]["QPS"]
+                )
+            rows.append(row)
+    return rows
+
+
 def size_rows(results) -> list[dict]:
     """One row per size: the index build's time and memory."""
     return [
@@ -567,8 +657,17 @@ def _fmt_gib(value) -> str:
     return "" if value is None else f"{value / _GIB:.2f}"
 
 
-def print_tables(rows, sizes, k) -> None:
-    """Markdown: one row per (size, method), then the build by size."""
+def _fmt_point(point) -> str:
+    if point is None:
+        return "not reached"
+    return (
+        f"{point['recall']:.3f} at {point['QPS']:,.0f} QPS: {point['setting']}"
+    )
+
+
+def print_tables(rows, sizes, frontier, k) -> None:
+    """Markdown: one row per (size, method), the build by size, and the
+    engines at equal recall."""
     print(
         f"\n| N | method | setting | recall@{k} | QPS | x exact | build s "
         "| index GiB on disk |"
@@ -598,6 +697,19 @@ def print_tables(rows, sizes, k) -> None:
             f"{_fmt_gib(size['peak_anon'])} | {size['load_s']:.1f} | "
             f"{_fmt_gib(size['index_anon'])} | {_fmt_gib(size['disk'])} |"
         )
+    print(
+        f"\n| N | recall@{k} at least | ScaNN | faiss IVF-PQ | ScaNN / faiss "
+        "QPS |"
+    )
+    print("|---|---:|---|---|---:|")
+    for row in frontier:
+        ratio = row.get("scann_over_faiss")
+        print(
+            f"| {row['N']:,} | {row['recall_at_least']} | "
+            f"{_fmt_point(row.get('scann'))} | "
+            f"{_fmt_point(row.get('faiss ivf-pq'))} | "
+            f"{'' if ratio is None else f'{ratio:.2f}'} |"
+        )
 
 
 def main(argv):
@@ -624,9 +736,14 @@ def main(argv):
     if not results:
         raise ValueError("No size fits in memory; pass smaller --sizes.")
     rows, by_size = method_rows(results), size_rows(results)
-    print_tables(rows, by_size, _K.value)
+    frontier = frontier_rows(results)
+    print_tables(rows, by_size, frontier, _K.value)
     harness.write_results(
-        rows, variant="fitted" if _FIT_EMBEDDINGS.value else None, sizes=by_size
+        rows,
+        variant="fitted" if _FIT_EMBEDDINGS.value else None,
+        sizes=by_size,
+        equal_recall=frontier,
+        sweeps={r["num_items"]: r.get("sweeps", []) for r in results},
     )
 
 

@@ -18,7 +18,7 @@ from bench import harness
 _CHUNK = 100_000
 # Rows of the catalogue that train faiss's coarse quantiser and PQ codebooks.
 _FAISS_TRAINING_ROWS = 100_000
-FAISS_K_FACTORS = (2, 5, 10, 20)
+FAISS_K_FACTORS = (2, 5, 10, 20, 40)
 _FAISS_ADD_ROWS = 500_000
 
 
@@ -122,6 +122,45 @@ def recall(found, true: np.ndarray) -> float:
     )
 
 
+def sweep_grid(outer: Sequence, inner: Sequence, measure, stop_at=0.99):
+    """Measures `outer` x `inner`, widening `outer` (leaves, nprobe: each
+    slower than the last) only while it still pays.
+
+    Args:
+      outer: settings in increasing cost and recall.
+      inner: settings tried at each of `outer` (rescored candidates).
+      measure: `(o, i) -> (recall, seconds)`.
+      stop_at: the sweep stops after the first `outer` whose best recall
+        reaches this, or gains less than 0.002 over the one before (the
+        rescoring's precision, not the search, then limits recall).
+
+    Returns:
+      `[((o, i), recall, seconds)]`.
+    """
+    results, best = [], -1.0
+    for o in outer:
+        row = [((o, i), *measure(o, i)) for i in inner]
+        results += row
+        top = max(r[1] for r in row)
+        if top >= stop_at or top < best + 0.002:
+            break
+        best = top
+    return results
+
+
+def frontier(points: Iterable[tuple], levels: Sequence[float]) -> dict:
+    """`{level: (setting, recall, seconds)}`: the fastest of `points`
+    (`(setting, recall, seconds)`) reaching each level; levels none reaches
+    are left out."""
+    points = list(points)
+    out = {}
+    for level in levels:
+        good = [p for p in points if p[1] >= level]
+        if good:
+            out[level] = min(good, key=lambda p: p[2])
+    return out
+
+
 def fastest_meeting(results: Iterable[tuple], target: float):
     """`((setting, recall, seconds), met)`: the fastest result reaching
     `target`, or the one with the best recall when none does."""
@@ -191,21 +230,26 @@ def ivf_search_params(faiss, nprobe: int, k_factor: int):
     )
 
 
-def sweep_ivf(faiss, index, nlist, queries, k, true, fractions: Sequence):
-    """Each (nprobe, k_factor) of the sweep, searched once.
+def sweep_ivf(
+    faiss, index, nlist, queries, k, true, fractions: Sequence, rounds=1
+):
+    """(nprobe, k_factor) over `fractions` of `nlist` x `FAISS_K_FACTORS`,
+    each timed as the median of `rounds` searches, widening nprobe only
+    while recall still grows (`sweep_grid`).
 
     Returns:
       `[((nprobe, k_factor), recall, seconds)]`.
     """
-    results = []
-    for nprobe in sorted({max(1, int(round(f * nlist))) for f in fractions}):
-        for k_factor in FAISS_K_FACTORS:
-            params = ivf_search_params(faiss, nprobe, k_factor)
-            (_, found), seconds = harness.timed(
-                index.search, queries, k, params=params
-            )
-            results.append(((nprobe, k_factor), recall(found, true), seconds))
-    return results
+
+    def measure(nprobe, k_factor):
+        params = ivf_search_params(faiss, nprobe, k_factor)
+        (_, found), seconds = harness.median_seconds(
+            lambda: index.search(queries, k, params=params), rounds
+        )
+        return recall(found, true), seconds
+
+    nprobes = sorted({max(1, int(round(f * nlist))) for f in fractions})
+    return sweep_grid(nprobes, FAISS_K_FACTORS, measure)
 
 
 def sweep_hnsw(hnsw, queries, k, true, efs: Sequence[int]):

@@ -1,7 +1,8 @@
 r"""The search service under load and under faults, next to the bare search.
 
   python -m bench.serve_load [--export=exported/beau_tf/1 --index=indexes/1] \
-      [--clients=8 --requests=240 --rounds=3 --nomultiscale]
+      [--clients=8 --requests=240 --rounds=3 --nomultiscale] \
+      [--recipe=NAME,EXPORT,INDEX[,RUNTIME] ...]
 
 Needs httpx (in the test extra: pip install -e ".[test]"). Everything runs on
 127.0.0.1, for a bounded number of requests (and at most --max_seconds per
@@ -30,9 +31,17 @@ its versioned base folder (--index_poll_seconds=0.5). It checks that no good
 request fails, every bad one gets a 4xx, the served index version changes,
 and that Ctrl-C stops each service cleanly; a failed check exits 1.
 
-Writes bench/results/serve_load.json: one row per run (the load runs and the
-fault run), the throughput ratios and the fault checks. Figures:
-bench/RESULTS.md ("Service").
+Recipes (each --recipe, then the load runs' export): what a user pays for
+a recipe when serving it. One batched service each (--max_batch=16, the
+recipe's --runtime), --clients concurrent clients, alternating rounds on
+the same uploads; requests/s, latencies, and each recipe's requests/s over
+the first's. The synthetic photos stand in for real ones: the cost of a
+query does not depend on what it shows.
+
+Writes bench/results/serve_load.json (serve_load-recipes.json with
+--recipe): one row per run (the load runs and the fault run), the
+throughput ratios, the fault checks, and the recipes' rows and ratios.
+Figures: bench/RESULTS.md ("Service").
 """
 
 import collections
@@ -56,6 +65,7 @@ from beau_tf.search_service import embedders
 from beau_tf.search_service import index_versions
 from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
+from beau_tf.serving import runtimes
 from bench import harness
 
 _EXPORT = flags.DEFINE_string(
@@ -91,6 +101,16 @@ _BAD_EVERY = flags.DEFINE_integer(
 _IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", 224, "Image size of the export built without --export."
 )
+_RECIPES = flags.DEFINE_multi_string(
+    "recipe",
+    [],
+    "NAME,EXPORT,INDEX[,RUNTIME]: a recipe's export version folder, an index "
+    "built with it and the runtime that runs it (default tensorflow; "
+    "openvino* needs python -m beau_tf.convert first). Repeat for each; "
+    "they are served beside the load runs' export (--export, or the "
+    "untrained Lite0), each by its own batched service at --clients, side "
+    "by side in alternating rounds, and compared with the first.",
+)
 _POLL_SECONDS = flags.DEFINE_float(
     "index_poll_seconds",
     0.5,
@@ -111,6 +131,34 @@ SMOKE = {
 }
 
 _BATCHED = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """An export served as a recipe: `--recipe`'s fields."""
+
+    name: str
+    model_dir: str
+    index: str
+    runtime: str = runtimes.TENSORFLOW
+
+
+def parse_recipe(text: str) -> Recipe:
+    """`--recipe`'s NAME,EXPORT,INDEX[,RUNTIME]; a `ValueError` names what
+    is wrong."""
+    fields = text.split(",")
+    if len(fields) not in (3, 4) or not all(fields):
+        raise ValueError(
+            f"--recipe={text!r}: expected NAME,EXPORT,INDEX[,RUNTIME]."
+        )
+    recipe = Recipe(*fields)
+    for what, path in (("EXPORT", recipe.model_dir), ("INDEX", recipe.index)):
+        if not os.path.isdir(path):
+            raise ValueError(
+                f"--recipe={text!r}: {what} {path} is not a folder."
+            )
+    runtimes.check_name(recipe.runtime)
+    return recipe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,30 +400,65 @@ def load_runs(model_dir, index, photos, params, work) -> list[Contender]:
         )
         for max_batch, service in services.items()
     ]
+    rounds_of(contenders, list(services.values()), photos, multiscale)
+    return contenders
+
+
+def rounds_of(contenders, services, photos, multiscale) -> None:
+    """Waits for `services`, warms every contender up, runs them side by
+    side in alternating rounds on the same uploads, then stops the
+    services; the last `len(services)` contenders are theirs, in order, and
+    get their images per model call."""
+    clients = _CLIENTS.value
     try:
-        for service in services.values():
+        for service in services:
             service.wait_until_ready()
         uploads = schedule(photos, _REQUESTS.value)
         for contender in contenders:  # warm-up: first calls, connections
             contender.run(uploads[: 2 * clients])
-        before = {b: s.get("/stats") for b, s in services.items()}
+        before = [service.get("/stats") for service in services]
         harness.side_by_side(
             {c.name: lambda c=c: c.measure(uploads) for c in contenders},
             _ROUNDS.value,
         )
         signature = contract.query_signature(multiscale)
-        for contender, (max_batch, service) in zip(
-            contenders[2:], services.items()
-        ):
+        served = contenders[len(contenders) - len(services) :]
+        for contender, service, then in zip(served, services, before):
             contender.mean_batch = mean_batch(
-                service.get("/stats"), signature, before[max_batch]
+                service.get("/stats"), signature, then
             )
     finally:
-        for service in services.values():
+        for service in services:
             if not service.stop():
                 print(
                     f"the service did not stop cleanly:\n{service.log_tail()}"
                 )
+
+
+def recipe_runs(recipes, photos, params, work) -> list[Contender]:
+    """Each recipe's batched service at --clients, side by side in
+    alternating rounds on the same uploads."""
+    clients, multiscale = _CLIENTS.value, params["multiscale"] == "true"
+    services = [
+        harness.Service(
+            recipe.model_dir,
+            recipe.index,
+            os.path.join(work, f"serve_recipe_{number}.log"),
+            max_batch=_BATCHED,
+            runtime=recipe.runtime,
+        )
+        for number, recipe in enumerate(recipes)
+    ]
+    contenders = [
+        Contender(
+            f"recipe: {recipe.name}",
+            clients,
+            _BATCHED,
+            service_run(service, clients, params),
+        )
+        for recipe, service in zip(recipes, services)
+    ]
+    rounds_of(contenders, services, photos, multiscale)
     return contenders
 
 
@@ -485,8 +568,26 @@ def report(load: list[Contender], faults: dict) -> tuple[list, dict]:
     return rows, ratios
 
 
+def report_recipes(served: list[Contender]) -> tuple[list, dict]:
+    """Prints the recipes' table and each one's requests/s over the
+    first's; returns the rows and the ratios."""
+    rows = [contender.row() for contender in served]
+    print(f"\nRecipes, {_CLIENTS.value} clients each, side by side:")
+    harness.print_table(rows)
+    first = served[0]
+    ratios = {
+        f"{contender.name} / {first.name}": contender.per_second
+        / first.per_second
+        for contender in served[1:]
+    }
+    for name, ratio in ratios.items():
+        print(f"{name}: {ratio:.2f}")
+    return rows, ratios
+
+
 def main(argv):
     del argv
+    recipes = [parse_recipe(text) for text in _RECIPES.value]
     work = _WORK_DIR.value or harness.work_dir()
     os.makedirs(work, exist_ok=True)
     print(f"Preparing in {work} ...")
@@ -511,9 +612,18 @@ def main(argv):
     load = load_runs(model_dir, index, photos, params, work)
     faults, problems = fault_run(model_dir, index, photos, params, work)
     rows, ratios = report(load, faults)
+    recipe_rows, recipe_ratios = [], {}
+    if recipes:
+        served = recipes + [Recipe("the load runs' export", model_dir, index)]
+        recipe_rows, recipe_ratios = report_recipes(
+            recipe_runs(served, photos, params, work)
+        )
     harness.write_results(
         rows,
+        variant="recipes" if recipes else None,
         ratios=ratios,
+        recipes=recipe_rows,
+        recipe_ratios=recipe_ratios,
         faults={
             "good": faults["good"],
             "good_failed": faults["good_failed"],

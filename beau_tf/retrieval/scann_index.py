@@ -45,13 +45,16 @@ REORDER_DTYPES = {
     "int8": (1, scann_builder.ReorderType.INT8),
 }
 # From this size the rescoring copy is bfloat16: half float32's memory (5 GiB
-# at 10M x 256-d); at 1M it answered 1.27x float32's QPS at one setting for
-# 0.007 less recall@10, int8 0.018 less (bench/RESULTS.md, "Scale").
+# at 10M x 256-d); at 1M it answered 1.17x float32's QPS at the fastest
+# setting reaching 0.95, for 0.005 less recall@10, int8 0.021 less
+# (bench/RESULTS.md, "Scale").
 BFLOAT16_FROM = 1_000_000
-# A partitioned index trains on at least this many sampled rows per leaf
-# (ScaNN's k-means wants 50 or more per partition) and adds the rest in
-# slices of `_ADD_ROWS`.
-_SAMPLE_ROWS_PER_LEAF = 100
+# A partitioned index trains on at least this many sampled rows per leaf and
+# adds the rest in slices of `_ADD_ROWS`. ScaNN's k-means asks for 50 or
+# more, but at 100 per leaf it split clusters across leaves: at 1M x 256-d
+# its tuned index needed 2 of 1,000 leaves for 0.962 recall@10, and at 300
+# per leaf 1 leaf for 0.982, at more QPS (bench/RESULTS.md, "Scale").
+_SAMPLE_ROWS_PER_LEAF = 300
 _ADD_ROWS = 100_000
 ROW_ORDER_FILE = "row_order.npy"
 

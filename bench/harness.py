@@ -635,6 +635,41 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """An export served as a recipe (bench.serve_load's --recipe): its
+    name, export version folder, index folder and runtime."""
+
+    name: str
+    model_dir: str
+    index: str
+    runtime: str = "tensorflow"
+
+
+def parse_recipe(text: str) -> Recipe:
+    """A `Recipe` from NAME,EXPORT,INDEX[,RUNTIME]; a `ValueError` names
+    what is wrong."""
+    # pylint: disable-next=g-import-not-at-top
+    from beau_tf.serving import runtimes
+
+    fields = text.split(",")
+    if len(fields) not in (3, 4) or not all(fields):
+        raise ValueError(
+            f"--recipe={text!r}: expected NAME,EXPORT,INDEX[,RUNTIME]."
+        )
+    recipe = Recipe(*fields)
+    for what, path in (("EXPORT", recipe.model_dir), ("INDEX", recipe.index)):
+        if not os.path.isdir(path):
+            raise ValueError(
+                f"--recipe={text!r}: {what} {path} is not a folder."
+            )
+    try:
+        runtimes.check_name(recipe.runtime)
+    except ValueError as error:
+        raise ValueError(f"--recipe={text!r}: {error}") from None
+    return recipe
+
+
 class Service:
     """python -m beau_tf.serve in a child process on a free port of
     127.0.0.1 (needs httpx, in the test extra).

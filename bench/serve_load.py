@@ -65,7 +65,6 @@ from beau_tf.search_service import embedders
 from beau_tf.search_service import index_versions
 from beau_tf.search_service import searcher as searcher_lib
 from beau_tf.serving import contract
-from beau_tf.serving import runtimes
 from bench import harness
 
 _EXPORT = flags.DEFINE_string(
@@ -131,34 +130,6 @@ SMOKE = {
 }
 
 _BATCHED = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """An export served as a recipe: `--recipe`'s fields."""
-
-    name: str
-    model_dir: str
-    index: str
-    runtime: str = runtimes.TENSORFLOW
-
-
-def parse_recipe(text: str) -> Recipe:
-    """`--recipe`'s NAME,EXPORT,INDEX[,RUNTIME]; a `ValueError` names what
-    is wrong."""
-    fields = text.split(",")
-    if len(fields) not in (3, 4) or not all(fields):
-        raise ValueError(
-            f"--recipe={text!r}: expected NAME,EXPORT,INDEX[,RUNTIME]."
-        )
-    recipe = Recipe(*fields)
-    for what, path in (("EXPORT", recipe.model_dir), ("INDEX", recipe.index)):
-        if not os.path.isdir(path):
-            raise ValueError(
-                f"--recipe={text!r}: {what} {path} is not a folder."
-            )
-    runtimes.check_name(recipe.runtime)
-    return recipe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -587,7 +558,7 @@ def report_recipes(served: list[Contender]) -> tuple[list, dict]:
 
 def main(argv):
     del argv
-    recipes = [parse_recipe(text) for text in _RECIPES.value]
+    recipes = [harness.parse_recipe(text) for text in _RECIPES.value]
     work = _WORK_DIR.value or harness.work_dir()
     os.makedirs(work, exist_ok=True)
     print(f"Preparing in {work} ...")
@@ -614,7 +585,9 @@ def main(argv):
     rows, ratios = report(load, faults)
     recipe_rows, recipe_ratios = [], {}
     if recipes:
-        served = recipes + [Recipe("the load runs' export", model_dir, index)]
+        served = recipes + [
+            harness.Recipe("the load runs' export", model_dir, index)
+        ]
         recipe_rows, recipe_ratios = report_recipes(
             recipe_runs(served, photos, params, work)
         )

@@ -1,4 +1,5 @@
-"""bench.serve_load's recipes: what --recipe accepts, and a served run."""
+"""bench.serve_load's recipes: what --recipe accepts (`harness.parse_recipe`),
+and a served run."""
 
 import json
 import os
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from bench import serve_load
+from bench import harness
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -25,10 +26,10 @@ def _folders(tmp_path):
 
 def test_recipe_fields_and_default_runtime(folders):
     export, index = folders
-    recipe = serve_load.parse_recipe(f"lite0,{export},{index}")
-    assert recipe == serve_load.Recipe("lite0", export, index)
+    recipe = harness.parse_recipe(f"lite0,{export},{index}")
+    assert recipe == harness.Recipe("lite0", export, index)
     assert recipe.runtime == "tensorflow"
-    recipe = serve_load.parse_recipe(f"lite0,{export},{index},openvino-bf16")
+    recipe = harness.parse_recipe(f"lite0,{export},{index},openvino-bf16")
     assert recipe.runtime == "openvino-bf16"
 
 
@@ -36,20 +37,20 @@ def test_recipe_fields_and_default_runtime(folders):
 def test_a_recipe_with_missing_fields_says_what_is_expected(folders, fields):
     export, index = folders
     with pytest.raises(ValueError, match="NAME,EXPORT,INDEX"):
-        serve_load.parse_recipe(fields.format(export=export, index=index))
+        harness.parse_recipe(fields.format(export=export, index=index))
 
 
 def test_a_recipe_names_its_missing_folder(folders):
     export, index = folders
     missing = os.path.join(index, "nowhere")
     with pytest.raises(ValueError, match=f"INDEX {missing} is not a folder"):
-        serve_load.parse_recipe(f"lite0,{export},{missing}")
+        harness.parse_recipe(f"lite0,{export},{missing}")
 
 
 def test_a_recipe_with_an_unknown_runtime_is_refused(folders):
     export, index = folders
-    with pytest.raises(ValueError, match="'onnx' is unknown"):
-        serve_load.parse_recipe(f"lite0,{export},{index},onnx")
+    with pytest.raises(ValueError, match="--recipe=.*'onnx' is unknown"):
+        harness.parse_recipe(f"lite0,{export},{index},onnx")
 
 
 def _serve_load(work, *flags, results="serve_load.json"):

@@ -212,7 +212,14 @@ class LargeCatalogueTest(parameterized.TestCase):
             loaded = scann_index.ScannIndex.load(
                 folder, self.ids, self.embeddings, index.manifest, folder
             )
-        self.assertGreaterEqual(self._found_self(loaded, self.embeddings), 0.99)
+        queries = self.embeddings[::97]
+        self.assertEqual(
+            loaded.search(queries, K)[0], index.search(queries, K)[0]
+        )
+        # At the tuned setting (fewer leaves: 0.971 of the rows found
+        # themselves in one CI run) rows still find themselves about as
+        # often as tuning's target; a lost row order finds almost none.
+        self.assertGreaterEqual(self._found_self(loaded, self.embeddings), 0.9)
 
     def test_soar_files_items_in_two_leaves_and_still_finds_them(self):
         index = self._build(soar_lambda=1.5)

@@ -297,13 +297,11 @@ def scann_rows(index, queries, true, k, target, rounds, sweeps):
                 "seconds": seconds,
             }
         )
-    rows.append(
-        _swept_row(index, queries, true, k, target, rounds, "scann", sweeps)
-    )
+    rows.append(_swept_row(index, queries, true, k, target, rounds, sweeps))
     return rows
 
 
-def _swept_row(index, queries, true, k, target, rounds, name, sweeps):
+def _swept_row(index, queries, true, k, target, rounds, sweeps):
     """The fastest setting of `scann_sweep` reaching `target`; the sweep
     goes to `sweeps`."""
     params = index.params
@@ -330,7 +328,7 @@ def _swept_row(index, queries, true, k, target, rounds, name, sweeps):
         swept, target
     )
     return {
-        "method": f"{name} swept" + ("" if met else " (< target)"),
+        "method": "scann swept" + ("" if met else " (< target)"),
         "setting": setting(leaves, reorder),
         "recall": recall,
         "seconds": seconds,
@@ -363,9 +361,7 @@ def variant_rows(catalogue, queries, true, k, target, rounds, default, sweeps):
         index, build_s = harness.timed(
             scann_index.ScannIndex.build, catalogue, ids, identity, params
         )
-        row = _swept_row(
-            index, queries, true, k, target, rounds, "scann", sweeps
-        )
+        row = _swept_row(index, queries, true, k, target, rounds, sweeps)
         row.update(method="scann variant, swept", build_s=build_s)
         rows.append(row)
         del index

@@ -165,9 +165,9 @@ def fastest_meeting(results: Iterable[tuple], target: float):
     """`((setting, recall, seconds), met)`: the fastest result reaching
     `target`, or the one with the best recall when none does."""
     results = list(results)
-    good = [r for r in results if r[1] >= target]
-    if good:
-        return min(good, key=lambda r: r[2]), True
+    met = frontier(results, [target])
+    if met:
+        return met[target], True
     return max(results, key=lambda r: r[1]), False
 
 

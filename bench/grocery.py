@@ -35,7 +35,8 @@ Rows:
     mask loss and attention pooling; the paper's; + the mask learned from
     the photos; + piles), each with central zooms and with mask-guided
     views (--mask_views), and the ensemble of the three distilled backbones
-    of --ensemble_recipe.
+    of --ensemble_recipe, and of its Lite0 and Lite1 alone (the service's
+    recipe in the README).
 
 Cost columns (--cost_rounds, on by default): every exported row is timed
 side by side in alternating rounds in this one process: ms per query of
@@ -849,6 +850,14 @@ def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
             views,
         )
         exports[f"ensemble{suffix}"] = adapted["model_dir"]
+    # Lite2 left out: the recipe a service runs (about a third of the
+    # three's cost on --runtime=openvino-bf16, bench.serve_load --recipe).
+    rows.add_pair(
+        f"ensemble Lite0+1 {size}px distilled ({last}), central zooms",
+        f"ensemble01_distill_{size}_{last}_{steps}",
+        lambda: assemble.build_export_model(members[:2]),
+        _ADAPT_ENSEMBLE,
+    )
     return exports
 
 

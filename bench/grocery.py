@@ -850,8 +850,9 @@ def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
             views,
         )
         exports[f"ensemble{suffix}"] = adapted["model_dir"]
-    # Lite2 left out: the recipe a service runs (about a third of the
-    # three's cost on --runtime=openvino-bf16, bench.serve_load --recipe).
+    # Lite2 left out: the recipe a service runs. On --runtime=openvino-bf16
+    # it served 2.9-3.1x the requests/s of the three on TensorFlow
+    # (bench.serve_load --recipe, two runs).
     rows.add_pair(
         f"ensemble Lite0+1 {size}px distilled ({last}), central zooms",
         f"ensemble01_distill_{size}_{last}_{steps}",

@@ -150,6 +150,21 @@ _PHOTO_MASK_LOSS_WEIGHT = flags.DEFINE_float(
     "where the identity head, cell by cell, sees the product the teacher "
     "assigned the photo); 0 = off. Needs the distillation loss.",
 )
+_PHOTO_PHOTOMETRIC = flags.DEFINE_bool(
+    "photo_photometric",
+    False,
+    "Give the --photos crops the catalogue scenes' colour and camera changes "
+    "too (brightness, contrast, saturation, hue, colour cast, blur, noise, "
+    "JPEG). Needs the distillation loss.",
+)
+_TEACHER_PER_VIEW = flags.DEFINE_bool(
+    "teacher_per_view",
+    False,
+    "The teacher labels each of its query views of a photo (its zooms) on "
+    "its own, and the student learns from those views, each with its own "
+    "target, instead of random crops under the photo's one target. Needs "
+    "the distillation loss.",
+)
 _TEACHER_TEMPERATURE = flags.DEFINE_float(
     "teacher_temperature",
     0.03,
@@ -218,6 +233,8 @@ def config_from_flags() -> config_lib.TrainConfig:
         photo_loss_weight=_PHOTO_LOSS_WEIGHT.value,
         photo_mask_loss_weight=_PHOTO_MASK_LOSS_WEIGHT.value,
         pile_probability=_PILE_PROBABILITY.value,
+        photo_photometric=_PHOTO_PHOTOMETRIC.value,
+        teacher_per_view=_TEACHER_PER_VIEW.value,
         teacher_temperature=_TEACHER_TEMPERATURE.value,
         max_photos=_MAX_PHOTOS.value,
         checkpoint_every=_CHECKPOINT_EVERY.value,

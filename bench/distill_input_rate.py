@@ -98,7 +98,7 @@ def main(argv):
     )
     targets = np.full((len(photos), len(items)), 1 / len(items), np.float32)
     dataset, _ = trainer.load_training_data(
-        config, items, photos=(photos, targets)
+        config, items, photos=(photos, targets, ())
     )
     _, model, _ = trainer.build_models(config, len(items))
     stream = iter(dataset)

@@ -139,6 +139,8 @@ class AugmentConfig:
 
 # Folded into an element's seed for the pile decision and its copies.
 _PILE_STREAM = 7
+# Folded into an unlabelled photo's seed for its colour and camera changes.
+_PHOTOMETRIC_STREAM = 8
 
 
 def element_seed(base_seed: int, index: tf.Tensor) -> tf.Tensor:
@@ -406,6 +408,49 @@ def crop_background(
     return tf.where(_coin(s_flip, 0.5), tf.image.flip_left_right(crop), crop)
 
 
+def crop_zoom(
+    photo: tf.Tensor,
+    seed: tf.Tensor,
+    zoom: tf.Tensor,
+    size: int,
+    jitter: float = 0.1,
+) -> tf.Tensor:
+    """About the central crop at `zoom` of a square photo (the query view
+    `query_multiscale` takes at that zoom), resized to `(size, size)`: its
+    side moved by up to +-`jitter`, its centre by up to `jitter` / 2 of its
+    side, flipped half of the time.
+
+    Args:
+      photo: `(H, H, 3)` uint8 square photo.
+      seed: `(2,)` int stateless seed.
+      zoom: () float32, the crop's side as a fraction of the photo's.
+      size: output side.
+      jitter: how far the crop may move from the view.
+
+    Returns:
+      `(size, size, 3)` float32 in [0, 1].
+    """
+    s_side, s_y, s_x, s_flip = split_seed(seed, 4)
+    zoom = tf.cast(zoom, tf.float32)
+    side = tf.minimum(zoom * _uniform(s_side, 1.0 - jitter, 1.0 + jitter), 1.0)
+    limit = 1.0 - side
+    top = tf.clip_by_value(
+        (limit + _uniform(s_y, -jitter, jitter) * side) / 2.0, 0.0, limit
+    )
+    left = tf.clip_by_value(
+        (limit + _uniform(s_x, -jitter, jitter) * side) / 2.0, 0.0, limit
+    )
+    crop = tf.image.crop_and_resize(
+        tf.cast(photo[None], tf.float32) / 255.0,
+        tf.stack([[top, left, top + side, left + side]]),
+        box_indices=[0],
+        crop_size=[size, size],
+    )[
+        0
+    ]  # (size, size, 3)
+    return tf.where(_coin(s_flip, 0.5), tf.image.flip_left_right(crop), crop)
+
+
 def composite(
     colour: tf.Tensor, mask: tf.Tensor, background: tf.Tensor
 ) -> tf.Tensor:
@@ -547,6 +592,18 @@ def degrade(
             lambda: image,
         )
     return image
+
+
+def photometric(
+    image: tf.Tensor, seed: tf.Tensor, config: AugmentConfig
+) -> tf.Tensor:
+    """The scenes' colour and camera changes (`jitter_colour`, `degrade`) on
+    a photo that is already a view, float32 in [0, 1]; seeded from its own
+    stream of `seed`, so a view's crop stays what it was without them."""
+    s_colour, s_degrade = split_seed(
+        tf.random.experimental.stateless_fold_in(seed, _PHOTOMETRIC_STREAM), 2
+    )
+    return degrade(jitter_colour(image, s_colour, config), s_degrade, config)
 
 
 def augment_product(

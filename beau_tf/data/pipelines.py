@@ -174,6 +174,8 @@ def make_photo_dataset(
     batch_size: int,
     seed: int = 0,
     start_index: int = 0,
+    photometric: augment.AugmentConfig | None = None,
+    zooms: tuple[float, ...] = (),
 ) -> tf.data.Dataset:
     """Endless batches of randomly cropped unlabelled photos and their soft
     targets (the distillation loss's stream; `beau_tf.training.photo_targets`).
@@ -190,18 +192,31 @@ def make_photo_dataset(
       batch_size: photos per batch.
       seed: the run seed.
       start_index: position of the first photo in the run's stream.
+      photometric: when given, each crop also gets the colour and camera
+        changes of the catalogue scenes with these ranges
+        (`augment.photometric`); the crops themselves stay the same.
+      zooms: for targets per view, `(N, Z, K)`: the Z zooms of the views.
+        Each element is then one view of its photo, drawn at random, cut
+        as `augment.crop_zoom` cuts it, with that view's target.
 
     Returns:
       A dataset of dicts with batched `photo (B, S, S, 3)` uint8 and
       `target (B, K)` float32.
 
     Raises:
-      ValueError: no photos, or photos and targets of different counts.
+      ValueError: no photos, photos and targets of different counts, or
+        targets per view without their zooms (or the other way round).
     """
     if len(photos) == 0 or len(photos) != len(targets):
         raise ValueError(
             f"{len(photos)} photos and {len(targets)} targets; the same "
             "number, at least 1, expected."
+        )
+    per_view = targets.ndim == 3
+    if per_view != bool(zooms) or (per_view and targets.shape[1] != len(zooms)):
+        raise ValueError(
+            f"Targets of shape {targets.shape} with zooms {tuple(zooms)}: "
+            "(N, K) targets take no zooms, (N, Z, K) ones take Z zooms."
         )
     stream_seed = seed + _PHOTO_SEED_OFFSET
     dataset = endless_shuffle(
@@ -211,13 +226,27 @@ def make_photo_dataset(
     )
 
     def crop(index, example):
-        image = augment.crop_background(
-            example["photo"],
-            augment.element_seed(stream_seed, index),
-            image_size,
-        )  # (S, S, 3) float32 in [0, 1]
+        seed = augment.element_seed(stream_seed, index)
+        target = example["target"]
+        if per_view:
+            s_view, s_crop = augment.split_seed(seed, 2)
+            view = tf.random.stateless_uniform(
+                [], s_view, 0, len(zooms), tf.int32
+            )
+            image = augment.crop_zoom(
+                example["photo"],
+                s_crop,
+                tf.gather(tf.constant(zooms, tf.float32), view),
+                image_size,
+            )
+            target = tf.gather(target, view)  # (Z, K) -> (K,)
+        else:
+            image = augment.crop_background(example["photo"], seed, image_size)
+        if photometric is not None:
+            image = augment.photometric(image, seed, photometric)
         photo = tf.cast(tf.round(image * 255.0), tf.uint8)
-        return {"photo": photo, "target": example["target"]}
+        photo = tf.ensure_shape(photo, [image_size, image_size, 3])
+        return {"photo": photo, "target": target}
 
     dataset = dataset.enumerate(start=start_index).map(
         crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True

@@ -68,7 +68,7 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
       tf.errors.InvalidArgumentError: when run on bytes that are not a
         decodable image.
     """
-    return fit_to_square(_decode(image_bytes), image_size)
+    return fit_to_square(decode_pixels(image_bytes), image_size)
 
 
 def decode_zoomed(
@@ -93,28 +93,34 @@ def decode_zoomed(
       tf.errors.InvalidArgumentError: for bytes that are not an image.
     """
     zooms = contract.check_zooms(zooms)
-    return _fit_zooms(_decode(image_bytes), image_size, zooms)
+    return _fit_zooms(decode_pixels(image_bytes), image_size, zooms)
 
 
 def _fit_zooms(
     image: tf.Tensor, image_size: int, zooms: tuple[float, ...]
 ) -> tf.Tensor:
     """(H, W, 3) pixels -> (Z, S, S, 3) fitted central crops, one per zoom."""
-    height = tf.shape(image)[0]
-    width = tf.shape(image)[1]
     views = []
     for zoom in zooms:
-        crop_height = _crop_side(height, zoom)
-        crop_width = _crop_side(width, zoom)
-        crop = tf.image.crop_to_bounding_box(
-            image,
-            (height - crop_height) // 2,
-            (width - crop_width) // 2,
-            crop_height,
-            crop_width,
-        )  # (h, w, 3) uint8
-        views.append(fit_to_square(crop, image_size))
+        views.append(fit_to_square(central_crop(image, zoom), image_size))
     return tf.stack(views)  # (Z, S, S, 3)
+
+
+def central_crop(image: tf.Tensor, zoom: float) -> tf.Tensor:
+    """The central `zoom` x `zoom` fraction of (H, W, 3) pixels (of its
+    height by of its width), unresized: the view at that zoom before it is
+    fitted to the model's square."""
+    height = tf.shape(image)[0]
+    width = tf.shape(image)[1]
+    crop_height = _crop_side(height, zoom)
+    crop_width = _crop_side(width, zoom)
+    return tf.image.crop_to_bounding_box(
+        image,
+        (height - crop_height) // 2,
+        (width - crop_width) // 2,
+        crop_height,
+        crop_width,
+    )  # (h, w, 3)
 
 
 def _crop_side(side: tf.Tensor, zoom: float) -> tf.Tensor:
@@ -122,7 +128,8 @@ def _crop_side(side: tf.Tensor, zoom: float) -> tf.Tensor:
     return tf.clip_by_value(cropped, 1, side)
 
 
-def _decode(image_bytes: tf.Tensor) -> tf.Tensor:
+def decode_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+    """() tf.string -> (H, W, 3) uint8, as every signature decodes."""
     image = tf.io.decode_image(
         image_bytes, channels=3, expand_animations=False
     )  # (H, W, 3) uint8
@@ -389,7 +396,7 @@ def _decode_checked(image_bytes: tf.Tensor, fit, blank):
 
 
 def _fit_with_size(image_bytes: tf.Tensor, fit):
-    image = _decode(image_bytes)  # (H, W, 3)
+    image = decode_pixels(image_bytes)  # (H, W, 3)
     return fit(image), tf.shape(image)[:2]
 
 

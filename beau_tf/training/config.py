@@ -77,6 +77,13 @@ class TrainConfig:
         (`losses.photo_mask_mse`: the decoder learns where the head sees the
         teacher's product, cell by cell); 0 turns it off. Needs the
         distillation loss.
+      photo_photometric: the catalogue scenes' colour and camera changes
+        (`augment.jitter_colour`, `augment.degrade`) on the photo crops too.
+        Needs the distillation loss.
+      teacher_per_view: the teacher labels each of its query views of a
+        photo (its zooms) on its own, and the student sees those views,
+        each with its target (`photo_targets`), instead of random crops
+        under the photo's one target. Needs the distillation loss.
       teacher_temperature: softness of the teacher's balanced assignment
         (cosine units; see `beau_tf.adaptation.self_training.assign`).
       max_photos: at most this many photos kept in memory.
@@ -111,6 +118,8 @@ class TrainConfig:
     photo_loss_weight: float = 0.0
     photo_mask_loss_weight: float = 0.0
     pile_probability: float = 0.0
+    photo_photometric: bool = False
+    teacher_per_view: bool = False
     teacher_temperature: float = 0.03
     max_photos: int = 4000
     checkpoint_every: int = 500
@@ -184,6 +193,13 @@ class TrainConfig:
                 "teacher): the teacher's targets say which product to look "
                 "for in each photo."
             )
+        for name in ("photo_photometric", "teacher_per_view"):
+            if getattr(self, name) and not distilling:
+                raise ValueError(
+                    f"{name}=True needs the distillation loss "
+                    "(photo_loss_weight > 0, photos and a teacher): it "
+                    "changes the photos that loss reads."
+                )
         if self.teacher_temperature <= 0:
             raise ValueError(
                 f"teacher_temperature={self.teacher_temperature}; > 0 expected."

@@ -84,19 +84,21 @@ def load_photos(
     config: config_lib.TrainConfig,
     items: list[catalog_lib.CatalogItem],
     output_dir: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The distillation loss's photos `(N, H, W, 3)` and soft targets
-    `(N, K)`: the teacher labels them once (`photo_targets`), then they are
-    decoded into memory (at most `config.max_photos`, a seeded subset)."""
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """The distillation loss's photos `(N, H, W, 3)`, soft targets `(N, K)`
+    (`(N, Z, K)` per view) and the views' zooms (empty unless per view):
+    the teacher labels them once (`photo_targets`), then they are decoded
+    into memory (at most `config.max_photos`, a seeded subset)."""
     paths = backgrounds_lib.seeded_subset(
         catalog_lib.list_photos(config.photos), config.max_photos, config.seed
     )
-    targets, labelled = photo_targets.load_or_make(
+    targets, labelled, zooms = photo_targets.load_or_make(
         output_dir,
         config.teacher,
         [item.path for item in items],
         paths,
         config.teacher_temperature,
+        per_view=config.teacher_per_view,
     )
     photos, kept, _ = backgrounds_lib.load_photos(
         labelled,
@@ -106,20 +108,20 @@ def load_photos(
     if not kept:
         raise ValueError(f"No usable photo in {config.photos}.")
     row = {path: i for i, path in enumerate(labelled)}
-    return photos, targets[[row[path] for path in kept]]
+    return photos, targets[[row[path] for path in kept]], zooms
 
 
 def load_training_data(
     config: config_lib.TrainConfig,
     items: list[catalog_lib.CatalogItem],
     start_step: int = 0,
-    photos: tuple[np.ndarray, np.ndarray] | None = None,
+    photos: tuple[np.ndarray, np.ndarray, tuple[float, ...]] | None = None,
 ) -> tuple[tf.data.Dataset, dict]:
     """The endless training dataset for `fit` and examples for TensorBoard.
 
     Catalogue images are decoded and masked once here. A resumed run starts
     the augmentation stream at `start_step`, where an uninterrupted run would
-    be. `photos`: `(photos, targets)` of `load_photos` for the distillation
+    be. `photos`: `(photos, targets, zooms)` of `load_photos` for the distillation
     loss, one batch of them beside each batch of catalogue images.
 
     Returns:
@@ -169,12 +171,16 @@ def load_training_data(
     if photos is None:
         dataset = dataset.map(lambda example: to_fit_inputs(example, identity))
     else:
+        photo_images, targets, zooms = photos
         photo_dataset = pipelines.make_photo_dataset(
-            *photos,
+            photo_images,
+            targets,
             image_size,
             config.batch_size,
             seed=config.seed,
             start_index=start_step * config.batch_size,
+            photometric=augment_config if config.photo_photometric else None,
+            zooms=zooms,
         )
         dataset = tf.data.Dataset.zip(dataset, photo_dataset).map(
             lambda example, batch: to_fit_inputs(

@@ -1,6 +1,8 @@
 """Tests for beau_tf.data.pipelines: the training stream of catalogue scenes
 and the photo stream of the distillation loss."""
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -151,6 +153,90 @@ class PhotoDatasetTest(tf.test.TestCase):
         ):
             self.assertAllEqual(later["photo"], expected["photo"])
             self.assertAllEqual(later["target"], expected["target"])
+
+    def test_photometric_changes_the_colours_not_the_crops(self):
+        # A photo of two grey halves: the crop decides the share of each
+        # half in view, colour and camera changes move every grey level.
+        photos = np.zeros((4, 40, 48, 3), np.uint8)
+        photos[:, :, :24] = 60
+        photos[:, :, 24:] = 180
+        targets = np.eye(4, dtype=np.float32)
+        make = functools.partial(
+            pipelines.make_photo_dataset,
+            photos,
+            targets,
+            image_size=16,
+            batch_size=4,
+            seed=1,
+        )
+        plain = next(make().as_numpy_iterator())
+        jitter = augment.AugmentConfig(image_size=16)
+        changed = next(make(photometric=jitter).as_numpy_iterator())
+        again = next(make(photometric=jitter).as_numpy_iterator())
+        # Static shapes survive the changes (the model is built from them).
+        self.assertEqual(
+            make(photometric=jitter).element_spec["photo"].shape,
+            (4, 16, 16, 3),
+        )
+        self.assertEqual(changed["photo"].shape, (4, 16, 16, 3))
+        self.assertAllEqual(changed["target"], plain["target"])
+        self.assertAllEqual(changed["photo"], again["photo"])  # seeded
+        self.assertGreater(
+            np.abs(
+                changed["photo"].astype(int) - plain["photo"].astype(int)
+            ).mean(),
+            2.0,
+        )
+        # Geometry only: every photometric range switched off leaves the
+        # crops exactly as they were.
+        still = next(
+            make(
+                photometric=augment.AugmentConfig.geometry_only(16)
+            ).as_numpy_iterator()
+        )
+        self.assertAllEqual(still["photo"], plain["photo"])
+
+    def test_per_view_each_crop_carries_its_views_target(self):
+        # Grey 200 in the central 70 % of each photo, 20 * i around it: a
+        # view at zoom 0.5 sees only the centre, one at zoom 1.0 the rim.
+        count, side = 3, 40
+        photos = np.stack(
+            [np.full((side, side, 3), 20 * i, np.uint8) for i in range(count)]
+        )
+        photos[:, 6:34, 6:34] = 200
+        targets = np.zeros((count, 2, 2 * count), np.float32)
+        for i in range(count):
+            targets[i, 0, 2 * i] = 1.0  # zoom 1.0
+            targets[i, 1, 2 * i + 1] = 1.0  # zoom 0.5
+        dataset = pipelines.make_photo_dataset(
+            photos, targets, 16, 4, seed=2, zooms=(1.0, 0.5)
+        )
+        self.assertEqual(dataset.element_spec["target"].shape, (4, 6))
+        seen = set()
+        for batch in dataset.take(6).as_numpy_iterator():
+            for photo, target in zip(batch["photo"], batch["target"]):
+                label = int(target.argmax())
+                seen.add(label)
+                if label % 2:  # the zoomed view: centre only
+                    self.assertTrue(np.all(np.abs(photo - 200.0) <= 1))
+                else:  # the whole photo: its rim is in view
+                    self.assertTrue(
+                        np.any(np.abs(photo - 20.0 * (label // 2)) <= 1)
+                    )
+        self.assertEqual(seen, set(range(2 * count)))
+
+    def test_targets_per_view_need_their_zooms(self):
+        photos = np.zeros((2, 8, 8, 3), np.uint8)
+        with self.assertRaisesRegex(ValueError, "take Z zooms"):
+            pipelines.make_photo_dataset(photos, np.ones((2, 3, 4)), 8, 1)
+        with self.assertRaisesRegex(ValueError, "take no zooms"):
+            pipelines.make_photo_dataset(
+                photos, np.ones((2, 4)), 8, 1, zooms=(1.0,)
+            )
+        with self.assertRaisesRegex(ValueError, "take Z zooms"):
+            pipelines.make_photo_dataset(
+                photos, np.ones((2, 3, 4)), 8, 1, zooms=(1.0, 0.5)
+            )
 
     def test_mismatched_counts_are_refused(self):
         with self.assertRaisesRegex(ValueError, "3 photos and 2 targets"):

@@ -128,6 +128,23 @@ class DistillationConfigTest(parameterized.TestCase):
         )
         self.assertTrue(config.learns_photo_masks)
 
+    @parameterized.parameters("photo_photometric", "teacher_per_view")
+    def test_photo_options_need_the_distillation_loss(self, name):
+        with self.assertRaisesRegex(
+            ValueError, f"{name}=True needs the distillation loss"
+        ):
+            training.tiny_config(self.catalog, **{name: True})
+        config = training.tiny_config(
+            self.catalog,
+            photo_loss_weight=1.0,
+            photos="p",
+            teacher="t",
+            **{name: True},
+        )
+        self.assertEqual(
+            config_lib.TrainConfig.from_dict(config.to_dict()), config
+        )
+
     def test_distillation_alone_is_something_to_train(self):
         config = training.tiny_config(
             self.catalog,

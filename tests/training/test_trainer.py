@@ -168,6 +168,26 @@ class DistillationRunTest(tf.test.TestCase):
             {"teacher": os.path.abspath(teacher), "photos": photos},
         )
 
+    def test_run_distils_from_each_view_with_colour_changes(self):
+        root = testing.make_tempdir(self)
+        catalog, photos = training.catalogue_and_photos(root)
+        teacher = training.export_teacher(root, query_zooms=(1.0, 0.5))
+        workdir = os.path.join(root, "run")
+        config = training.tiny_config(
+            catalog,
+            steps=2,
+            photos=photos,
+            teacher=teacher,
+            photo_loss_weight=1.0,
+            teacher_per_view=True,
+            photo_photometric=True,
+        )
+        trainer.train(config, workdir)
+        self.assertEqual(training.trained_steps(workdir), 2)
+        with np.load(os.path.join(workdir, photo_targets.TARGETS_FILE)) as kept:
+            self.assertEqual(kept["targets"].shape, (12, 2, 4))
+            self.assertAllEqual(kept["zooms"], [1.0, 0.5])
+
 
 @pytest.mark.slow
 class KillAndResumeTest(tf.test.TestCase):

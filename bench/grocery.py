@@ -850,9 +850,11 @@ def distilled_rows(rows: Rows, common: list, teacher: str, size: int) -> dict:
             views,
         )
         exports[f"ensemble{suffix}"] = adapted["model_dir"]
-    # Lite2 left out: the recipe a service runs. On --runtime=openvino-bf16
-    # it served 2.9-3.1x the requests/s of the three on TensorFlow
-    # (bench.serve_load --recipe, two runs).
+    # Lite2 left out: the service recipe's architecture (the README's
+    # service row also trains its students with --photo_photometric, which
+    # this bench does not). On --runtime=openvino-bf16 it served 2.9-3.2x
+    # the requests/s of the three on TensorFlow (bench.serve_load --recipe,
+    # five runs).
     rows.add_pair(
         f"ensemble Lite0+1 {size}px distilled ({last}), central zooms",
         f"ensemble01_distill_{size}_{last}_{steps}",

@@ -396,16 +396,26 @@ def crop_background(
     box_h, box_w = side * short / height, side * short / width
     top = _uniform(s_y) * (1.0 - box_h)
     left = _uniform(s_x) * (1.0 - box_w)
-    boxes = tf.stack([[top, left, top + box_h, left + box_w]])  # (1, 4)
+    return _crop_and_flip(
+        background, [top, left, top + box_h, left + box_w], size, s_flip
+    )
+
+
+def _crop_and_flip(
+    image: tf.Tensor, box: list, size: int, flip_seed: tf.Tensor
+) -> tf.Tensor:
+    """The `[top, left, bottom, right]` box (fractions) of a `(H, W, 3)`
+    uint8 image, resized to `(size, size)` float32 in [0, 1] and flipped
+    half of the time."""
     crop = tf.image.crop_and_resize(
-        tf.cast(background[None], tf.float32) / 255.0,
-        boxes,
+        tf.cast(image[None], tf.float32) / 255.0,
+        tf.stack([box]),  # (1, 4)
         box_indices=[0],
         crop_size=[size, size],
     )[
         0
     ]  # (size, size, 3)
-    return tf.where(_coin(s_flip, 0.5), tf.image.flip_left_right(crop), crop)
+    return tf.where(_coin(flip_seed, 0.5), tf.image.flip_left_right(crop), crop)
 
 
 def crop_zoom(
@@ -440,15 +450,9 @@ def crop_zoom(
     left = tf.clip_by_value(
         (limit + _uniform(s_x, -jitter, jitter) * side) / 2.0, 0.0, limit
     )
-    crop = tf.image.crop_and_resize(
-        tf.cast(photo[None], tf.float32) / 255.0,
-        tf.stack([[top, left, top + side, left + side]]),
-        box_indices=[0],
-        crop_size=[size, size],
-    )[
-        0
-    ]  # (size, size, 3)
-    return tf.where(_coin(s_flip, 0.5), tf.image.flip_left_right(crop), crop)
+    return _crop_and_flip(
+        photo, [top, left, top + side, left + side], size, s_flip
+    )
 
 
 def composite(

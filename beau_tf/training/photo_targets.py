@@ -102,7 +102,7 @@ def teacher_targets(
     temperature: float,
     batch_size: int = 32,
     per_view: bool = False,
-) -> tuple[np.ndarray, list[str], str]:
+) -> tuple[PhotoTargets, str]:
     """Embeds catalogue and photos with the teacher; their soft targets.
 
     Args:
@@ -117,10 +117,9 @@ def teacher_targets(
         embedded on its own, all balanced together.
 
     Returns:
-      `(targets (N, K) float32 rows summing to 1, or (N, Z, K) per view,
-      the N photo paths the teacher could read, the teacher's model
-      fingerprint)`. A catalogue image the teacher cannot read gets no
-      photo (its column is 0).
+      `(PhotoTargets of the N photos the teacher could read (with the
+      zooms, per view), the teacher's model fingerprint)`. A catalogue
+      image the teacher cannot read gets no photo (its column is 0).
 
     Raises:
       ValueError: the teacher is not a current export, or fewer usable
@@ -137,6 +136,7 @@ def teacher_targets(
         description="Teacher: catalogue",
     )
     identity = contract.model_identity(teacher_dir)
+    zooms = ()
     if per_view:
         zooms = tuple(identity["query_zooms"])
         embed_photos = _per_view(
@@ -169,7 +169,8 @@ def teacher_targets(
     if per_view:
         targets = targets.reshape(len(kept_photos), -1, len(catalogue_paths))
     fingerprint = identity.get("model_fingerprint", "")
-    return targets, [photo_paths[i] for i in kept_photos], fingerprint
+    paths = [photo_paths[i] for i in kept_photos]
+    return PhotoTargets(targets, paths, zooms), fingerprint
 
 
 def load_or_make(
@@ -209,16 +210,14 @@ def load_or_make(
             "Distillation targets of %d photos from %s.", len(paths), path
         )
         return PhotoTargets(targets, paths, zooms)
-    targets, paths, fingerprint = teacher_targets(
+    made, fingerprint = teacher_targets(
         teacher_dir,
         catalogue_paths,
         photo_paths,
         temperature,
         per_view=per_view,
     )
-    zooms = ()
-    if per_view:
-        zooms = tuple(contract.model_identity(teacher_dir)["query_zooms"])
+    targets, paths, zooms = made
     confident = float(targets.max(-1).mean())
     logging.info(
         "Teacher %s (fingerprint %s) labelled %d photos; mean top target %.2f.",
@@ -236,4 +235,4 @@ def load_or_make(
             teacher_fingerprint=np.array(fingerprint),
             zooms=np.array(zooms, np.float64),
         )
-    return PhotoTargets(targets, paths, zooms)
+    return made

@@ -121,8 +121,9 @@ def load_training_data(
 
     Catalogue images are decoded and masked once here. A resumed run starts
     the augmentation stream at `start_step`, where an uninterrupted run would
-    be. `photos`: `(photos, targets, zooms)` of `load_photos` for the distillation
-    loss, one batch of them beside each batch of catalogue images.
+    be. `photos`: `(photos, targets, zooms)` of `load_photos` for the
+    distillation loss, one batch of them beside each batch of catalogue
+    images.
 
     Returns:
       `(dataset for fit, a batch of `SUMMARY_IMAGES` training elements of the

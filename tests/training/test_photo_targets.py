@@ -31,12 +31,14 @@ class TeacherTargetsTest(tf.test.TestCase):
 
     def test_targets_are_balanced_distributions_over_products(self):
         with self.assertLogs(level="WARNING") as logs:
-            targets, kept, fingerprint = photo_targets.teacher_targets(
+            made, fingerprint = photo_targets.teacher_targets(
                 self.teacher,
                 [item.path for item in self.items],
                 self.paths,
                 temperature=0.03,
             )
+        targets, kept, zooms = made
+        self.assertEqual(zooms, ())
         # The broken file is skipped by name; the 12 others are labelled.
         self.assertTrue(any("broken.jpg" in line for line in logs.output))
         self.assertLen(kept, 12)

@@ -12,7 +12,9 @@ alternating rounds on the same photos:
   zooms + mask     the same zooms and one mask-guided view, padded 0.25
                    (`python -m beau_tf.export --query_mask_views=0.25`);
   whole + mask     the whole photo and one mask-guided view: a mask view
-                   instead of the two smaller zooms.
+                   instead of the two smaller zooms;
+  1, 0.75 + mask   the zooms 1.0 and 0.75 and one mask-guided view: a mask
+                   view instead of the smallest zoom, three views as today.
 
 The model is --workdir's trained extractor when given (a trained decoder, as
 the export CLI requires for mask views), otherwise an untrained ImageNet
@@ -26,6 +28,7 @@ ratio to the zooms. Figures: bench/RESULTS.md ("Mask-guided views").
 """
 
 import os
+import re
 
 from absl import flags
 import tensorflow as tf
@@ -60,6 +63,7 @@ VIEWS = {
     "zooms": (contract.DEFAULT_QUERY_ZOOMS, ()),
     "zooms + mask": (contract.DEFAULT_QUERY_ZOOMS, (0.25,)),
     "whole + mask": ((1.0,), (0.25,)),
+    "1, 0.75 + mask": ((1.0, 0.75), (0.25,)),
 }
 
 
@@ -85,7 +89,7 @@ def main(argv):
         version_dir = harness.export(
             model,
             export_base,
-            name.replace(" + ", "_and_"),
+            re.sub(r"[^a-z0-9]+", "_", name),  # a model name: "zooms_mask"
             members,
             query_zooms=zooms,
             query_mask_views=mask_views,

@@ -286,6 +286,58 @@ def average_precision_at_k(
     return precision_sum / denominator if denominator else 0.0
 
 
+def paired_bootstrap_interval(
+    differences: np.ndarray,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """How far the mean of paired per-query differences could move.
+
+    Two models scored on the same queries differ per query (AP@k of one
+    minus the other's); the queries are resampled with replacement
+    `resamples` times and the mean difference taken each time. The
+    percentile interval of those means says how sure a difference is: one
+    whose interval holds 0 could be the queries' luck.
+
+    Args:
+      differences: (Q,) per-query differences, Q >= 1.
+      confidence: the interval's coverage, in (0, 1).
+      resamples: how many resamples, at least 1.
+      seed: the resampling's seed (the interval is repeatable).
+
+    Returns:
+      `(low, high)` bounds of the mean difference.
+
+    Raises:
+      ValueError: for no or non-finite differences, a confidence outside
+        (0, 1) or fewer than one resample.
+    """
+    differences = np.asarray(differences, dtype=np.float64)
+    if differences.ndim != 1 or not differences.size:
+        raise ValueError(
+            f"differences must be a non-empty (Q,) array, got shape "
+            f"{differences.shape}."
+        )
+    if not np.isfinite(differences).all():
+        raise ValueError("differences hold NaN or infinite values.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}.")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    # Resample in blocks so that a large Q never needs (resamples, Q) ints.
+    block = max(1, 2**22 // differences.size)
+    for start in range(0, resamples, block):
+        count = min(block, resamples - start)
+        picks = rng.integers(0, differences.size, (count, differences.size))
+        means[start : start + count] = differences[picks].mean(axis=1)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def _recall_at(ranked_ids: Sequence[str], relevant: set[str], n: int) -> float:
     return float(any(item_id in relevant for item_id in ranked_ids[:n]))
 

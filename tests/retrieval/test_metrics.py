@@ -491,6 +491,61 @@ class DatabaseSideAugmentationTest(unittest.TestCase):
             metrics.database_side_augmentation(np.ones(2))
 
 
+class PairedBootstrapIntervalTest(unittest.TestCase):
+
+    def test_equal_differences_give_a_point(self):
+        low, high = metrics.paired_bootstrap_interval(np.full(30, 0.25))
+        self.assertAlmostEqual(low, 0.25)
+        self.assertAlmostEqual(high, 0.25)
+
+    def test_interval_matches_the_normal_approximation(self):
+        # 400 draws, mean 0.1, sd 1: the mean's 95 % interval is about
+        # mean ± 1.96 / sqrt(400) = ± 0.098 around the sample mean.
+        differences = np.random.default_rng(1).normal(0.1, 1.0, 400)
+        low, high = metrics.paired_bootstrap_interval(
+            differences, resamples=4000
+        )
+        half = 1.96 * differences.std() / np.sqrt(differences.size)
+        self.assertAlmostEqual(low, differences.mean() - half, delta=0.015)
+        self.assertAlmostEqual(high, differences.mean() + half, delta=0.015)
+
+    def test_wider_for_more_confidence_and_repeatable(self):
+        differences = np.random.default_rng(2).normal(0.0, 1.0, 100)
+        narrow = metrics.paired_bootstrap_interval(differences, 0.5)
+        wide = metrics.paired_bootstrap_interval(differences, 0.99)
+        self.assertLess(wide[0], narrow[0])
+        self.assertGreater(wide[1], narrow[1])
+        self.assertEqual(
+            metrics.paired_bootstrap_interval(differences, 0.99, seed=0), wide
+        )
+
+    def test_blocks_give_the_same_as_one_draw(self):
+        # 2**22 // 2**17 = 32 resamples per block: 100 resamples take 4.
+        differences = np.random.default_rng(3).normal(0.0, 1.0, 2**17)
+        rng = np.random.default_rng(0)
+        means = [
+            differences[rng.integers(0, 2**17, (count, 2**17))].mean(axis=1)
+            for count in (32, 32, 32, 4)
+        ]
+        want = np.percentile(np.concatenate(means), [2.5, 97.5])
+        np.testing.assert_allclose(
+            metrics.paired_bootstrap_interval(differences, resamples=100), want
+        )
+
+    def test_bad_input_is_refused(self):
+        for differences, confidence, resamples, message in [
+            ([], 0.95, 10, "non-empty"),
+            ([[0.1]], 0.95, 10, "non-empty"),
+            ([0.1, np.nan], 0.95, 10, "NaN"),
+            ([0.1], 1.0, 10, "confidence"),
+            ([0.1], 0.95, 0, "resamples"),
+        ]:
+            with self.assertRaisesRegex(ValueError, message):
+                metrics.paired_bootstrap_interval(
+                    differences, confidence, resamples
+                )
+
+
 class FormatTableTest(unittest.TestCase):
 
     def setUp(self):

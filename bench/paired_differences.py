@@ -1,0 +1,321 @@
+r"""How sure a difference between exports is, and where their errors go.
+
+  python -m bench.paired_differences [--bench_dir=out/bench_grocery] \
+      --exports=REFERENCE,OTHER[,OTHER...]
+
+Each export is the name of one that `python -m bench.grocery` wrote (under
+<bench_dir>/exported/<name>/1) or a SavedModel folder; the first is the
+reference. Every export embeds the catalogue (`serving_default`) and the
+`val` and dev2 photos (`query_multiscale`), cached in
+<bench_dir>/paired/<fingerprint>.npz, and is scored by exact search.
+
+Two tables, both per split (`val`, dev2) and per group (all photos, then
+each group of <bench_dir>/csv/coarse.csv):
+
+- differences: each export's MAP@7, its difference from the reference, and
+  the paired bootstrap interval of that difference over the photos
+  (`metrics.paired_bootstrap_interval`), with how many photos rank their
+  product higher or lower than under the reference. An interval holding 0
+  could be the photos' luck; one below a target rules the target out.
+- errors: each export's top-1 errors, the share of them that name another
+  product of the photo's own coarse class (another apple for an apple), and
+  its most frequent confusions (photo's product -> product ranked first).
+
+No label is read except to score. Writes
+bench/results/paired_differences[-<variant>].json.
+"""
+
+import collections
+import csv
+import os
+
+import numpy as np
+from absl import flags
+
+from beau_tf.datasets import grocery
+from beau_tf.retrieval import metrics
+from beau_tf.serving import contract
+from bench import harness
+from bench import scoring
+
+_BENCH_DIR = flags.DEFINE_string(
+    "bench_dir", "out/bench_grocery", "python -m bench.grocery's --out_dir."
+)
+_EXPORTS = flags.DEFINE_list(
+    "exports",
+    [],
+    "Exports to compare, the reference first: names of bench.grocery's "
+    "exports or SavedModel folders.",
+)
+_CONFIDENCE = flags.DEFINE_float("confidence", 0.95, "The intervals' coverage.")
+_RESAMPLES = flags.DEFINE_integer(
+    "resamples", 10_000, "Bootstrap resamples per interval."
+)
+_SEED = flags.DEFINE_integer("seed", 0, "The resampling's seed.")
+_VARIANT = flags.DEFINE_string(
+    "variant",
+    None,
+    "Names the results file paired_differences-<variant>.json, so that "
+    "several comparisons keep their own.",
+)
+
+ALL = "all"
+CONFUSIONS_SHOWN = 3
+DIFFERENCE_COLUMNS = (
+    "split",
+    "group",
+    "export",
+    "photos",
+    "MAP@7",
+    "difference",
+    "interval low",
+    "interval high",
+    "photos up",
+    "photos down",
+)
+
+
+def _smoke_bench_dir(work_dir: str) -> str:
+    """bench.grocery's CSVs of a small synthetic GroceryStore (24 products)
+    and two plain untrained exports (Lite0 at 64 and at 48 px)."""
+    dataset = harness.write_grocery_like(
+        os.path.join(work_dir, "grocery"), num_products=24
+    )
+    bench_dir = os.path.join(work_dir, "bench_grocery")
+    grocery.convert_grocery_store(dataset, os.path.join(bench_dir, "csv"))
+    for size in (64, 48):
+        harness.export_untrained(
+            os.path.join(bench_dir, "exported"),
+            f"efficientnet_lite0_{size}_gap_plain",
+            image_size=size,
+        )
+    return bench_dir
+
+
+SMOKE = {
+    "bench_dir": _smoke_bench_dir,
+    "exports": [
+        "efficientnet_lite0_64_gap_plain",
+        "efficientnet_lite0_48_gap_plain",
+    ],
+    "resamples": 200,
+}
+
+
+def model_dir(bench_dir: str, export: str) -> str:
+    """A bench.grocery export's version folder, or `export` itself when it
+    is a folder path."""
+    if os.sep in export:
+        return export
+    return os.path.join(bench_dir, "exported", export, "1")
+
+
+def label(export: str) -> str:
+    """How the tables name an export: its name, or a folder's model name
+    (`<base>/<model>/<version>` gives `<model>`)."""
+    if os.sep not in export:
+        return export
+    folder = os.path.normpath(export)
+    if os.path.basename(folder).isdigit():
+        folder = os.path.dirname(folder)
+    return os.path.basename(folder)
+
+
+def read_coarse(path: str) -> dict[str, tuple[str, str]]:
+    """item_id -> (coarse class, group) from the converter's coarse.csv."""
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows or not {"item_id", "coarse_class_name", "group"} <= set(
+        rows[0]
+    ):
+        raise ValueError(
+            f"{path}: a CSV with columns item_id,coarse_class_name,group "
+            "expected (python -m beau_tf.convert_grocery writes it)."
+        )
+    return {r["item_id"]: (r["coarse_class_name"], r["group"]) for r in rows}
+
+
+def ranked_ids(embedded: dict, split: str) -> np.ndarray:
+    """(Q, K) catalogue ids of exact search, best first."""
+    indices, _ = metrics.rank_exact(
+        embedded[split].astype(np.float32),
+        embedded["catalogue"].astype(np.float32),
+        scoring.K,
+    )
+    return embedded["catalogue_ids"][indices]
+
+
+def average_precisions(ranked: np.ndarray, true_ids: np.ndarray) -> np.ndarray:
+    """(Q,) AP@K of each photo (1 / rank of its product, 0 past K)."""
+    return np.array(
+        [
+            metrics.average_precision_at_k(list(row), {true}, scoring.K, "hits")
+            for row, true in zip(ranked, true_ids)
+        ]
+    )
+
+
+def photo_groups(true_ids: np.ndarray, coarse: dict) -> dict[str, np.ndarray]:
+    """Group name -> (Q,) bool of its photos, all photos first."""
+    groups = np.array([coarse[i][1] for i in true_ids])
+    return {ALL: np.ones(len(true_ids), bool)} | {
+        group: groups == group for group in sorted(set(groups))
+    }
+
+
+def difference_rows(
+    aps: dict[str, np.ndarray],
+    split: str,
+    members: dict[str, np.ndarray],
+    interval: dict,
+) -> list[dict]:
+    """One row per (export, group): MAP@7 and the paired difference from
+    the first export, with its bootstrap interval (`interval`: the keyword
+    arguments of `metrics.paired_bootstrap_interval`)."""
+    names = list(aps)
+    reference = aps[names[0]]
+    rows = []
+    for name in names:
+        for group, chosen in members.items():
+            row = {
+                "split": split,
+                "group": group,
+                "export": name,
+                "photos": int(chosen.sum()),
+                "MAP@7": float(aps[name][chosen].mean()),
+            }
+            if name != names[0]:
+                change = aps[name][chosen] - reference[chosen]
+                low, high = metrics.paired_bootstrap_interval(
+                    change, **interval
+                )
+                row |= {
+                    "difference": float(change.mean()),
+                    "interval low": low,
+                    "interval high": high,
+                    "photos up": int((change > 0).sum()),
+                    "photos down": int((change < 0).sum()),
+                }
+            rows.append(row)
+    return rows
+
+
+def error_rows(
+    ranked: dict[str, np.ndarray],
+    true_ids: np.ndarray,
+    split: str,
+    members: dict[str, np.ndarray],
+    coarse: dict,
+) -> list[dict]:
+    """One row per (export, group): top-1 errors, the share of them that
+    name a product of the photo's own coarse class, and the
+    `CONFUSIONS_SHOWN` most frequent (product -> product ranked first)."""
+    rows = []
+    for name, ids in ranked.items():
+        wrong = ids[:, 0] != true_ids
+        same_kind = np.array(
+            [coarse[p][0] == coarse[t][0] for p, t in zip(ids[:, 0], true_ids)]
+        )
+        for group, chosen in members.items():
+            errors = int((wrong & chosen).sum())
+            confusions = collections.Counter(
+                f"{t} -> {p}"
+                for p, t in zip(
+                    ids[wrong & chosen, 0], true_ids[wrong & chosen]
+                )
+            )
+            rows.append(
+                {
+                    "split": split,
+                    "group": group,
+                    "export": name,
+                    "photos": int(chosen.sum()),
+                    "top-1 errors": errors,
+                    "share within the coarse class": (
+                        float((wrong & chosen & same_kind).sum() / errors)
+                        if errors
+                        else 0.0
+                    ),
+                    "most frequent": "; ".join(
+                        f"{pair} ×{count}"
+                        for pair, count in confusions.most_common(
+                            CONFUSIONS_SHOWN
+                        )
+                    ),
+                }
+            )
+    return rows
+
+
+def embed(bench_dir: str, folder: str, csvs: dict) -> dict:
+    """The export's catalogue and split embeddings, cached by its model
+    fingerprint (an export too old to have one is embedded every time)."""
+    fingerprint = contract.model_identity(folder).get("model_fingerprint")
+    if not fingerprint:
+        return scoring.embed_catalogue_and_queries(folder, csvs)
+    return scoring.cached_npz(
+        os.path.join(bench_dir, "paired", f"{fingerprint[:16]}.npz"),
+        lambda: scoring.embed_catalogue_and_queries(folder, csvs),
+    )
+
+
+def main(argv):
+    del argv
+    bench_dir, exports = _BENCH_DIR.value, _EXPORTS.value
+    csvs = scoring.csvs_in(os.path.join(bench_dir, "csv"))
+    coarse_csv = os.path.join(bench_dir, "csv", "coarse.csv")
+    folders = {label(name): model_dir(bench_dir, name) for name in exports}
+    if len(exports) < 2:
+        raise ValueError(
+            f"--exports names {len(exports)} export(s); expected the "
+            "reference and at least one other."
+        )
+    if len(folders) < len(exports):
+        raise ValueError(
+            f"--exports {exports} name two exports alike; give each its "
+            "own model name."
+        )
+    missing = [f for f in folders.values() if not os.path.isdir(f)]
+    if missing or not os.path.isfile(coarse_csv):
+        harness.skip(
+            f"no export or CSVs of python -m bench.grocery in {bench_dir} "
+            f"({', '.join(missing) or coarse_csv})"
+        )
+        return
+    coarse = read_coarse(coarse_csv)
+    interval = dict(
+        confidence=_CONFIDENCE.value,
+        resamples=_RESAMPLES.value,
+        seed=_SEED.value,
+    )
+    embedded = {name: embed(bench_dir, f, csvs) for name, f in folders.items()}
+    differences, errors = [], []
+    for split in scoring.SPLITS:
+        names = list(folders)
+        true_ids = embedded[names[0]][f"{split}_ids"]
+        for name in names[1:]:
+            if not np.array_equal(embedded[name][f"{split}_ids"], true_ids):
+                raise ValueError(f"{name} embedded other {split} photos.")
+        members = photo_groups(true_ids, coarse)
+        ranked = {name: ranked_ids(embedded[name], split) for name in names}
+        aps = {
+            name: average_precisions(ids, true_ids)
+            for name, ids in ranked.items()
+        }
+        differences += difference_rows(aps, split, members, interval)
+        errors += error_rows(ranked, true_ids, split, members, coarse)
+    harness.print_table(differences, DIFFERENCE_COLUMNS)
+    harness.print_table(errors)
+    tables = collections.OrderedDict(differences=differences, errors=errors)
+    harness.write_results(
+        [
+            dict(row, table=table)
+            for table, rows in tables.items()
+            for row in rows
+        ],
+        variant=_VARIANT.value,
+    )
+
+
+if __name__ == "__main__":
+    harness.run(main, smoke=SMOKE)

@@ -306,13 +306,9 @@ def main(argv):
         errors += error_rows(ranked, true_ids, split, members, coarse)
     harness.print_table(differences, DIFFERENCE_COLUMNS)
     harness.print_table(errors)
-    tables = collections.OrderedDict(differences=differences, errors=errors)
     harness.write_results(
-        [
-            dict(row, table=table)
-            for table, rows in tables.items()
-            for row in rows
-        ],
+        [dict(row, table="differences") for row in differences]
+        + [dict(row, table="errors") for row in errors],
         variant=_VARIANT.value,
     )
 

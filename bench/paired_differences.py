@@ -135,26 +135,6 @@ def read_coarse(path: str) -> dict[str, tuple[str, str]]:
     return {r["item_id"]: (r["coarse_class_name"], r["group"]) for r in rows}
 
 
-def ranked_ids(embedded: dict, split: str) -> np.ndarray:
-    """(Q, K) catalogue ids of exact search, best first."""
-    indices, _ = metrics.rank_exact(
-        embedded[split].astype(np.float32),
-        embedded["catalogue"].astype(np.float32),
-        scoring.K,
-    )
-    return embedded["catalogue_ids"][indices]
-
-
-def average_precisions(ranked: np.ndarray, true_ids: np.ndarray) -> np.ndarray:
-    """(Q,) AP@K of each photo (1 / rank of its product, 0 past K)."""
-    return np.array(
-        [
-            metrics.average_precision_at_k(list(row), {true}, scoring.K, "hits")
-            for row, true in zip(ranked, true_ids)
-        ]
-    )
-
-
 def photo_groups(true_ids: np.ndarray, coarse: dict) -> dict[str, np.ndarray]:
     """Group name -> (Q,) bool of its photos, all photos first."""
     groups = np.array([coarse[i][1] for i in true_ids])
@@ -290,16 +270,23 @@ def main(argv):
     )
     embedded = {name: embed(bench_dir, f, csvs) for name, f in folders.items()}
     differences, errors = [], []
+    names = list(folders)
     for split in scoring.SPLITS:
-        names = list(folders)
         true_ids = embedded[names[0]][f"{split}_ids"]
         for name in names[1:]:
             if not np.array_equal(embedded[name][f"{split}_ids"], true_ids):
                 raise ValueError(f"{name} embedded other {split} photos.")
         members = photo_groups(true_ids, coarse)
-        ranked = {name: ranked_ids(embedded[name], split) for name in names}
+        ranked = {
+            name: scoring.ranked_ids(
+                embedded[name][split],
+                embedded[name]["catalogue"],
+                embedded[name]["catalogue_ids"],
+            )
+            for name in names
+        }
         aps = {
-            name: average_precisions(ids, true_ids)
+            name: scoring.average_precisions(ids, true_ids)
             for name, ids in ranked.items()
         }
         differences += difference_rows(aps, split, members, interval)

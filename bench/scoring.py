@@ -72,6 +72,26 @@ def embed_catalogue_and_queries(model_dir: str, csvs: dict) -> dict:
     return result
 
 
+def ranked_ids(
+    queries: np.ndarray, catalogue: np.ndarray, catalogue_ids: np.ndarray
+) -> np.ndarray:
+    """(Q, K) catalogue ids of exact search, best first."""
+    indices, _ = metrics.rank_exact(
+        queries.astype(np.float32), catalogue.astype(np.float32), K
+    )
+    return catalogue_ids[indices]
+
+
+def average_precisions(ranked: np.ndarray, true_ids: np.ndarray) -> np.ndarray:
+    """(Q,) AP@K of each photo (1 / rank of its product, 0 past K)."""
+    return np.array(
+        [
+            metrics.average_precision_at_k(list(row), {true}, K, "hits")
+            for row, true in zip(ranked, true_ids)
+        ]
+    )
+
+
 def map_at_k(
     queries: np.ndarray,
     true_ids: np.ndarray,
@@ -79,10 +99,8 @@ def map_at_k(
     catalogue_ids: np.ndarray,
 ) -> float:
     """MAP@7 (`map@7_hits`) of exact search."""
-    indices, _ = metrics.rank_exact(queries, catalogue, K)
-    ranked = [[catalogue_ids[j] for j in row] for row in indices]
-    scores = metrics.evaluate_rankings(ranked, [{i} for i in true_ids], k=K)
-    return scores[f"map@{K}_hits"]
+    ranked = ranked_ids(queries, catalogue, catalogue_ids)
+    return float(average_precisions(ranked, true_ids).mean())
 
 
 def score(embedded: dict, projection=None) -> dict:

@@ -292,8 +292,9 @@ class TensorFlowStartTest(unittest.TestCase):
         stderr, status = self.everything
         self.assertEqual(status, 0, stderr)
         # Which INFO lines TensorFlow writes depends on the machine (oneDNN's
-        # notice only where its CPU has AVX-512, "Could not find cuda
-        # drivers" only without a GPU), so any one of them will do.
+        # notice only on the CPUs it turns oneDNN on for; seen absent on one
+        # without AVX-512; "Could not find cuda drivers" only without a
+        # GPU), so any one of them will do.
         self.assertRegex(stderr, _CPP_INFO_LINE)
         if not cli.has_nvidia_driver():
             self.assertIn("failed call to cuInit", stderr)

@@ -1,7 +1,7 @@
 r"""How sure a difference between exports is, and where their errors go.
 
   python -m bench.paired_differences [--bench_dir=out/bench_grocery] \
-      --exports=REFERENCE,OTHER[,OTHER...]
+      --exports=REFERENCE,OTHER[,OTHER...] [--runs_per_recipe=N]
 
 Each export is the name of one that `python -m bench.grocery` wrote (under
 <bench_dir>/exported/<name>/1) or a SavedModel folder; the first is the
@@ -20,6 +20,13 @@ each group of <bench_dir>/csv/coarse.csv):
 - errors: each export's top-1 errors, the share of them that name another
   product of the photo's own coarse class (another apple for an apple), and
   its most frequent confusions (photo's product -> product ranked first).
+
+With --runs_per_recipe=N, --exports lists N runs of each recipe (its
+seeds) one after another, the reference recipe's first: a recipe's
+per-photo AP@7 is the mean of its runs', so its MAP@7 is their mean and
+its difference from the reference is the seed-averaged paired difference.
+Its interval still resamples photos only: seeds are too few to resample.
+The errors table keeps each run.
 
 No label is read except to score. Writes
 bench/results/paired_differences[-<variant>].json.
@@ -52,6 +59,13 @@ _RESAMPLES = flags.DEFINE_integer(
     "resamples", 10_000, "Bootstrap resamples per interval."
 )
 _SEED = flags.DEFINE_integer("seed", 0, "The resampling's seed.")
+_RUNS_PER_RECIPE = flags.DEFINE_integer(
+    "runs_per_recipe",
+    1,
+    "How many consecutive --exports are runs of one recipe (its seeds); "
+    "the differences compare recipes, each its runs' mean per-photo AP@7.",
+    lower_bound=1,
+)
 _VARIANT = flags.DEFINE_string(
     "variant",
     None,
@@ -143,15 +157,32 @@ def photo_groups(true_ids: np.ndarray, coarse: dict) -> dict[str, np.ndarray]:
     }
 
 
+def recipe_aps(
+    aps: dict[str, np.ndarray], runs_per_recipe: int
+) -> dict[str, np.ndarray]:
+    """Each recipe's per-photo AP@7, the mean of its runs': `aps` holds
+    `runs_per_recipe` runs of each recipe in turn. A recipe is named by
+    its runs' names joined with "+"."""
+    names = list(aps)
+    recipes = [
+        names[start : start + runs_per_recipe]
+        for start in range(0, len(names), runs_per_recipe)
+    ]
+    return {
+        "+".join(runs): np.mean([aps[run] for run in runs], axis=0)
+        for runs in recipes
+    }
+
+
 def difference_rows(
     aps: dict[str, np.ndarray],
     split: str,
     members: dict[str, np.ndarray],
     interval: dict,
 ) -> list[dict]:
-    """One row per (export, group): MAP@7 and the paired difference from
-    the first export, with its bootstrap interval (`interval`: the keyword
-    arguments of `metrics.paired_bootstrap_interval`)."""
+    """One row per (export or recipe, group): MAP@7 and the paired
+    difference from the first, with its bootstrap interval (`interval`:
+    the keyword arguments of `metrics.paired_bootstrap_interval`)."""
     names = list(aps)
     reference = aps[names[0]]
     rows = []
@@ -250,6 +281,13 @@ def main(argv):
             f"--exports names {len(exports)} export(s); expected the "
             "reference and at least one other."
         )
+    runs = _RUNS_PER_RECIPE.value
+    if len(exports) % runs or len(exports) < 2 * runs:
+        raise ValueError(
+            f"--exports names {len(exports)} export(s); with "
+            f"--runs_per_recipe={runs} expected {runs} runs of the "
+            "reference recipe and of at least one other, in turn."
+        )
     if len(folders) < len(exports):
         raise ValueError(
             f"--exports {exports} name two exports alike; give each its "
@@ -289,7 +327,9 @@ def main(argv):
             name: scoring.average_precisions(ids, true_ids)
             for name, ids in ranked.items()
         }
-        differences += difference_rows(aps, split, members, interval)
+        differences += difference_rows(
+            recipe_aps(aps, runs), split, members, interval
+        )
         errors += error_rows(ranked, true_ids, split, members, coarse)
     harness.print_table(differences, DIFFERENCE_COLUMNS)
     harness.print_table(errors)

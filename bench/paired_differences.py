@@ -157,23 +157,6 @@ def photo_groups(true_ids: np.ndarray, coarse: dict) -> dict[str, np.ndarray]:
     }
 
 
-def recipe_aps(
-    aps: dict[str, np.ndarray], runs_per_recipe: int
-) -> dict[str, np.ndarray]:
-    """Each recipe's per-photo AP@7, the mean of its runs': `aps` holds
-    `runs_per_recipe` runs of each recipe in turn. A recipe is named by
-    its runs' names joined with "+"."""
-    names = list(aps)
-    recipes = [
-        names[start : start + runs_per_recipe]
-        for start in range(0, len(names), runs_per_recipe)
-    ]
-    return {
-        "+".join(runs): np.mean([aps[run] for run in runs], axis=0)
-        for runs in recipes
-    }
-
-
 def difference_rows(
     aps: dict[str, np.ndarray],
     split: str,
@@ -328,7 +311,7 @@ def main(argv):
             for name, ids in ranked.items()
         }
         differences += difference_rows(
-            recipe_aps(aps, runs), split, members, interval
+            scoring.recipe_aps(aps, runs), split, members, interval
         )
         errors += error_rows(ranked, true_ids, split, members, coarse)
     harness.print_table(differences, DIFFERENCE_COLUMNS)

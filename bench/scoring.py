@@ -128,3 +128,20 @@ def cached_npz(path: str, compute) -> dict:
         os.replace(temporary, path)
     with np.load(path) as stored:
         return dict(stored)
+
+
+def recipe_aps(
+    aps: dict[str, np.ndarray], runs_per_recipe: int
+) -> dict[str, np.ndarray]:
+    """Each recipe's per-photo AP@7, the mean of its runs': `aps` holds
+    `runs_per_recipe` runs of each recipe in turn. A recipe is named by
+    its runs' names joined with "+"."""
+    names = list(aps)
+    recipes = [
+        names[start : start + runs_per_recipe]
+        for start in range(0, len(names), runs_per_recipe)
+    ]
+    return {
+        "+".join(runs): np.mean([aps[run] for run in runs], axis=0)
+        for runs in recipes
+    }

@@ -33,14 +33,12 @@ bench/results/paired_differences[-<variant>].json.
 """
 
 import collections
-import csv
 import os
 
 import numpy as np
 from absl import flags
 
 from beau_tf.datasets import grocery
-from beau_tf.retrieval import metrics
 from beau_tf.serving import contract
 from bench import harness
 from bench import scoring
@@ -73,20 +71,7 @@ _VARIANT = flags.DEFINE_string(
     "several comparisons keep their own.",
 )
 
-ALL = "all"
 CONFUSIONS_SHOWN = 3
-DIFFERENCE_COLUMNS = (
-    "split",
-    "group",
-    "export",
-    "photos",
-    "MAP@7",
-    "difference",
-    "interval low",
-    "interval high",
-    "photos up",
-    "photos down",
-)
 
 
 def _smoke_bench_dir(work_dir: str) -> str:
@@ -133,65 +118,6 @@ def label(export: str) -> str:
     if os.path.basename(folder).isdigit():
         folder = os.path.dirname(folder)
     return os.path.basename(folder)
-
-
-def read_coarse(path: str) -> dict[str, tuple[str, str]]:
-    """item_id -> (coarse class, group) from the converter's coarse.csv."""
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    if not rows or not {"item_id", "coarse_class_name", "group"} <= set(
-        rows[0]
-    ):
-        raise ValueError(
-            f"{path}: a CSV with columns item_id,coarse_class_name,group "
-            "expected (python -m beau_tf.convert_grocery writes it)."
-        )
-    return {r["item_id"]: (r["coarse_class_name"], r["group"]) for r in rows}
-
-
-def photo_groups(true_ids: np.ndarray, coarse: dict) -> dict[str, np.ndarray]:
-    """Group name -> (Q,) bool of its photos, all photos first."""
-    groups = np.array([coarse[i][1] for i in true_ids])
-    return {ALL: np.ones(len(true_ids), bool)} | {
-        group: groups == group for group in sorted(set(groups))
-    }
-
-
-def difference_rows(
-    aps: dict[str, np.ndarray],
-    split: str,
-    members: dict[str, np.ndarray],
-    interval: dict,
-) -> list[dict]:
-    """One row per (export or recipe, group): MAP@7 and the paired
-    difference from the first, with its bootstrap interval (`interval`:
-    the keyword arguments of `metrics.paired_bootstrap_interval`)."""
-    names = list(aps)
-    reference = aps[names[0]]
-    rows = []
-    for name in names:
-        for group, chosen in members.items():
-            row = {
-                "split": split,
-                "group": group,
-                "export": name,
-                "photos": int(chosen.sum()),
-                "MAP@7": float(aps[name][chosen].mean()),
-            }
-            if name != names[0]:
-                change = aps[name][chosen] - reference[chosen]
-                low, high = metrics.paired_bootstrap_interval(
-                    change, **interval
-                )
-                row |= {
-                    "difference": float(change.mean()),
-                    "interval low": low,
-                    "interval high": high,
-                    "photos up": int((change > 0).sum()),
-                    "photos down": int((change < 0).sum()),
-                }
-            rows.append(row)
-    return rows
 
 
 def error_rows(
@@ -283,7 +209,7 @@ def main(argv):
             f"({', '.join(missing) or coarse_csv})"
         )
         return
-    coarse = read_coarse(coarse_csv)
+    coarse = scoring.read_coarse(coarse_csv)
     interval = dict(
         confidence=_CONFIDENCE.value,
         resamples=_RESAMPLES.value,
@@ -297,7 +223,7 @@ def main(argv):
         for name in names[1:]:
             if not np.array_equal(embedded[name][f"{split}_ids"], true_ids):
                 raise ValueError(f"{name} embedded other {split} photos.")
-        members = photo_groups(true_ids, coarse)
+        members = scoring.photo_groups(true_ids, coarse)
         ranked = {
             name: scoring.ranked_ids(
                 embedded[name][split],
@@ -310,11 +236,11 @@ def main(argv):
             name: scoring.average_precisions(ids, true_ids)
             for name, ids in ranked.items()
         }
-        differences += difference_rows(
+        differences += scoring.difference_rows(
             scoring.recipe_aps(aps, runs), split, members, interval
         )
         errors += error_rows(ranked, true_ids, split, members, coarse)
-    harness.print_table(differences, DIFFERENCE_COLUMNS)
+    harness.print_table(differences, scoring.DIFFERENCE_COLUMNS)
     harness.print_table(errors)
     harness.write_results(
         [dict(row, table="differences") for row in differences]

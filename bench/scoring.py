@@ -1,6 +1,8 @@
 """Exact-search MAP@7 of embeddings on GroceryStore's development sets, for
 the benches that score many projections of one export's embeddings
-(bench.adaptation_ablation, bench.augmentation_lda).
+(bench.adaptation_ablation, bench.augmentation_lda), and the paired
+differences between embeddings, per photo group (bench.paired_differences,
+bench.mask_pooling). No flags, so tests import it beside any command.
 
 The embeddings come from an export's signatures, as the index and the
 queries would (`serving_default` for the catalogue, `query_multiscale` for
@@ -9,6 +11,7 @@ serves it. `csvs` is what `beau_tf.datasets.grocery.convert_grocery_store`
 returns (or the same names under its output folder).
 """
 
+import csv
 import os
 
 import numpy as np
@@ -20,6 +23,19 @@ from beau_tf.serving import embedding as embedding_lib
 
 K = 7
 SPLITS = ("val", "dev2")
+ALL = "all"
+DIFFERENCE_COLUMNS = (
+    "split",
+    "group",
+    "export",
+    "photos",
+    "MAP@7",
+    "difference",
+    "interval low",
+    "interval high",
+    "photos up",
+    "photos down",
+)
 CSV_NAMES = ("catalog", "queries_val", "queries_dev2", "photos_unlabelled")
 
 
@@ -29,19 +45,34 @@ def csvs_in(folder: str) -> dict[str, str]:
 
 
 def embed_paths(model_dir: str, paths: list[str], signature: str):
-    """(N, D) embeddings of `paths` by one signature, in order.
+    """(N, D) embeddings of `paths` by one signature of an export, in order.
 
     Raises:
       ValueError: when an image cannot be embedded (the scores need all).
     """
-    embed_fn = embedding_lib.load_embed_fn(model_dir, signature)
+    return embed_every_path(
+        embedding_lib.load_embed_fn(model_dir, signature),
+        paths,
+        f"Embedding ({signature})",
+    )
+
+
+def embed_every_path(
+    embed_fn, paths: list[str], description: str, batch_size: int = 32
+) -> np.ndarray:
+    """(N, D) embeddings of `paths` by `embed_fn` (`embedding.embed_files`'),
+    in order.
+
+    Raises:
+      ValueError: when an image cannot be embedded (the scores need all).
+    """
     embeddings, kept = embedding_lib.embed_files(
-        embed_fn, paths, description=f"Embedding ({signature})"
+        embed_fn, paths, batch_size=batch_size, description=description
     )
     if len(kept) != len(paths):
         raise ValueError(
             f"{len(paths) - len(kept)} of {len(paths)} images could not be "
-            "embedded; the benchmark needs them all."
+            f"embedded ({description}); the benchmark needs them all."
         )
     return embeddings
 
@@ -145,3 +176,64 @@ def recipe_aps(
         "+".join(runs): np.mean([aps[run] for run in runs], axis=0)
         for runs in recipes
     }
+
+
+def read_coarse(path: str) -> dict[str, tuple[str, str]]:
+    """item_id -> (coarse class, group) from the converter's coarse.csv."""
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows or not {"item_id", "coarse_class_name", "group"} <= set(
+        rows[0]
+    ):
+        raise ValueError(
+            f"{path}: a CSV with columns item_id,coarse_class_name,group "
+            "expected (python -m beau_tf.convert_grocery writes it)."
+        )
+    return {r["item_id"]: (r["coarse_class_name"], r["group"]) for r in rows}
+
+
+def photo_groups(true_ids: np.ndarray, coarse: dict) -> dict[str, np.ndarray]:
+    """Group name -> (Q,) bool of its photos, all photos first."""
+    groups = np.array([coarse[i][1] for i in true_ids])
+    return {ALL: np.ones(len(true_ids), bool)} | {
+        group: groups == group for group in sorted(set(groups))
+    }
+
+
+def difference_rows(
+    aps: dict[str, np.ndarray],
+    split: str,
+    members: dict[str, np.ndarray],
+    interval: dict,
+    name_column: str = "export",
+) -> list[dict]:
+    """One row per (export or recipe, group): MAP@7 and the paired
+    difference from the first, with its bootstrap interval (`interval`:
+    the keyword arguments of `metrics.paired_bootstrap_interval`). The
+    column `name_column` names what `aps` compares."""
+    names = list(aps)
+    reference = aps[names[0]]
+    rows = []
+    for name in names:
+        for group, chosen in members.items():
+            row = {
+                "split": split,
+                "group": group,
+                name_column: name,
+                "photos": int(chosen.sum()),
+                "MAP@7": float(aps[name][chosen].mean()),
+            }
+            if name != names[0]:
+                change = aps[name][chosen] - reference[chosen]
+                low, high = metrics.paired_bootstrap_interval(
+                    change, **interval
+                )
+                row |= {
+                    "difference": float(change.mean()),
+                    "interval low": low,
+                    "interval high": high,
+                    "photos up": int((change > 0).sum()),
+                    "photos down": int((change < 0).sum()),
+                }
+            rows.append(row)
+    return rows

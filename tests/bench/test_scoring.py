@@ -1,5 +1,8 @@
 """Tests for bench.scoring's exact-search scores, on hand-made embeddings."""
 
+import os
+import tempfile
+
 from absl.testing import absltest
 import numpy as np
 
@@ -43,6 +46,65 @@ class ScoringTest(absltest.TestCase):
             ),
             0.5,
         )
+
+
+class PairedDifferencesTest(absltest.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        # Four photos, two groups; "other" ranks photo 1 higher, photo 3
+        # lower and ties the rest.
+        self.aps = {
+            "reference": np.array([1.0, 0.5, 0.0, 1.0]),
+            "other": np.array([1.0, 1.0, 0.0, 0.5]),
+        }
+        self.coarse = {
+            "a": ("Apple", "fruit_vegetables"),
+            "b": ("Milk", "packages"),
+        }
+        self.members = scoring.photo_groups(
+            np.array(["a", "a", "b", "b"]), self.coarse
+        )
+
+    def test_groups_are_all_photos_then_each_group(self):
+        self.assertEqual(
+            list(self.members), [scoring.ALL, "fruit_vegetables", "packages"]
+        )
+        np.testing.assert_array_equal(
+            self.members["packages"], [False, False, True, True]
+        )
+
+    def test_rows_give_each_difference_from_the_first(self):
+        rows = scoring.difference_rows(
+            self.aps,
+            "val",
+            self.members,
+            dict(confidence=0.95, resamples=200, seed=0),
+            name_column="pooling",
+        )
+        by_name = {(r["pooling"], r["group"]): r for r in rows}
+        self.assertLen(rows, 6)
+        self.assertNotIn("difference", by_name["reference", scoring.ALL])
+        everything = by_name["other", scoring.ALL]
+        self.assertAlmostEqual(everything["MAP@7"], 0.625)
+        self.assertAlmostEqual(everything["difference"], 0.0)
+        self.assertEqual(
+            (everything["photos up"], everything["photos down"]), (1, 1)
+        )
+        self.assertLessEqual(everything["interval low"], 0.0)
+        self.assertGreaterEqual(everything["interval high"], 0.0)
+        fruit = by_name["other", "fruit_vegetables"]
+        self.assertAlmostEqual(fruit["difference"], 0.25)
+        self.assertEqual(fruit["photos"], 2)
+        self.assertEqual(by_name["other", "packages"]["difference"], -0.25)
+
+    def test_read_coarse_names_the_file_it_cannot_read(self):
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "coarse.csv")
+            with open(path, "w") as stream:
+                stream.write("item_id,group\n1,fruit\n")
+            with self.assertRaisesRegex(ValueError, "coarse.csv: a CSV"):
+                scoring.read_coarse(path)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,11 @@ Each pooling embeds the catalogue and the photos as an export serves them
 (`saved_model.ServingModule`: catalogue shots by `serving_default`, photos
 by `query_multiscale`, the default zooms), all from one backbone pass per
 view, cached in <bench_dir>/mask_pooling/ by the model's fingerprint and
-the poolings' names. Each is scored
-by exact search on `val` and dev2, plain and adapted (the export's
-self-training recipe for one model, learned for that pooling from
-<bench_dir>/csv/photos_unlabelled.csv; no label read), per photo group,
-with the paired bootstrap interval of its difference from the model's own
-pooling (`scoring.difference_rows`).
+the poolings' names. Each is scored by exact search on `val` and dev2,
+plain and adapted (the export's self-training recipe for one model, learned
+for that pooling from <bench_dir>/csv/photos_unlabelled.csv; no label
+read), per photo group, with the paired bootstrap interval of its
+difference from the model's own pooling (`scoring.difference_rows`).
 
 Without --workdir the model is an untrained ImageNet EfficientNet-Lite0
 with attention pooling (its decoder untrained: the smoke run's model).

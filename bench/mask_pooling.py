@@ -133,22 +133,17 @@ def _embed(function, paths: list[str], description: str) -> np.ndarray:
 def embed_all(module: saved_model.ServingModule, csvs: dict) -> dict:
     """The catalogue (`serve`), each split's photos and the unlabelled pool
     (`serve_multiscale`) through `module`, as `scoring` names them."""
-    items = catalog_lib.list_catalog(csvs["catalog"])
-    result = {
-        "catalogue": _embed(module.serve, [i.path for i in items], "catalogue"),
-        "catalogue_ids": np.array([i.item_id for i in items]),
-        "pool": _embed(
-            module.serve_multiscale,
-            catalog_lib.list_photos(csvs["photos_unlabelled"]),
-            "unlabelled photos",
-        ),
-    }
-    for split in scoring.SPLITS:
-        queries = catalog_lib.read_queries(csvs[f"queries_{split}"])
-        result[split] = _embed(
-            module.serve_multiscale, [q.path for q in queries], split
-        )
-        result[f"{split}_ids"] = np.array([q.item_id for q in queries])
+    result = scoring.embed_catalogue_and_splits(
+        embedding_lib.as_embed_fn(module.serve),
+        embedding_lib.as_embed_fn(module.serve_multiscale),
+        csvs,
+        batch_size=_BATCH_SIZE.value,
+    )
+    result["pool"] = _embed(
+        module.serve_multiscale,
+        catalog_lib.list_photos(csvs["photos_unlabelled"]),
+        "unlabelled photos",
+    )
     return result
 
 

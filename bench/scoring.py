@@ -79,25 +79,48 @@ def embed_every_path(
 
 def embed_catalogue_and_queries(model_dir: str, csvs: dict) -> dict:
     """The catalogue (`serving_default`) and each split's photos
-    (`query_multiscale`) through an export.
+    (`query_multiscale`) through an export (`embed_catalogue_and_splits`)."""
+    return embed_catalogue_and_splits(
+        embedding_lib.load_embed_fn(model_dir, contract.SIGNATURE_NAME),
+        embedding_lib.load_embed_fn(
+            model_dir, contract.MULTISCALE_SIGNATURE_NAME
+        ),
+        csvs,
+    )
+
+
+def embed_catalogue_and_splits(
+    embed_catalogue_fn, embed_query_fn, csvs: dict, batch_size: int = 32
+) -> dict:
+    """The catalogue through `embed_catalogue_fn` and each split's photos
+    through `embed_query_fn` (`embedding.embed_files`' embed functions: one
+    view a shot, and the queries' views).
 
     Returns:
       `{"catalogue", "catalogue_labels", "catalogue_ids"}` and, per split,
       `{split}` (N, D) and `{split}_ids`.
+
+    Raises:
+      ValueError: when an image cannot be embedded (the scores need all).
     """
     items = catalog_lib.list_catalog(csvs["catalog"])
-    single = contract.SIGNATURE_NAME
     result = {
-        "catalogue": embed_paths(model_dir, [i.path for i in items], single),
+        "catalogue": embed_every_path(
+            embed_catalogue_fn,
+            [i.path for i in items],
+            "Embedding the catalogue",
+            batch_size,
+        ),
         "catalogue_labels": np.array([i.label for i in items]),
         "catalogue_ids": np.array([i.item_id for i in items]),
     }
     for split in SPLITS:
         queries = catalog_lib.read_queries(csvs[f"queries_{split}"])
-        result[split] = embed_paths(
-            model_dir,
+        result[split] = embed_every_path(
+            embed_query_fn,
             [q.path for q in queries],
-            contract.MULTISCALE_SIGNATURE_NAME,
+            f"Embedding the {split} photos",
+            batch_size,
         )
         result[f"{split}_ids"] = np.array([q.item_id for q in queries])
     return result

@@ -176,10 +176,11 @@ def pooling_aps(embedded: dict, config) -> dict:
             catalogue[index], pool[index], config
         )
         for adapted, project in ((False, lambda x: x), (True, projection)):
+            projected_catalogue = project(catalogue[index])
             for split in scoring.SPLITS:
                 ranked = scoring.ranked_ids(
                     project(splits[split][index]),
-                    project(catalogue[index]),
+                    projected_catalogue,
                     embedded["catalogue_ids"],
                 )
                 aps.setdefault((adapted, split), {})[name] = (

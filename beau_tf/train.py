@@ -93,6 +93,13 @@ _TRAINABLE_FROM = flags.DEFINE_string(
     "Backbone layer from which layers train; empty = "
     "all, 'none' = backbone frozen.",
 )
+_TRAIN_BATCHNORM = flags.DEFINE_boolean(
+    "train_batchnorm",
+    True,
+    "Train the backbone's BatchNormalization layers where the layers around "
+    "them train; --notrain_batchnorm keeps their gamma, beta and moving "
+    "statistics as pretrained.",
+)
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 _STEPS = flags.DEFINE_integer("steps", 20000, "Optimizer steps in total.")
@@ -213,6 +220,7 @@ def config_from_flags() -> config_lib.TrainConfig:
             mask_strides=tuple(int(s) for s in _MASK_STRIDES.value),
             embedding_dim=_EMBEDDING_DIM.value,
             trainable_from=_TRAINABLE_FROM.value,
+            train_batchnorm=_TRAIN_BATCHNORM.value,
         ),
         catalog=_CATALOG.value,
         background_dir=_BACKGROUND_DIR.value,

@@ -2,6 +2,7 @@
 
 import os
 
+from absl import flags
 from absl.testing import absltest
 
 from beau_tf import train
@@ -17,6 +18,29 @@ def _config(**paths) -> config_lib.TrainConfig:
         ),
         **paths,
     )
+
+
+class ConfigFromFlagsTest(absltest.TestCase):
+
+    def test_backbone_flags_reach_the_extractor_config(self):
+        self.addCleanup(flags.FLAGS.unparse_flags)
+        flags.FLAGS(
+            [
+                "train",
+                "--workdir=unused",
+                "--catalog=unused",
+                "--trainable_from=",
+                "--notrain_batchnorm",
+                "--pooling=gap",
+            ]
+        )
+
+        config = train.config_from_flags().extractor
+
+        self.assertEqual(
+            (config.trainable_from, config.train_batchnorm, config.pooling),
+            ("", False, "gap"),
+        )
 
 
 class CheckInputsExistTest(absltest.TestCase):

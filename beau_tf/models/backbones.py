@@ -415,7 +415,9 @@ def _suggest_layers(names: list[str], bad: str) -> str:
     return f"{hint}{len(names)} layers: {shown}"
 
 
-def set_trainable_from(backbone: keras.Model, layer_name: str | None) -> None:
+def set_trainable_from(
+    backbone: keras.Model, layer_name: str | None, train_batchnorm: bool = True
+) -> None:
     """Freezes the backbone's layers before `layer_name`, trains it and the rest.
 
     Layers are taken in the order of `backbone.layers` (the functional graph's
@@ -429,6 +431,10 @@ def set_trainable_from(backbone: keras.Model, layer_name: str | None) -> None:
         backbone: A model from `build_backbone` (or any Keras model).
         layer_name: The first trainable layer; None or "" trains every layer,
             "none" freezes every layer.
+        train_batchnorm: False freezes every BatchNormalization layer, in the
+            trained part too: its gamma, beta and moving statistics stay those
+            of the pretrained weights (the usual choice when fine-tuning at
+            small batches, whose statistics are noisy).
 
     Raises:
         ValueError: when no layer is called `layer_name`; the message suggests
@@ -451,11 +457,15 @@ def set_trainable_from(backbone: keras.Model, layer_name: str | None) -> None:
     # The model itself must stay trainable, or Keras hides every layer's weights.
     backbone.trainable = True
     for i, layer in enumerate(layers):
-        layer.trainable = i >= start
+        frozen_norm = not train_batchnorm and isinstance(
+            layer, keras.layers.BatchNormalization
+        )
+        layer.trainable = i >= start and not frozen_norm
     logging.info(
-        "%s: %d of %d layers trainable (from %r)",
+        "%s: %d of %d layers trainable (from %r)%s",
         backbone.name,
         len(layers) - start,
         len(layers),
         layer_name or "the first",
+        "" if train_batchnorm else ", BatchNormalization frozen",
     )

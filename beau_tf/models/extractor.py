@@ -75,6 +75,9 @@ class ExtractorConfig:
             embedding size; D > 0 adds a Dense projection to D.
         trainable_from: First trainable backbone layer (see
             `backbones.set_trainable_from`): "" trains all, "none" freezes all.
+        train_batchnorm: False keeps every backbone BatchNormalization layer
+            as pretrained (gamma, beta and moving statistics), even in the
+            trainable part.
     """
 
     backbone: str = "resnet50"
@@ -84,6 +87,7 @@ class ExtractorConfig:
     mask_strides: tuple[int, ...] = (32,)
     embedding_dim: int = 0
     trainable_from: str = ""
+    train_batchnorm: bool = True
 
     def __post_init__(self):
         spec = backbones.get_spec(self.backbone)
@@ -144,6 +148,11 @@ class ExtractorConfig:
                 f"trainable_from={self.trainable_from!r} is invalid; expected a "
                 "backbone layer name, '' (train all) or 'none' (freeze all)."
             )
+        if not isinstance(self.train_batchnorm, bool):
+            raise ValueError(
+                f"train_batchnorm={self.train_batchnorm!r} is invalid; expected "
+                "True or False."
+            )
 
     def to_dict(self) -> dict:
         """Returns the config as a JSON-able dict (tuples become lists)."""
@@ -199,7 +208,9 @@ def build_extractor(config: ExtractorConfig) -> keras.Model:
     backbone = backbones.build_backbone(
         config.backbone, config.backbone_weights, size, model_name="backbone"
     )
-    backbones.set_trainable_from(backbone, config.trainable_from)
+    backbones.set_trainable_from(
+        backbone, config.trainable_from, config.train_batchnorm
+    )
 
     image = keras.Input(
         (size, size, 3), name="image"

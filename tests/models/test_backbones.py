@@ -303,6 +303,22 @@ class SetTrainableFromTest(tf.test.TestCase, parameterized.TestCase):
             model.get_layer("stage3_bn").moving_mean, trained_mean
         )
 
+    def test_frozen_batchnorm_keeps_pretrained_statistics(self):
+        model = backbones.build_backbone("tiny", None, S)
+        backbones.set_trainable_from(model, "", train_batchnorm=False)
+        pretrained_mean = keras.ops.convert_to_numpy(
+            model.get_layer("stage3_bn").moving_mean
+        )
+
+        model(_images(), training=True)
+
+        self.assertTrue(model.get_layer("stage3_conv").trainable)
+        self.assertFalse(model.get_layer("stage3_bn").trainable)
+        self.assertLen(model.trainable_weights, 5)  # the 5 kernels only.
+        self.assertAllEqual(
+            model.get_layer("stage3_bn").moving_mean, pretrained_mean
+        )
+
     def test_unknown_layer_suggests_names(self):
         model = backbones.build_backbone("tiny", None, S)
         with self.assertRaisesRegex(

@@ -56,6 +56,7 @@ class ExtractorConfigTest(tf.test.TestCase, parameterized.TestCase):
             mask_strides=(8, 32),
             embedding_dim=16,
             trainable_from="stage2_conv",
+            train_batchnorm=False,
         )
 
         restored = extractor.ExtractorConfig.from_dict(
@@ -109,6 +110,11 @@ class ExtractorConfigTest(tf.test.TestCase, parameterized.TestCase):
             "trainable_from",
             dict(trainable_from=3),
             "trainable_from=3 is invalid",
+        ),
+        (
+            "train_batchnorm",
+            dict(train_batchnorm="no"),
+            "train_batchnorm='no' is invalid",
         ),
     )
     def test_bad_values_are_named(self, kwargs, message):

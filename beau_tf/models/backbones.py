@@ -464,7 +464,7 @@ def set_trainable_from(
     logging.info(
         "%s: %d of %d layers trainable (from %r)%s",
         backbone.name,
-        len(layers) - start,
+        sum(layer.trainable for layer in layers),
         len(layers),
         layer_name or "the first",
         "" if train_batchnorm else ", BatchNormalization frozen",

@@ -545,6 +545,42 @@ def bare_training_model(backbone: str, image_size: int, num_classes: int):
     return model
 
 
+def full_training_model(
+    backbone: str,
+    image_size: int,
+    num_classes: int,
+    trainable_from: str = "",
+    train_batchnorm: bool = True,
+):
+    """beau_tf's training model (backbone, mask decoder with its MSE,
+    attention pooling, embedding and the ArcFace identity head), randomly
+    initialised and compiled for `train_on_batch({"image", "label"},
+    {"mask", "logits"})`; the backbone trains from `trainable_from` (see
+    `backbones.set_trainable_from`)."""
+    import keras  # pylint: disable=g-import-not-at-top
+
+    from beau_tf.models import (
+        extractor as extractor_lib,
+    )  # pylint: disable=g-import-not-at-top
+    from beau_tf.models import losses  # pylint: disable=g-import-not-at-top
+
+    extractor = extractor_lib.build_extractor(
+        extractor_lib.ExtractorConfig(
+            backbone=backbone,
+            backbone_weights="none",
+            image_size=image_size,
+            trainable_from=trainable_from,
+            train_batchnorm=train_batchnorm,
+        )
+    )
+    model = extractor_lib.build_training_model(extractor, num_classes)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-4),
+        loss={"mask": losses.mask_mse, "logits": losses.build_identity_loss()},
+    )
+    return model
+
+
 def find_grocery(dataset_dir: str) -> str | None:
     """`dataset_dir` when it holds GroceryStore's `dataset/` folder;
     otherwise says the bench is skipped (`skip`) and returns None."""

@@ -14,11 +14,8 @@ bench/RESULTS.md ("Model").
 """
 
 from absl import flags
-import keras
 import numpy as np
 
-from beau_tf.models import extractor as extractor_lib
-from beau_tf.models import losses
 from bench import harness
 
 _BACKBONE = flags.DEFINE_string("backbone", "efficientnet_lite0", "Backbone.")
@@ -37,20 +34,6 @@ SMOKE = {
 }
 
 
-def full_model(name: str, size: int) -> keras.Model:
-    extractor = extractor_lib.build_extractor(
-        extractor_lib.ExtractorConfig(
-            backbone=name, backbone_weights="none", image_size=size
-        )
-    )
-    model = extractor_lib.build_training_model(extractor, _NUM_CLASSES)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(1e-4),
-        loss={"mask": losses.mask_mse, "logits": losses.build_identity_loss()},
-    )
-    return model
-
-
 def main(argv):
     del argv
     size, batch = _IMAGE_SIZE.value, _BATCH_SIZE.value
@@ -60,7 +43,7 @@ def main(argv):
     labels = rng.integers(0, _NUM_CLASSES, (batch,)).astype(np.int32)
 
     bare = harness.bare_training_model(_BACKBONE.value, size, _NUM_CLASSES)
-    full = full_model(_BACKBONE.value, size)
+    full = harness.full_training_model(_BACKBONE.value, size, _NUM_CLASSES)
     steps = {
         "bare": lambda: bare.train_on_batch(images, labels),
         "full": lambda: full.train_on_batch(

@@ -4,6 +4,7 @@ import ast
 import pathlib
 
 from absl.testing import absltest
+import numpy as np
 
 from beau_tf.datasets import grocery
 import bench
@@ -82,6 +83,25 @@ class GroceryLikeTest(absltest.TestCase):
         with open(csvs["coarse"]) as stream:
             groups = {line.split(",")[2] for line in stream.read().split()[1:]}
         self.assertEqual(groups, {"packages", "fruit_vegetables"})
+
+
+class FullTrainingModelTest(absltest.TestCase):
+
+    def _trainable_weights(self, **depth) -> int:
+        model = harness.full_training_model("tiny", 32, 3, **depth)
+        return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+    def test_depth_sets_what_trains(self):
+        frozen = self._trainable_weights(trainable_from="none")
+        last_stage = self._trainable_weights(trainable_from="stage4_conv")
+        every_layer = self._trainable_weights(trainable_from="")
+        but_batchnorm = self._trainable_weights(
+            trainable_from="", train_batchnorm=False
+        )
+        self.assertLess(frozen, last_stage)
+        self.assertLess(last_stage, every_layer)
+        self.assertLess(but_batchnorm, every_layer)
+        self.assertLess(last_stage, but_batchnorm)
 
 
 class BenchModulesTest(absltest.TestCase):

@@ -18,7 +18,10 @@ never scored. The bench trains, with `python -m beau_tf.train`
                  attention pooling) plus distillation;
   (b) photomask  (a) + --photo_mask_loss_weight=1.0: the decoder also
                  learns from the unlabelled photos;
-  (c) piles      (b) + --pile_probability=0.3.
+  (c) piles      (b) + --pile_probability=0.3;
+  (d) no_mask_loss  (a) with --mask_loss_weight=0: the decoder, still
+                 pooling the features, learns only from the retrieval
+                 losses, through the attention.
 
 Their teacher is an untrained Lite0 (GAP) adapted to the unlabelled photos,
 as `python -m beau_tf.export --backbones=efficientnet_lite0
@@ -101,8 +104,9 @@ _EXPORTS = flags.DEFINE_list(
 )
 _RECIPES = flags.DEFINE_list(
     "recipes",
-    ["paper", "photomask", "photomask_piles"],
-    "The trained rows to run, of paper, photomask and photomask_piles.",
+    ["paper", "photomask", "photomask_piles", "no_mask_loss"],
+    "The trained rows to run, of paper, photomask, photomask_piles and "
+    "no_mask_loss.",
 )
 _TRAIN = flags.DEFINE_bool(
     "train",
@@ -136,8 +140,9 @@ _FLAGFILES = (
     "configs/grocery_cpu.flags",
     "configs/distill.flags",
 )
-# What each trained row adds to the one before it (as bench.grocery's
-# DISTILL_RECIPES of the same names): run name -> (flags, label).
+# What each trained row changes in the recipe its label names (the first
+# three as bench.grocery's DISTILL_RECIPES of the same names): run name ->
+# (flags, label).
 RECIPES = {
     "paper": ([], "(a) paper (mask loss on scenes, attention) + distillation"),
     "photomask": (
@@ -147,6 +152,10 @@ RECIPES = {
     "photomask_piles": (
         ["--photo_mask_loss_weight=1.0", "--pile_probability=0.3"],
         "(c) (b) + piles in the augmentation",
+    ),
+    "no_mask_loss": (
+        ["--mask_loss_weight=0"],
+        "(d) (a) without the mask loss: the attention learns from retrieval alone",
     ),
 }
 _TEACHER_BACKBONE = "efficientnet_lite0"

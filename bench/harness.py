@@ -557,13 +557,13 @@ def full_training_model(
     initialised and compiled for `train_on_batch({"image", "label"},
     {"mask", "logits"})`; the backbone trains from `trainable_from` (see
     `backbones.set_trainable_from`)."""
-    import keras  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    import keras
 
-    from beau_tf.models import (
-        extractor as extractor_lib,
-    )  # pylint: disable=g-import-not-at-top
-    from beau_tf.models import losses  # pylint: disable=g-import-not-at-top
+    from beau_tf.models import extractor as extractor_lib
+    from beau_tf.models import losses
 
+    # pylint: enable=g-import-not-at-top
     extractor = extractor_lib.build_extractor(
         extractor_lib.ExtractorConfig(
             backbone=backbone,

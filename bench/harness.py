@@ -525,6 +525,11 @@ def build_index(model_dir: str, catalog_source: str, index_dir: str) -> str:
     return index_dir_lib.build_and_save(embedded, index_dir)
 
 
+def trainable_weight_count(model) -> int:
+    """How many scalar weights of `model` its optimizer updates."""
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
 def bare_training_model(backbone: str, image_size: int, num_classes: int):
     """A randomly initialised registered backbone with global average
     pooling and a linear head, compiled for `train_on_batch`: the training

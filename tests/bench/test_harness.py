@@ -4,7 +4,6 @@ import ast
 import pathlib
 
 from absl.testing import absltest
-import numpy as np
 
 from beau_tf.datasets import grocery
 import bench
@@ -89,7 +88,7 @@ class FullTrainingModelTest(absltest.TestCase):
 
     def _trainable_weights(self, **depth) -> int:
         model = harness.full_training_model("tiny", 32, 3, **depth)
-        return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        return harness.trainable_weight_count(model)
 
     def test_depth_sets_what_trains(self):
         frozen = self._trainable_weights(trainable_from="none")

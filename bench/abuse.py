@@ -51,7 +51,6 @@ from absl import flags
 import httpx
 import numpy as np
 
-from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.search_service import searcher as searcher_lib
 from bench import harness
 from tests.fixtures import bad_inputs
@@ -387,19 +386,14 @@ def main(argv):
     work = _WORK_DIR.value or harness.work_dir()
     os.makedirs(work, exist_ok=True)
     print(f"Preparing in {work} ...", flush=True)
-    catalogue = synthetic.write_synthetic_catalog(
-        os.path.join(work, "synthetic"),
-        num_products=_NUM_PRODUCTS.value,
-        queries_per_product=2,
-        num_backgrounds=0,
-        image_size=_PHOTO_SIZE.value,
+    model_dir, index, photos = harness.service_inputs(
+        work,
+        _NUM_PRODUCTS.value,
+        _PHOTO_SIZE.value,
+        _IMAGE_SIZE.value,
+        _EXPORT.value,
+        _INDEX.value,
     )
-    model_dir, index = _EXPORT.value, _INDEX.value
-    if not (model_dir and index):
-        model_dir, index = harness.export_and_index(
-            work, catalogue.catalog_csv, _IMAGE_SIZE.value
-        )
-    photos = harness.read_query_photos(catalogue.queries_csv)
     uploads = hostile_uploads(_HOSTILE_SIDE.value, _SCAN_REPEATS.value)
     for kind, upload in uploads.items():
         print(f"  {kind}: {len(upload.data):,} bytes", flush=True)

@@ -507,6 +507,39 @@ def export_and_index(
     return model_dir, index_dir
 
 
+def service_inputs(
+    work: str,
+    num_products: int,
+    photo_size: int,
+    image_size: int,
+    model_dir: str | None = None,
+    index: str | None = None,
+) -> tuple[str, str, list[Upload]]:
+    """What a bench of the search service serves and sends.
+
+    A synthetic catalogue of `num_products` under `work` (two in-the-wild
+    photos of each, `photo_size` px); its photos are the good uploads. The
+    service serves `model_dir` and `index` when both are given, otherwise
+    `export_and_index`'s untrained Lite0 at `image_size` and its index of
+    that catalogue.
+
+    Returns:
+      `(model_dir, index, photos)`.
+    """
+    catalogue = synthetic_catalogue.write_synthetic_catalog(
+        os.path.join(work, "synthetic"),
+        num_products=num_products,
+        queries_per_product=2,
+        num_backgrounds=0,
+        image_size=photo_size,
+    )
+    if not (model_dir and index):
+        model_dir, index = export_and_index(
+            work, catalogue.catalog_csv, image_size
+        )
+    return model_dir, index, read_query_photos(catalogue.queries_csv)
+
+
 def build_index(model_dir: str, catalog_source: str, index_dir: str) -> str:
     """Embeds a catalogue (folder or CSV) with an export and writes its index
     folder, as `python -m beau_tf.index` does without --runner; returns

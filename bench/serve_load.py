@@ -59,7 +59,6 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from beau_tf.datasets.synthetic import catalogue as synthetic
 from beau_tf.retrieval import index_dir as index_dir_lib
 from beau_tf.search_service import embedders
 from beau_tf.search_service import index_versions
@@ -562,19 +561,14 @@ def main(argv):
     work = _WORK_DIR.value or harness.work_dir()
     os.makedirs(work, exist_ok=True)
     print(f"Preparing in {work} ...")
-    catalogue = synthetic.write_synthetic_catalog(
-        os.path.join(work, "synthetic"),
-        num_products=_NUM_PRODUCTS.value,
-        queries_per_product=2,
-        num_backgrounds=0,
-        image_size=_PHOTO_SIZE.value,
+    model_dir, index, photos = harness.service_inputs(
+        work,
+        _NUM_PRODUCTS.value,
+        _PHOTO_SIZE.value,
+        _IMAGE_SIZE.value,
+        _EXPORT.value,
+        _INDEX.value,
     )
-    model_dir, index = _EXPORT.value, _INDEX.value
-    if not (model_dir and index):
-        model_dir, index = harness.export_and_index(
-            work, catalogue.catalog_csv, _IMAGE_SIZE.value
-        )
-    photos = harness.read_query_photos(catalogue.queries_csv)
     params = {"k": _K.value, "multiscale": str(_MULTISCALE.value).lower()}
     print(
         f"{len(photos)} photos of {_PHOTO_SIZE.value} px, "

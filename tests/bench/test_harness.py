@@ -1,16 +1,69 @@
-"""Tests for bench.harness, and for what every bench module must have."""
+"""Tests for bench.harness, for what every bench module must have, and for
+how the tests run a bench (`tests.fixtures.processes`)."""
 
 import ast
+import os
 import pathlib
+import subprocess
+import sys
+import time
 
 from absl.testing import absltest
 
 from beau_tf.datasets import grocery
 import bench
 from bench import harness
+from tests.fixtures import processes
 from tests.fixtures import testing
 
 _BENCH_DIR = pathlib.Path(harness.__file__).parent
+
+
+# A parent that starts a child which would sleep for a minute, writes the
+# child's pid to argv[1] and sleeps too: a bench and its service. The child
+# holds none of the parent's pipes, so only the group's kill can end it.
+_PARENT_OF_A_SLEEPER = """
+import pathlib, subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(60)"],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+)
+pathlib.Path(sys.argv[1]).write_text(str(child.pid))
+time.sleep(60)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is alive (a zombie, killed but not yet reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class RunWholeGroupTest(absltest.TestCase):
+
+    def test_a_command_past_its_timeout_is_killed_with_its_children(self):
+        pid_file = os.path.join(testing.make_tempdir(self), "child.pid")
+        with self.assertRaises(subprocess.TimeoutExpired):
+            processes.run_whole_group(
+                [sys.executable, "-c", _PARENT_OF_A_SLEEPER, pid_file],
+                timeout=5,
+            )
+        child = int(pathlib.Path(pid_file).read_text())
+        deadline = time.monotonic() + 10
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(_running(child), f"child {child} still runs")
+
+    def test_a_command_within_its_timeout_gives_its_output(self):
+        result = processes.run_whole_group(
+            [sys.executable, "-c", "import sys; print('out'); sys.exit(3)"],
+            timeout=30,
+        )
+        self.assertEqual((result.returncode, result.stdout), (3, "out\n"))
 
 
 class SideBySideTest(absltest.TestCase):

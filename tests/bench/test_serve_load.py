@@ -4,12 +4,12 @@ and a served run."""
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import pytest
 
 from bench import harness
+from tests.fixtures import processes
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def test_a_recipe_with_an_unknown_runtime_is_refused(folders):
 
 
 def _serve_load(work, *flags, results="serve_load.json"):
-    result = subprocess.run(
+    result = processes.run_whole_group(
         [
             sys.executable,
             "-m",
@@ -65,8 +65,6 @@ def _serve_load(work, *flags, results="serve_load.json"):
             *flags,
         ],
         cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=900,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )

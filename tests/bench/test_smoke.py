@@ -12,12 +12,12 @@ import json
 import os
 import pathlib
 import re
-import subprocess
 import sys
 
 import pytest
 
 import bench
+from tests.fixtures import processes
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BENCHES = sorted(
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("name", BENCHES)
 def test_smoke_run_writes_results(name, tmp_path):
-    result = subprocess.run(
+    result = processes.run_whole_group(
         [
             sys.executable,
             "-m",
@@ -40,8 +40,6 @@ def test_smoke_run_writes_results(name, tmp_path):
             f"--results_dir={tmp_path}",
         ],
         cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=900,
         # OpenBLAS's threads spin while they wait: on a busy 2-core machine
         # one 1280-d eigh (the adaptation's) took 11 s with them, 0.8 s

@@ -32,7 +32,6 @@ No label is read except to score. Writes
 bench/results/paired_differences[-<variant>].json.
 """
 
-import collections
 import os
 
 import numpy as np
@@ -133,17 +132,9 @@ def error_rows(
     rows = []
     for name, ids in ranked.items():
         wrong = ids[:, 0] != true_ids
-        same_kind = np.array(
-            [coarse[p][0] == coarse[t][0] for p, t in zip(ids[:, 0], true_ids)]
-        )
+        same_kind = scoring.same_coarse_class(ids[:, 0], true_ids, coarse)
         for group, chosen in members.items():
             errors = int((wrong & chosen).sum())
-            confusions = collections.Counter(
-                f"{t} -> {p}"
-                for p, t in zip(
-                    ids[wrong & chosen, 0], true_ids[wrong & chosen]
-                )
-            )
             rows.append(
                 {
                     "split": split,
@@ -156,11 +147,10 @@ def error_rows(
                         if errors
                         else 0.0
                     ),
-                    "most frequent": "; ".join(
-                        f"{pair} ×{count}"
-                        for pair, count in confusions.most_common(
-                            CONFUSIONS_SHOWN
-                        )
+                    "most frequent": scoring.most_frequent_confusions(
+                        ids[wrong & chosen, 0],
+                        true_ids[wrong & chosen],
+                        CONFUSIONS_SHOWN,
                     ),
                 }
             )

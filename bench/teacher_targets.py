@@ -30,7 +30,6 @@ Writes bench/results/teacher_targets[-<variant>].json. Figures:
 bench/RESULTS.md ("The paper's mask on real photos").
 """
 
-import collections
 import json
 import os
 
@@ -93,16 +92,11 @@ def target_rows(
     first = item_ids[order[:, 0]]
     right = first == true_ids
     in_top = (item_ids[order[:, :TOP_K]] == true_ids[:, None]).any(axis=1)
-    same_kind = np.array(
-        [coarse[f][0] == coarse[t][0] for f, t in zip(first, true_ids)]
-    )
+    same_kind = scoring.same_coarse_class(first, true_ids, coarse)
     top_target = targets.max(axis=1)
     rows = []
     for group, chosen in scoring.photo_groups(true_ids, coarse).items():
         wrong = chosen & ~right
-        confusions = collections.Counter(
-            f"{t} -> {f}" for f, t in zip(first[wrong], true_ids[wrong])
-        )
         rows.append(
             {
                 "group": group,
@@ -116,9 +110,8 @@ def target_rows(
                     top_target[chosen & right]
                 ),
                 "mean top target: wrong": _mean_or_nan(top_target[wrong]),
-                "most frequent": "; ".join(
-                    f"{pair} ×{count}"
-                    for pair, count in confusions.most_common(CONFUSIONS_SHOWN)
+                "most frequent": scoring.most_frequent_confusions(
+                    first[wrong], true_ids[wrong], CONFUSIONS_SHOWN
                 ),
             }
         )

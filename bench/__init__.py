@@ -4,5 +4,13 @@ what they measured."""
 
 # The modules of bench/ that the benches share; every other one is a bench.
 SHARED_MODULES = frozenset(
-    {"__init__", "harness", "indexing", "mask_scores", "poolings", "scoring"}
+    {
+        "__init__",
+        "errors",
+        "harness",
+        "indexing",
+        "mask_scores",
+        "poolings",
+        "scoring",
+    }
 )

@@ -18,8 +18,11 @@ each group of <bench_dir>/csv/coarse.csv):
   product higher or lower than under the reference. An interval holding 0
   could be the photos' luck; one below a target rules the target out.
 - errors: each export's top-1 errors, the share of them that name another
-  product of the photo's own coarse class (another apple for an apple), and
-  its most frequent confusions (photo's product -> product ranked first).
+  product of the photo's own coarse class (another apple for an apple), the
+  share that repeat the reference's error (the same wrong product first:
+  with a distillation run's teacher as the reference, what the student
+  inherited), and its most frequent confusions (photo's product -> product
+  ranked first).
 
 With --runs_per_recipe=N, --exports lists N runs of each recipe (its
 seeds) one after another, the reference recipe's first: a recipe's
@@ -39,6 +42,7 @@ from absl import flags
 
 from beau_tf.datasets import grocery
 from beau_tf.serving import contract
+from bench import errors as errors_lib
 from bench import harness
 from bench import scoring
 
@@ -69,8 +73,6 @@ _VARIANT = flags.DEFINE_string(
     "Names the results file paired_differences-<variant>.json, so that "
     "several comparisons keep their own.",
 )
-
-CONFUSIONS_SHOWN = 3
 
 
 def _smoke_bench_dir(work_dir: str) -> str:
@@ -117,44 +119,6 @@ def label(export: str) -> str:
     if os.path.basename(folder).isdigit():
         folder = os.path.dirname(folder)
     return os.path.basename(folder)
-
-
-def error_rows(
-    ranked: dict[str, np.ndarray],
-    true_ids: np.ndarray,
-    split: str,
-    members: dict[str, np.ndarray],
-    coarse: dict,
-) -> list[dict]:
-    """One row per (export, group): top-1 errors, the share of them that
-    name a product of the photo's own coarse class, and the
-    `CONFUSIONS_SHOWN` most frequent (product -> product ranked first)."""
-    rows = []
-    for name, ids in ranked.items():
-        wrong = ids[:, 0] != true_ids
-        same_kind = scoring.same_coarse_class(ids[:, 0], true_ids, coarse)
-        for group, chosen in members.items():
-            errors = int((wrong & chosen).sum())
-            rows.append(
-                {
-                    "split": split,
-                    "group": group,
-                    "export": name,
-                    "photos": int(chosen.sum()),
-                    "top-1 errors": errors,
-                    "share within the coarse class": (
-                        float((wrong & chosen & same_kind).sum() / errors)
-                        if errors
-                        else 0.0
-                    ),
-                    "most frequent": scoring.most_frequent_confusions(
-                        ids[wrong & chosen, 0],
-                        true_ids[wrong & chosen],
-                        CONFUSIONS_SHOWN,
-                    ),
-                }
-            )
-    return rows
 
 
 def embed(bench_dir: str, folder: str, csvs: dict) -> dict:
@@ -229,9 +193,11 @@ def main(argv):
         differences += scoring.difference_rows(
             scoring.recipe_aps(aps, runs), split, members, interval
         )
-        errors += error_rows(ranked, true_ids, split, members, coarse)
+        errors += errors_lib.error_rows(
+            ranked, true_ids, split, members, coarse
+        )
     harness.print_table(differences, scoring.DIFFERENCE_COLUMNS)
-    harness.print_table(errors)
+    harness.print_table(errors, errors_lib.ERROR_COLUMNS)
     harness.write_results(
         [dict(row, table="differences") for row in differences]
         + [dict(row, table="errors") for row in errors],

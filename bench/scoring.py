@@ -2,8 +2,7 @@
 the benches that score many projections of one export's embeddings
 (bench.adaptation_ablation, bench.augmentation_lda), and the paired
 differences between embeddings, per photo group (bench.paired_differences,
-bench.mask_pooling), and where errors go (bench.paired_differences,
-bench.teacher_targets). No flags, so tests import it beside any command.
+bench.mask_pooling). No flags, so tests import it beside any command.
 
 The embeddings come from an export's signatures, as the index and the
 queries would (`serving_default` for the catalogue, `query_multiscale` for
@@ -12,7 +11,6 @@ serves it. `csvs` is what `beau_tf.datasets.grocery.convert_grocery_store`
 returns (or the same names under its output folder).
 """
 
-import collections
 import csv
 import os
 
@@ -223,30 +221,6 @@ def photo_groups(true_ids: np.ndarray, coarse: dict) -> dict[str, np.ndarray]:
     return {ALL: np.ones(len(true_ids), bool)} | {
         group: groups == group for group in sorted(set(groups))
     }
-
-
-def same_coarse_class(
-    predicted: np.ndarray, true_ids: np.ndarray, coarse: dict
-) -> np.ndarray:
-    """(N,) bool: whether each predicted product is of its photo's own
-    coarse class (another apple for an apple, or the apple itself)."""
-    return np.array(
-        [coarse[p][0] == coarse[t][0] for p, t in zip(predicted, true_ids)],
-        dtype=bool,
-    )
-
-
-def most_frequent_confusions(
-    predicted: np.ndarray, true_ids: np.ndarray, shown: int
-) -> str:
-    """The `shown` commonest `photo's product -> predicted product` pairs
-    among the photos given, with their counts ("a -> b ×3; ...")."""
-    confusions = collections.Counter(
-        f"{t} -> {p}" for p, t in zip(predicted, true_ids)
-    )
-    return "; ".join(
-        f"{pair} ×{count}" for pair, count in confusions.most_common(shown)
-    )
 
 
 def difference_rows(

@@ -30,7 +30,6 @@ Writes bench/results/teacher_targets[-<variant>].json. Figures:
 bench/RESULTS.md ("The paper's mask on real photos").
 """
 
-import json
 import os
 
 import numpy as np
@@ -39,6 +38,7 @@ from absl import flags
 from beau_tf.data import catalog
 from beau_tf.datasets import grocery
 from beau_tf.training import photo_targets
+from bench import errors
 from bench import harness
 from bench import scoring
 
@@ -58,110 +58,6 @@ _VARIANT = flags.DEFINE_string(
     None,
     "Names the results file teacher_targets-<variant>.json.",
 )
-
-CONFUSIONS_SHOWN = 4
-TOP_K = 5
-
-COLUMNS = (
-    "group",
-    "photos",
-    "top target right",
-    f"top {TOP_K} hold it",
-    "wrong, same kind",
-    "mean top target: right",
-    "mean top target: wrong",
-    "most frequent",
-)
-
-
-def target_rows(
-    targets: np.ndarray,
-    true_ids: np.ndarray,
-    item_ids: np.ndarray,
-    coarse: dict,
-) -> list[dict]:
-    """One row per group (all photos first) of the `COLUMNS` above.
-
-    Args:
-      targets: `(N, K)` rows summing to 1, over the catalogue's K products.
-      true_ids: `(N,)` the photos' products.
-      item_ids: `(K,)` the product of each target column.
-      coarse: item_id -> (coarse class, group), `scoring.read_coarse`.
-    """
-    order = np.argsort(-targets, axis=1, kind="stable")
-    first = item_ids[order[:, 0]]
-    right = first == true_ids
-    in_top = (item_ids[order[:, :TOP_K]] == true_ids[:, None]).any(axis=1)
-    same_kind = scoring.same_coarse_class(first, true_ids, coarse)
-    top_target = targets.max(axis=1)
-    rows = []
-    for group, chosen in scoring.photo_groups(true_ids, coarse).items():
-        wrong = chosen & ~right
-        rows.append(
-            {
-                "group": group,
-                "photos": int(chosen.sum()),
-                "top target right": float(right[chosen].mean()),
-                f"top {TOP_K} hold it": float(in_top[chosen].mean()),
-                "wrong, same kind": (
-                    float(same_kind[wrong].mean()) if wrong.any() else 0.0
-                ),
-                "mean top target: right": _mean_or_nan(
-                    top_target[chosen & right]
-                ),
-                "mean top target: wrong": _mean_or_nan(top_target[wrong]),
-                "most frequent": scoring.most_frequent_confusions(
-                    first[wrong], true_ids[wrong], CONFUSIONS_SHOWN
-                ),
-            }
-        )
-    return rows
-
-
-def _mean_or_nan(values: np.ndarray) -> float:
-    return float(values.mean()) if values.size else float("nan")
-
-
-def read_run(workdir: str, catalogue_csv: str) -> tuple[np.ndarray, list, str]:
-    """`(targets (N, K), photo paths, teacher)` of a run, its columns
-    checked against the catalogue (its `K` products, and the one the run's
-    train_config.json names, where it names one).
-
-    Raises:
-      FileNotFoundError: the run holds no targets.
-      ValueError: they were made over another catalogue.
-    """
-    path = os.path.join(workdir, photo_targets.TARGETS_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path} does not exist: --workdir must be a distillation run "
-            "(configs/distill.flags) that has made its targets."
-        )
-    products = len(catalog.list_catalog(catalogue_csv))
-    with np.load(path) as kept:
-        targets = kept["targets"]
-        paths = [str(p) for p in kept["paths"]]
-        teacher = str(kept["teacher"]) if "teacher" in kept else ""
-    if targets.ndim == 3:
-        targets = targets.mean(axis=1)
-    if targets.shape[-1] != products:
-        raise ValueError(
-            f"{path} holds targets over {targets.shape[-1]} products but "
-            f"{catalogue_csv} lists {products}: the run was trained on "
-            "another catalogue."
-        )
-    config_path = os.path.join(workdir, "train_config.json")
-    if os.path.isfile(config_path):
-        with open(config_path) as stream:
-            trained_on = json.load(stream).get("catalog")
-        if trained_on and os.path.realpath(trained_on) != os.path.realpath(
-            catalogue_csv
-        ):
-            raise ValueError(
-                f"{config_path} names the catalogue {trained_on}, not "
-                f"{catalogue_csv}: give the --bench_dir the run trained on."
-            )
-    return targets, paths, teacher
 
 
 def _smoke_bench_dir(work_dir: str) -> str:
@@ -208,7 +104,7 @@ def main(argv):
         )
         return
     catalogue_csv = os.path.join(csv_dir, "catalog.csv")
-    targets, paths, teacher = read_run(_WORKDIR.value, catalogue_csv)
+    targets, paths, teacher = errors.read_targets(_WORKDIR.value, catalogue_csv)
     labels = {q.path: q.item_id for q in catalog.read_queries(labels_csv)}
     unlabelled = [p for p in paths if p not in labels]
     if unlabelled:
@@ -220,14 +116,14 @@ def main(argv):
     item_ids = np.array(
         [item.item_id for item in catalog.list_catalog(catalogue_csv)]
     )
-    rows = target_rows(
+    rows = errors.target_rows(
         targets,
         np.array([labels[p] for p in paths]),
         item_ids,
         scoring.read_coarse(coarse_csv),
     )
     print(f"Targets of {teacher or 'an unnamed teacher'}:")
-    harness.print_table(rows, COLUMNS)
+    harness.print_table(rows, errors.TARGET_COLUMNS)
     harness.write_results(rows, variant=_VARIANT.value, teacher=teacher)
 
 

@@ -107,37 +107,5 @@ class PairedDifferencesTest(absltest.TestCase):
                 scoring.read_coarse(path)
 
 
-class ErrorsTest(absltest.TestCase):
-
-    COARSE = {
-        "gala": ("apple", "fruit_vegetables"),
-        "granny": ("apple", "fruit_vegetables"),
-        "milk": ("milk", "packages"),
-    }
-
-    def test_same_coarse_class_compares_each_prediction_with_its_photo(self):
-        np.testing.assert_array_equal(
-            scoring.same_coarse_class(
-                np.array(["granny", "milk", "gala"]),
-                np.array(["gala", "gala", "gala"]),
-                self.COARSE,
-            ),
-            [True, False, True],
-        )
-
-    def test_most_frequent_confusions_counts_pairs_commonest_first(self):
-        self.assertEqual(
-            scoring.most_frequent_confusions(
-                np.array(["milk", "granny", "milk", "gala"]),
-                np.array(["gala", "gala", "gala", "milk"]),
-                shown=2,
-            ),
-            "gala -> milk ×2; gala -> granny ×1",
-        )
-        self.assertEqual(
-            scoring.most_frequent_confusions(np.array([]), np.array([]), 3), ""
-        )
-
-
 if __name__ == "__main__":
     absltest.main()

@@ -1,4 +1,5 @@
-"""Tests for bench.teacher_targets on hand-made targets."""
+"""Tests for bench.errors: where retrieval errors and teacher targets go,
+on hand-made rankings and targets."""
 
 import json
 import os
@@ -7,8 +8,8 @@ import tempfile
 from absl.testing import absltest
 import numpy as np
 
-from bench import teacher_targets
 from beau_tf.training import photo_targets
+from bench import errors
 
 # Two apples and a carton: "gala" and "granny" share the coarse class.
 COARSE = {
@@ -17,6 +18,62 @@ COARSE = {
     "milk": ("milk", "packages"),
 }
 ITEM_IDS = np.array(["gala", "granny", "milk"])
+
+
+class ConfusionsTest(absltest.TestCase):
+
+    def test_same_coarse_class_compares_each_prediction_with_its_photo(self):
+        np.testing.assert_array_equal(
+            errors.same_coarse_class(
+                np.array(["granny", "milk", "gala"]),
+                np.array(["gala", "gala", "gala"]),
+                COARSE,
+            ),
+            [True, False, True],
+        )
+
+    def test_most_frequent_confusions_counts_pairs_commonest_first(self):
+        self.assertEqual(
+            errors.most_frequent_confusions(
+                np.array(["milk", "granny", "milk", "gala"]),
+                np.array(["gala", "gala", "gala", "milk"]),
+                shown=2,
+            ),
+            "gala -> milk ×2; gala -> granny ×1",
+        )
+        self.assertEqual(
+            errors.most_frequent_confusions(np.array([]), np.array([]), 3), ""
+        )
+
+
+class ErrorRowsTest(absltest.TestCase):
+
+    def test_counts_errors_of_the_same_kind_and_those_the_reference_made(self):
+        true_ids = np.array(["gala", "gala", "granny", "milk"])
+        ranked = {
+            # Wrong on photo 0 (milk) and photo 2 (gala).
+            "teacher": np.array([["milk"], ["gala"], ["gala"], ["milk"]]),
+            # Wrong on photos 0 and 2 as the teacher, and on 1 and 3 alone.
+            "student": np.array([["milk"], ["granny"], ["gala"], ["gala"]]),
+        }
+        members = {
+            "all": np.ones(4, bool),
+            "packages": np.array([False, False, False, True]),
+        }
+        rows = errors.error_rows(ranked, true_ids, "val", members, COARSE)
+        by_name = {(r["export"], r["group"]): r for r in rows}
+        teacher = by_name["teacher", "all"]
+        self.assertEqual(teacher["top-1 errors"], 2)
+        self.assertAlmostEqual(teacher["share within the coarse class"], 0.5)
+        self.assertNotIn("share the reference's error", teacher)
+        student = by_name["student", "all"]
+        self.assertEqual(student["top-1 errors"], 4)
+        self.assertAlmostEqual(student["share within the coarse class"], 0.5)
+        self.assertAlmostEqual(student["share the reference's error"], 0.5)
+        packages = by_name["student", "packages"]
+        self.assertEqual(packages["top-1 errors"], 1)
+        self.assertEqual(packages["share the reference's error"], 0.0)
+        self.assertEqual(packages["most frequent"], "milk -> gala ×1")
 
 
 class TargetRowsTest(absltest.TestCase):
@@ -35,9 +92,7 @@ class TargetRowsTest(absltest.TestCase):
         true_ids = np.array(["gala", "granny", "gala", "milk"])
         rows = {
             row["group"]: row
-            for row in teacher_targets.target_rows(
-                targets, true_ids, ITEM_IDS, COARSE
-            )
+            for row in errors.target_rows(targets, true_ids, ITEM_IDS, COARSE)
         }
         self.assertEqual(list(rows), ["all", "fruit_vegetables", "packages"])
         every = rows["all"]
@@ -59,7 +114,7 @@ class TargetRowsTest(absltest.TestCase):
         self.assertEqual(packages["most frequent"], "")
 
 
-class ReadRunTest(absltest.TestCase):
+class ReadTargetsTest(absltest.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -88,7 +143,7 @@ class ReadRunTest(absltest.TestCase):
         self.write_targets(
             np.array([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)
         )
-        targets, paths, teacher = teacher_targets.read_run(
+        targets, paths, teacher = errors.read_targets(
             self.run_dir, self.catalogue
         )
         np.testing.assert_allclose(targets, [[0.5, 0.0, 0.5]])
@@ -98,18 +153,18 @@ class ReadRunTest(absltest.TestCase):
     def test_targets_over_another_catalogue_size_are_refused(self):
         self.write_targets(np.full((2, 4), 0.25, np.float32))
         with self.assertRaisesRegex(ValueError, "4 products.*lists 3"):
-            teacher_targets.read_run(self.run_dir, self.catalogue)
+            errors.read_targets(self.run_dir, self.catalogue)
 
     def test_a_run_trained_on_another_catalogue_is_refused(self):
         self.write_targets(np.full((2, 3), 1 / 3, np.float32))
         with open(os.path.join(self.run_dir, "train_config.json"), "w") as f:
             json.dump({"catalog": "/elsewhere/catalog.csv"}, f)
         with self.assertRaisesRegex(ValueError, "/elsewhere/catalog.csv"):
-            teacher_targets.read_run(self.run_dir, self.catalogue)
+            errors.read_targets(self.run_dir, self.catalogue)
 
     def test_a_folder_without_targets_says_what_it_must_be(self):
         with self.assertRaisesRegex(FileNotFoundError, "distillation run"):
-            teacher_targets.read_run(self.run_dir, self.catalogue)
+            errors.read_targets(self.run_dir, self.catalogue)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ def _smoke_bench_dir(work_dir: str) -> str:
     return bench_dir
 
 
+# In this order: the bench folder's maker also makes the run beside it.
 SMOKE = {
     "bench_dir": _smoke_bench_dir,
     "workdir": lambda work_dir: os.path.join(work_dir, "run"),

@@ -8,6 +8,7 @@ group. No flags, so tests import it beside any command.
 import collections
 import json
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -142,9 +143,7 @@ def target_rows(
                 "photos": int(chosen.sum()),
                 "top target right": float(right[chosen].mean()),
                 f"top {TOP_K} hold it": float(in_top[chosen].mean()),
-                "wrong, same kind": (
-                    float(same_kind[wrong].mean()) if wrong.any() else 0.0
-                ),
+                "wrong, same kind": _share(wrong & same_kind, int(wrong.sum())),
                 "mean top target: right": _mean_or_nan(
                     top_target[chosen & right]
                 ),
@@ -161,12 +160,26 @@ def _mean_or_nan(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def read_targets(
-    workdir: str, catalogue_csv: str
-) -> tuple[np.ndarray, list, str]:
-    """`(targets (N, K), photo paths, teacher)` of a run, its columns
-    checked against the catalogue (its `K` products, and the one the run's
-    train_config.json names, where it names one).
+class RunTargets(NamedTuple):
+    """A distillation run's teacher targets, read by `read_targets`.
+
+    Attributes:
+      targets: `(N, K)` rows summing to 1 (per-view targets: their mean).
+      paths: the N photos, in row order.
+      item_ids: `(K,)` the catalogue's product of each column.
+      teacher: the teacher export that made them ("" when not recorded).
+    """
+
+    targets: np.ndarray
+    paths: list[str]
+    item_ids: np.ndarray
+    teacher: str
+
+
+def read_targets(workdir: str, catalogue_csv: str) -> RunTargets:
+    """A run's targets, their columns checked against the catalogue (its
+    `K` products, and the one the run's train_config.json names, where it
+    names one).
 
     Raises:
       FileNotFoundError: the run holds no targets.
@@ -178,17 +191,19 @@ def read_targets(
             f"{path} does not exist: --workdir must be a distillation run "
             "(configs/distill.flags) that has made its targets."
         )
-    products = len(catalog.list_catalog(catalogue_csv))
+    item_ids = np.array(
+        [item.item_id for item in catalog.list_catalog(catalogue_csv)]
+    )
     with np.load(path) as kept:
         targets = kept["targets"]
         paths = [str(p) for p in kept["paths"]]
         teacher = str(kept["teacher"]) if "teacher" in kept else ""
     if targets.ndim == 3:
         targets = targets.mean(axis=1)
-    if targets.shape[-1] != products:
+    if targets.shape[-1] != len(item_ids):
         raise ValueError(
             f"{path} holds targets over {targets.shape[-1]} products but "
-            f"{catalogue_csv} lists {products}: the run was trained on "
+            f"{catalogue_csv} lists {len(item_ids)}: the run was trained on "
             "another catalogue."
         )
     config_path = os.path.join(workdir, "train_config.json")
@@ -202,4 +217,4 @@ def read_targets(
                 f"{config_path} names the catalogue {trained_on}, not "
                 f"{catalogue_csv}: give the --bench_dir the run trained on."
             )
-    return targets, paths, teacher
+    return RunTargets(targets, paths, item_ids, teacher)

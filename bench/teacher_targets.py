@@ -105,27 +105,24 @@ def main(argv):
         )
         return
     catalogue_csv = os.path.join(csv_dir, "catalog.csv")
-    targets, paths, teacher = errors.read_targets(_WORKDIR.value, catalogue_csv)
+    run = errors.read_targets(_WORKDIR.value, catalogue_csv)
     labels = {q.path: q.item_id for q in catalog.read_queries(labels_csv)}
-    unlabelled = [p for p in paths if p not in labels]
+    unlabelled = [p for p in run.paths if p not in labels]
     if unlabelled:
         raise ValueError(
-            f"{len(unlabelled)} of the run's {len(paths)} photos are not in "
+            f"{len(unlabelled)} of the run's {len(run.paths)} photos are not in "
             f"{labels_csv} (first: {unlabelled[0]}): the run read other "
             "photos than this --bench_dir's."
         )
-    item_ids = np.array(
-        [item.item_id for item in catalog.list_catalog(catalogue_csv)]
-    )
     rows = errors.target_rows(
-        targets,
-        np.array([labels[p] for p in paths]),
-        item_ids,
+        run.targets,
+        np.array([labels[p] for p in run.paths]),
+        run.item_ids,
         scoring.read_coarse(coarse_csv),
     )
-    print(f"Targets of {teacher or 'an unnamed teacher'}:")
+    print(f"Targets of {run.teacher or 'an unnamed teacher'}:")
     harness.print_table(rows, errors.TARGET_COLUMNS)
-    harness.write_results(rows, variant=_VARIANT.value, teacher=teacher)
+    harness.write_results(rows, variant=_VARIANT.value, teacher=run.teacher)
 
 
 if __name__ == "__main__":

@@ -143,12 +143,11 @@ class ReadTargetsTest(absltest.TestCase):
         self.write_targets(
             np.array([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)
         )
-        targets, paths, teacher = errors.read_targets(
-            self.run_dir, self.catalogue
-        )
-        np.testing.assert_allclose(targets, [[0.5, 0.0, 0.5]])
-        self.assertEqual(paths, ["p0.jpg"])
-        self.assertEqual(teacher, "teachers/1")
+        run = errors.read_targets(self.run_dir, self.catalogue)
+        np.testing.assert_allclose(run.targets, [[0.5, 0.0, 0.5]])
+        self.assertEqual(run.paths, ["p0.jpg"])
+        np.testing.assert_array_equal(run.item_ids, ITEM_IDS)
+        self.assertEqual(run.teacher, "teachers/1")
 
     def test_targets_over_another_catalogue_size_are_refused(self):
         self.write_targets(np.full((2, 4), 0.25, np.float32))
